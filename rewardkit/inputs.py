@@ -1,0 +1,87 @@
+"""Validation of what callers hand to ``score``: bad input becomes a status, never an exception.
+
+Model outputs are untrusted: they can be None, bytes, a number, a megabyte of text, a string with
+lone surrogates (broken unicode), or a message list with missing roles. Each case is named in the
+returned reason so the user can tell a malformed sample from a wrong answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
+MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
+
+
+class InvalidInput(ValueError):
+    """Raised by the normalisers below; turned into a Score with status ``invalid_input``."""
+
+
+def _check_text(text: str, what: str, max_chars: int) -> str:
+    if len(text) > max_chars:
+        raise InvalidInput(f"{what} has {len(text):,} characters, over the limit of {max_chars:,}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} is not valid unicode ({exc.reason} at position {exc.start})") from None
+    return text
+
+
+def normalize_completion(completion: Any, max_chars: int) -> str | tuple[dict[str, Any], ...]:
+    """Return the completion as a str or a tuple of plain message dicts, or raise InvalidInput."""
+    if isinstance(completion, str):
+        return _check_text(completion, "completion", max_chars)
+    if isinstance(completion, bytes | bytearray):
+        raise InvalidInput("completion is bytes; decode it to str first")
+    if completion is None:
+        raise InvalidInput("completion is None")
+    if isinstance(completion, Mapping):
+        raise InvalidInput("completion is a single dict; pass a list of messages or a string")
+    if not isinstance(completion, Sequence):
+        raise InvalidInput(f"completion must be a str or a list of messages, got {type(completion).__name__}")
+    if len(completion) == 0:
+        raise InvalidInput("completion is an empty message list")
+    messages = []
+    total = 0
+    for i, message in enumerate(completion):
+        if not isinstance(message, Mapping):
+            raise InvalidInput(f"message {i} is a {type(message).__name__}, not a dict with role and content")
+        role = message.get("role")
+        if not isinstance(role, str) or role not in ROLES:
+            raise InvalidInput(f"message {i} has role {role!r}; expected one of {sorted(ROLES)}")
+        content = message.get("content")
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            raise InvalidInput(f"message {i} content is a {type(content).__name__}, not a str")
+        total += len(content)
+        _check_text(content, f"message {i} content", max_chars)
+        clean = {k: message[k] for k in MESSAGE_KEYS if k in message}
+        clean["content"] = content
+        messages.append(clean)
+    if total > max_chars:
+        raise InvalidInput(f"messages hold {total:,} characters, over the limit of {max_chars:,}")
+    return tuple(messages)
+
+
+def normalize_sample(sample: Any, max_chars: int) -> dict[str, Any]:
+    """Check one ``score_batch`` sample: a mapping with ``completion`` and optional answer/prompt/info."""
+    if not isinstance(sample, Mapping):
+        raise InvalidInput(f"a sample must be a dict with a 'completion' key, got {type(sample).__name__}")
+    if "completion" not in sample:
+        raise InvalidInput(f"sample has no 'completion' key (keys: {sorted(map(str, sample))})")
+    info = sample.get("info")
+    if info is None:
+        info = {}
+    if not isinstance(info, Mapping):
+        raise InvalidInput(f"info must be a dict, got {type(info).__name__}")
+    prompt = sample.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        prompt = normalize_completion(prompt, max_chars)
+    return {
+        "completion": normalize_completion(sample["completion"], max_chars),
+        "answer": sample.get("answer"),
+        "prompt": prompt,
+        "info": dict(info),
+    }

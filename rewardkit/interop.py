@@ -1,0 +1,60 @@
+"""Adapters for the trainers users already run: TRL's GRPOTrainer and verl's reward managers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rewardkit.envs.base import Environment
+
+
+def as_trl_reward_func(
+    env: Environment, *, answer_column: str = "answer", info_column: str = "info"
+) -> Callable[..., list[float]]:
+    """A function TRL's ``GRPOTrainer(reward_funcs=[...])`` accepts.
+
+    TRL calls it as ``f(prompts=..., completions=..., completion_ids=..., **dataset_columns)``;
+    completions are strings or lists of chat messages. The dataset column ``answer_column`` becomes
+    the gold answer and ``info_column`` (a dict per row) the info. Samples that time out or fail
+    score 0.0, and the statuses are counted on ``f.last_statuses`` so they are not silent.
+    """
+
+    def reward_func(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float]:
+        answers = kwargs.get(answer_column) or [None] * len(completions)
+        infos = kwargs.get(info_column) or [None] * len(completions)
+        samples = [
+            {"completion": c, "answer": a, "prompt": p, "info": i}
+            for c, a, p, i in zip(completions, answers, prompts, infos, strict=False)
+        ]
+        scores = env.score_batch(samples)
+        statuses: dict[str, int] = {}
+        for s in scores:
+            statuses[s.status] = statuses.get(s.status, 0) + 1
+        reward_func.last_statuses = statuses  # type: ignore[attr-defined]
+        return [s.reward for s in scores]
+
+    reward_func.__name__ = f"rewardkit_{env.name or 'env'}"
+    reward_func.last_statuses = {}  # type: ignore[attr-defined]
+    return reward_func
+
+
+def as_verl_compute_score(env: Environment) -> Callable[..., dict[str, Any]]:
+    """A function with verl's ``compute_score(data_source, solution_str, ground_truth, extra_info=None)`` signature.
+
+    Returns a dict with ``score`` (what verl trains on), each metric, and ``timeout``/``error`` flags
+    so verl's reward_extra_info logs failed verifications instead of averaging in silent zeros.
+    """
+
+    def compute_score(
+        data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None
+    ) -> dict[str, Any]:
+        score = env.score(solution_str, answer=ground_truth, info=extra_info or {})
+        return {
+            "score": score.reward,
+            **score.metrics,
+            "timeout": float(score.status == "timeout"),
+            "error": float(score.status in ("error", "invalid_input")),
+        }
+
+    compute_score.__name__ = f"rewardkit_{env.name or 'env'}_compute_score"
+    return compute_score

@@ -1,0 +1,238 @@
+"""Where environment names come from: built-ins, ``register_env``, ``@reward_env`` and entry points.
+
+A third-party environment is an ordinary pip package that declares an entry point in the group
+``rewardkit.envs``, named after the environment::
+
+    [project.entry-points."rewardkit.envs"]
+    my_env = "my_package.rewards:my_env"
+
+The object it names is an ``Environment`` subclass, a factory returning an ``Environment``, or a
+function decorated with ``@rewardkit.reward_env``. Entry points are read when a name is first looked
+up, not at import time, and they are keyed by the environment's name, never by module name, so two
+packages with a ``rewards.py`` cannot collide.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rewardkit.envs.base import Environment
+from rewardkit.types import Completion, Score
+
+ENTRY_POINT_GROUP = "rewardkit.envs"
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
+
+# name -> "module:attribute". Loaded lazily so `import rewardkit` stays light.
+BUILTIN_ENVS: dict[str, str] = {
+    "math": "rewardkit.envs.math:MathEnv",
+    "code": "rewardkit.envs.code:CodeEnv",
+    "format": "rewardkit.envs.format:FormatEnv",
+    "efficiency": "rewardkit.envs.efficiency:EfficiencyEnv",
+    "weighted": "rewardkit.envs.composite:WeightedEnv",
+    "tool_use": "rewardkit.envs.tool_use:ToolUseEnv",
+}
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    name: str
+    target: Any
+    """An Environment subclass, a factory callable, a ``RewardFunction``, or a "module:attr" string."""
+    source: str
+    """Where the name came from: ``rewardkit`` (built-in), a distribution name, or a module."""
+
+
+_registry: dict[str, EnvSpec] = {}
+_entry_points_loaded = False
+
+
+def register_env(name: str, target: Any, *, source: str | None = None) -> None:
+    """Register an environment under ``name``. A second, different registration of a name is an error."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ValueError(f"invalid environment name {name!r}: use letters, digits, '_', '-', '.'")
+    if source is None:
+        source = getattr(target, "__module__", None) or "unknown"
+    existing = _registry.get(name) or _builtin_spec(name)
+    if existing is not None and not _same_target(existing.target, target):
+        raise ValueError(
+            f"environment name {name!r} is already registered by {existing.source}; choose another name"
+        )
+    _registry[name] = EnvSpec(name, target, source)
+
+
+def list_envs() -> list[str]:
+    """Names of every environment that ``load_env`` can build (built-ins, registered, entry points)."""
+    return sorted(env_specs())
+
+
+def env_specs() -> dict[str, EnvSpec]:
+    _load_entry_points()
+    specs = {name: spec for name in BUILTIN_ENVS if (spec := _builtin_spec(name)) is not None}
+    specs.update(_registry)
+    return specs
+
+
+def load_env(name: str, **config: Any) -> Environment:
+    """Build the environment registered as ``name`` with its keyword ``config``.
+
+    Raises ``KeyError`` for an unknown name (the message lists the known names and how to register
+    one) and ``ValueError``/``TypeError`` for bad configuration.
+    """
+    spec = env_specs().get(name)
+    if spec is None:
+        known = ", ".join(list_envs()) or "(none)"
+        raise KeyError(
+            f"unknown environment {name!r}. Known environments: {known}. Register one with "
+            f"rewardkit.register_env, the @rewardkit.reward_env decorator, or an entry point in the "
+            f"'{ENTRY_POINT_GROUP}' group of your package's pyproject.toml."
+        )
+    factory = _resolve(spec.target)
+    if isinstance(factory, RewardFunction):
+        return factory.env(**config)
+    env = factory(**config)
+    if not isinstance(env, Environment):
+        raise TypeError(
+            f"environment {name!r} from {spec.source} built a {type(env).__name__}, not an Environment"
+        )
+    return env
+
+
+# ---- @reward_env ----------------------------------------------------------------------------------
+class FunctionEnv(Environment):
+    """An environment made from a plain reward function ``fn(completion, *, answer, prompt, info)``."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Score | float],
+        name: str,
+        gold: list[dict[str, Any]] | None = None,
+        **config: Any,
+    ):
+        super().__init__(**config)
+        self.fn = fn
+        self.name = name  # type: ignore[misc]  # per-instance name for function-made environments
+        self._gold = list(gold or [])
+
+    def verify(
+        self, completion: Completion, *, answer: Any, prompt: Any, info: Mapping[str, Any]
+    ) -> Score | float:
+        return self.fn(completion, answer=answer, prompt=prompt, info=info)
+
+    def gold_examples(self) -> list[dict[str, Any]]:
+        return list(self._gold)
+
+
+class RewardFunction:
+    """What ``@reward_env`` returns: still callable as the original function, plus ``.env(**config)``."""
+
+    def __init__(
+        self, fn: Callable[..., Score | float], name: str, gold: list[dict[str, Any]] | None
+    ) -> None:
+        _check_signature(fn)
+        self.fn = fn
+        self.name = name
+        self.gold = gold
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__doc__ = fn.__doc__
+        self.__module__ = fn.__module__
+
+    def __call__(
+        self, completion: Any, *, answer: Any = None, prompt: Any = None, info: Any = None
+    ) -> Score | float:
+        return self.fn(completion, answer=answer, prompt=prompt, info=info)
+
+    def env(self, **config: Any) -> FunctionEnv:
+        return FunctionEnv(self.fn, self.name, self.gold, **config)
+
+
+def reward_env(
+    name: str, *, gold: list[dict[str, Any]] | None = None, register: bool = True
+) -> Callable[[Callable], RewardFunction]:
+    """Turn ``fn(completion, *, answer=None, prompt=None, info=None) -> float | Score`` into an environment.
+
+    Example::
+
+        @rewardkit.reward_env(name="shouty")
+        def shouty(completion, *, answer=None, prompt=None, info=None):
+            return 1.0 if str(completion).isupper() else 0.0
+
+        env = rewardkit.load_env("shouty")
+    """
+
+    def decorate(fn: Callable) -> RewardFunction:
+        wrapped = RewardFunction(fn, name, gold)
+        if register:
+            register_env(name, wrapped, source=fn.__module__)
+        return wrapped
+
+    return decorate
+
+
+def _check_signature(fn: Callable) -> None:
+    params = inspect.signature(fn).parameters
+    positional = [p for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    has_kwargs = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    missing = [k for k in ("answer", "prompt", "info") if k not in params and not has_kwargs]
+    if not positional or missing:
+        raise TypeError(
+            f"a reward function must look like fn(completion, *, answer=None, prompt=None, info=None); "
+            f"{getattr(fn, '__name__', fn)!r} is missing {['completion'] if not positional else missing}"
+        )
+
+
+# ---- resolution -----------------------------------------------------------------------------------
+def _builtin_spec(name: str) -> EnvSpec | None:
+    target = BUILTIN_ENVS.get(name)
+    if target is None or importlib.util.find_spec(target.split(":")[0]) is None:
+        return None  # a built-in whose module is not written yet is not listed
+    return EnvSpec(name, target, "rewardkit")
+
+
+def _resolve(target: Any) -> Any:
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    if isinstance(target, importlib.metadata.EntryPoint):
+        return target.load()
+    return target
+
+
+def _same_target(a: Any, b: Any) -> bool:
+    """Re-registering the same object (e.g. a module imported twice) is not a conflict."""
+
+    def ident(t: Any) -> str:
+        if isinstance(t, str):
+            return t
+        if isinstance(t, importlib.metadata.EntryPoint):
+            return t.value
+        t = t.fn if isinstance(t, RewardFunction) else t
+        return f"{getattr(t, '__module__', '')}:{getattr(t, '__qualname__', repr(t))}"
+
+    return a is b or ident(a) == ident(b)
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else ep.module
+        if ep.name in _registry and _registry[ep.name].source == dist:
+            continue
+        register_env(ep.name, ep, source=dist)
+
+
+def refresh_entry_points() -> None:
+    """Read entry points again (after a plugin package was installed in this process's lifetime)."""
+    global _entry_points_loaded
+    importlib.invalidate_caches()
+    _entry_points_loaded = False
+    _load_entry_points()

@@ -1,0 +1,72 @@
+"""The rollout interface: what every generation back end (Hugging Face ``generate``, vLLM) provides.
+
+Token ids are the currency: prompts go in as ids and samples come out as ids with the sampler's
+per-token log-probabilities, so nothing is decoded and re-tokenised on the way to the trainer. This
+module imports no torch, so environments can use the types without pulling in a deep-learning stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. Defaults suit RL rollouts (pure sampling, no truncation of the distribution)."""
+
+    n: int = 1
+    """Samples per prompt (the group size G for GRPO)."""
+    temperature: float = 1.0
+    """0 means greedy."""
+    top_p: float = 1.0
+    top_k: int = 0
+    """0 disables top-k."""
+    max_tokens: int = 256
+    """Maximum new tokens per call (per turn in multi-turn episodes)."""
+    stop: tuple[str, ...] = ()
+    """Stop strings; the matched string is kept in the output, so the trainer sees what was sampled."""
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One sample: the new token ids, the sampler's log-probability of each, and why it ended."""
+
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    finish_reason: FinishReason
+    text: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A rollout back end.
+
+    ``generate`` takes token-id prompts and returns, for each prompt, ``params.n`` generations in a
+    list (order preserved). ``update_weights`` loads new policy weights in place (called after each
+    optimizer step); a back end that shares the trainer's module may make it a no-op.
+    """
+
+    tokenizer: Any
+
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[list[Generation]]: ...
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None: ...

@@ -1,0 +1,138 @@
+"""Core value types shared by every part of rewardkit.
+
+All of them are frozen dataclasses: a Score, a Task or a Trajectory is a value that is passed between
+processes and written to disk, never mutated in place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+Message: TypeAlias = dict[str, Any]
+"""A chat message: ``{"role": "system" | "user" | "assistant" | "tool", "content": str, ...}``."""
+
+Completion: TypeAlias = "str | tuple[Message, ...]"
+"""What an environment scores: plain text, or the messages the policy and environment exchanged."""
+
+Status = Literal["ok", "timeout", "error", "invalid_input"]
+STATUSES: tuple[str, ...] = ("ok", "timeout", "error", "invalid_input")
+
+
+@dataclass(frozen=True)
+class Score:
+    """The one result type of every environment and verifier.
+
+    ``reward`` is what the trainer optimises. ``metrics`` are named numbers that are logged but never
+    summed into the reward. ``info`` carries diagnostics; ``info["status"]`` is always one of
+    ``ok``, ``timeout``, ``error``, ``invalid_input`` and anything but ``ok`` comes with reward 0.0 and
+    ``info["reason"]``.
+    """
+
+    reward: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=lambda: {"status": "ok"})
+
+    def __post_init__(self) -> None:
+        if self.info.get("status") not in STATUSES:
+            raise ValueError(
+                f"Score.info['status'] must be one of {STATUSES}, got {self.info.get('status')!r}"
+            )
+
+    @property
+    def status(self) -> str:
+        return self.info["status"]
+
+    @classmethod
+    def ok(cls, reward: float, metrics: Mapping[str, float] | None = None, **info: Any) -> Score:
+        return cls(float(reward), dict(metrics or {}), {"status": "ok", **info})
+
+    @classmethod
+    def failure(cls, status: Status, reason: str, **info: Any) -> Score:
+        """A zero-reward score that says why: never a silent 0."""
+        if status == "ok":
+            raise ValueError("failure() needs a non-ok status")
+        return cls(0.0, {}, {"status": status, "reason": reason, **info})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reward": self.reward, "metrics": dict(self.metrics), "info": dict(self.info)}
+
+
+def as_score(value: Any) -> Score:
+    """Turn what a verifier returned (a Score, or a real number) into a Score, or raise TypeError."""
+    if isinstance(value, Score):
+        score = value
+    elif isinstance(value, bool | int | float) or type(value).__name__ in ("float64", "float32", "int64"):
+        score = Score.ok(float(value))
+    else:
+        raise TypeError(f"a reward function must return a float or a Score, got {type(value).__name__}")
+    if not math.isfinite(score.reward):
+        raise ValueError(f"reward is not finite: {score.reward!r}")
+    return score
+
+
+@dataclass(frozen=True)
+class Task:
+    """One problem: the prompt shown to the policy, and what the environment needs to check the answer.
+
+    ``prompt`` is plain text (used as is) or chat messages (rendered with the tokenizer's chat template).
+    """
+
+    prompt: str | tuple[Message, ...]
+    answer: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        prompt = self.prompt if isinstance(self.prompt, str) else [dict(m) for m in self.prompt]
+        return {"id": self.id, "prompt": prompt, "answer": self.answer, "info": dict(self.info)}
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One episode, single- or multi-turn, as token ids (the source of truth for training).
+
+    ``completion_ids`` holds everything after the prompt: the policy's turns and, in multi-turn
+    episodes, the environment's replies between them. ``completion_mask[i]`` is 1 where the policy
+    sampled token i (those get loss) and 0 where the environment wrote it. ``logprobs[i]`` is the
+    sampler's log-probability of a policy token (0.0 on environment tokens).
+    """
+
+    task: Task
+    prompt_ids: tuple[int, ...]
+    completion_ids: tuple[int, ...]
+    completion_mask: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    completion: str | tuple[Message, ...]
+    turns: int = 1
+    stop_reason: str = "stop"
+    """``stop`` (policy ended its turn), ``length`` (max tokens of a turn), ``max_turns``, ``max_total_tokens``,
+    ``done`` (the environment ended the episode)."""
+    truncated: bool = False
+    """The last policy turn ran into the token limit."""
+    turn_rewards: tuple[float, ...] = ()
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.completion_ids)
+        if len(self.completion_mask) != n or len(self.logprobs) != n:
+            raise ValueError(
+                f"completion_ids ({n}), completion_mask ({len(self.completion_mask)}) and logprobs "
+                f"({len(self.logprobs)}) must have the same length"
+            )
+
+    @property
+    def num_policy_tokens(self) -> int:
+        return sum(self.completion_mask)
+
+
+def completion_text(completion: str | Sequence[Message]) -> str:
+    """The text a single-answer verifier checks: the string itself, or the last assistant message."""
+    if isinstance(completion, str):
+        return completion
+    for message in reversed(completion):
+        if message.get("role") == "assistant":
+            return message.get("content") or ""
+    return ""
