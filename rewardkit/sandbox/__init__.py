@@ -1,0 +1,33 @@
+"""Running untrusted code: the Sandbox protocol, ExecResult, and the local and docker back ends.
+
+``get_sandbox("local" | "docker", **options)`` is the entry point; docs/sandbox.md has the threat model.
+"""
+
+from __future__ import annotations
+
+from rewardkit.sandbox.base import ExecResult, Sandbox, SandboxError
+
+SANDBOX_KINDS = ("local", "docker")
+
+
+def get_sandbox(kind: str, **options: object) -> Sandbox:
+    """Build a sandbox back end by name. Options are the fields of LocalConfig or DockerConfig."""
+    if kind == "local":
+        from rewardkit.sandbox.local import LocalSandbox
+
+        return LocalSandbox(**options)
+    if kind == "docker":
+        from rewardkit.sandbox.docker import DockerSandbox
+
+        return DockerSandbox(**options)
+    raise ValueError(f"unknown sandbox kind {kind!r}; known kinds: {', '.join(SANDBOX_KINDS)}")
+
+
+def build_image(**options: object) -> str:
+    """Build the default docker image (see rewardkit.sandbox.image.build_image); returns its name."""
+    from rewardkit.sandbox.image import build_image as _build
+
+    return _build(**options)
+
+
+__all__ = ["ExecResult", "SANDBOX_KINDS", "Sandbox", "SandboxError", "build_image", "get_sandbox"]

@@ -1,0 +1,294 @@
+"""The local back end: each run is a fresh child process with namespaces, rlimits and a scratch tmpfs.
+
+Layers, outermost first (each one is used when the machine allows it; ``protections()`` says which):
+  * an unprivileged uid per concurrent slot (when the host runs as root), so the process-count
+    rlimit binds (it never binds for root) and a slot's leftovers can be found and killed by uid;
+  * ``prlimit``: CPU seconds, address space, file size, open files, process count, no core dumps;
+  * bubblewrap: new user/pid/net/ipc/uts namespaces, only /usr (read-only) of the host filesystem,
+    a size-capped tmpfs as the work dir, a fresh /proc; the pid namespace dies with the program.
+Without bubblewrap it falls back to ``unshare --net`` (no network only), then to rlimits alone.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from rewardkit.sandbox import runner
+from rewardkit.sandbox.base import DEFAULT_MAX_OUTPUT_BYTES, PYTHON_COMMAND, ExecResult, check_limits
+
+ISOLATION_MODES = ("auto", "bwrap", "unshare", "none")
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """Options of ``get_sandbox("local", ...)``.
+
+    Attributes:
+        isolation: ``auto`` picks the strongest layer that works here (bwrap > unshare > none);
+            naming one makes construction fail if it does not work, instead of silently weakening.
+        command: argv that runs the program; ``{file}`` becomes the source path. Other languages
+            go here (e.g. ``("node", "{file}")`` with ``filename="main.js"``).
+        filename: name of the source file in the work dir.
+        max_parallel: runs at once; each holds one slot uid, so this also bounds the uids used.
+        base_uid: first uid of the slots (root hosts only); uids base_uid..base_uid+max_parallel-1
+            must not belong to anyone else, because leftovers are killed by uid.
+        nproc: processes (threads included) a run may own at once; stops fork bombs.
+        work_mb: size of the tmpfs work dir (bwrap only): stops disk filling.
+        fsize_mb: largest file a run may write.
+        max_output_bytes: per-stream output cap; passing it stops the run.
+    """
+
+    isolation: str = "auto"
+    command: tuple[str, ...] = PYTHON_COMMAND
+    filename: str = "main.py"
+    max_parallel: int = 16
+    base_uid: int = 61000
+    nproc: int = 64
+    work_mb: int = 64
+    fsize_mb: int = 16
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+
+    def __post_init__(self) -> None:
+        if self.isolation not in ISOLATION_MODES:
+            raise ValueError(f"isolation must be one of {ISOLATION_MODES}, got {self.isolation!r}")
+        if not self.command or not any("{file}" in arg for arg in self.command):
+            raise ValueError(f"command must contain a '{{file}}' argument, got {self.command!r}")
+        for name in ("max_parallel", "nproc", "work_mb", "fsize_mb", "max_output_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+
+
+class LocalSandbox:
+    """Runs programs as isolated local child processes. Thread-safe."""
+
+    kind = "local"
+
+    def __init__(self, **options: object) -> None:
+        self.config = LocalConfig(**options)  # type: ignore[arg-type]
+        self._root = os.geteuid() == 0
+        self._slots: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        for i in range(self.config.max_parallel):
+            self._slots.put(self.config.base_uid + i if self._root else None)
+        self._argv0 = _resolve(self.config.command[0])
+        self._prlimit = shutil.which("prlimit")
+        self._isolation = self._pick_isolation()
+
+    def protections(self) -> dict[str, bool]:
+        bwrap = self._isolation == "bwrap"
+        return {
+            "rlimits": True,
+            "own_session": True,
+            "scrubbed_env": True,
+            "unprivileged_uid": self._root,
+            "pids": self._root,  # for a non-root host the count is shared with the user's processes
+            "network": self._isolation in ("bwrap", "unshare"),
+            "filesystem": bwrap,
+            "pid_namespace": bwrap,
+            "disk_quota": bwrap,
+        }
+
+    def close(self) -> None:
+        """Nothing persistent is held between runs."""
+
+    def run(self, code: str, *, stdin: str = "", timeout_s: float = 10.0, memory_mb: int = 512) -> ExecResult:
+        check_limits(timeout_s, memory_mb)
+        uid = self._slots.get()
+        try:
+            return self._run_as(uid, code, stdin, timeout_s, memory_mb)
+        finally:
+            if uid is not None and self._isolation != "bwrap":
+                _kill_uid(uid)  # the bwrap pid namespace already took everything down
+            self._slots.put(uid)
+
+    def _run_as(self, uid: int | None, code: str, stdin: str, timeout_s: float, memory_mb: int) -> ExecResult:
+        cfg = self.config
+        with tempfile.TemporaryFile() as source, _host_workdir(self._isolation, uid) as hostdir:
+            source.write(code.encode())
+            source.flush()
+            source.seek(0)
+            if self._isolation == "bwrap":
+                workdir, fds = "/work", (source.fileno(),)
+                wrap = self._bwrap_argv(source.fileno())
+            else:
+                workdir, fds = hostdir, ()
+                _place_source(hostdir, cfg.filename, code, uid)
+                wrap = ["unshare", "--net"] if self._isolation == "unshare" else []
+            path = os.path.join(workdir, cfg.filename)
+            program = [self._argv0] + [arg.replace("{file}", path) for arg in cfg.command[1:]]
+            argv = self._limits_argv(uid, timeout_s, memory_mb) + wrap + program
+            started = time.monotonic()
+            proc = subprocess.Popen(
+                argv,
+                cwd=hostdir or "/",
+                env=dict(runner.SANDBOX_ENV, HOME=workdir, TMPDIR=workdir),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=fds,
+                **_user_kwargs(uid),
+            )
+            try:
+                out, err, timed_out, truncated = runner.communicate(
+                    proc, stdin.encode(), timeout_s, cfg.max_output_bytes
+                )
+            finally:
+                runner.kill_group(proc)
+            wall = time.monotonic() - started
+        exit_code, timed_out = runner.outcome(proc, timed_out, truncated)
+        return ExecResult(
+            exit_code=exit_code,
+            stdout=out.decode("utf-8", "replace"),
+            stderr=err.decode("utf-8", "replace"),
+            timed_out=timed_out,
+            wall_s=wall,
+            truncated=truncated,
+        )
+
+    def _limits_argv(self, uid: int | None, timeout_s: float, memory_mb: int) -> list[str]:
+        cfg = self.config
+        cpu = int(timeout_s) + 1
+        nproc = cfg.nproc if uid is not None else _count_own_processes() + cfg.nproc
+        limits = [
+            f"--cpu={cpu}:{cpu + 1}",
+            f"--as={memory_mb << 20}",
+            f"--fsize={cfg.fsize_mb << 20}",
+            "--nofile=64",
+            f"--nproc={nproc}",
+            "--core=0",
+        ]
+        if self._prlimit is None:
+            raise RuntimeError("prlimit (util-linux) is required by the local sandbox; install util-linux")
+        return [self._prlimit, *limits, "--"]
+
+    def _bwrap_argv(self, source_fd: int) -> list[str]:
+        cfg = self.config
+        argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        argv += ["--ro-bind", "/usr", "/usr"]
+        for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+            if os.path.islink(top):
+                argv += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                argv += ["--ro-bind", top, top]
+        prefix = _interpreter_root(self._argv0)
+        if prefix is not None:
+            argv += ["--ro-bind", prefix, prefix]
+        work = ["--size", str(cfg.work_mb << 20), "--tmpfs"]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev", *work, "/dev/shm", *work, "/work"]
+        argv += ["--file", str(source_fd), f"/work/{cfg.filename}"]
+        # The root and /dev are bwrap's own tmpfs mounts: left writable they would be unbounded RAM.
+        argv += ["--remount-ro", "/", "--chdir", "/work", "--"]
+        return argv
+
+    def _pick_isolation(self) -> str:
+        wanted = self.config.isolation
+        order = ("bwrap", "unshare", "none") if wanted == "auto" else (wanted,)
+        for mode in order:
+            if mode == "none" or self._probe(mode):
+                return mode
+        raise RuntimeError(
+            f"local sandbox isolation {wanted!r} does not work on this machine "
+            "(is bubblewrap installed and are user namespaces enabled?); use isolation='auto'"
+        )
+
+    def _probe(self, mode: str) -> bool:
+        """Run ``true`` under the wrapper once: cheaper than failing every run later."""
+        if mode == "bwrap" and shutil.which("bwrap") is None:
+            return False
+        if mode == "unshare" and (shutil.which("unshare") is None or not self._root):
+            return False
+        self._isolation = mode
+        result = self.run("", timeout_s=10.0, memory_mb=256) if self._argv0 else None
+        return result is not None and result.exit_code == 0
+
+
+def _resolve(program: str) -> str:
+    """Absolute path of the interpreter, preferring the system's over a virtualenv's shim."""
+    found = shutil.which(program, path="/usr/local/bin:/usr/bin:/bin") or shutil.which(program)
+    if found is None and program == "python3":
+        found = sys.executable
+    if found is None:
+        raise ValueError(f"local sandbox: program {program!r} not found on PATH")
+    return os.path.realpath(found)
+
+
+def _interpreter_root(argv0: str) -> str | None:
+    """The install prefix to expose read-only when the interpreter lives outside /usr (e.g. pyenv)."""
+    if argv0.startswith("/usr/"):
+        return None
+    return os.path.dirname(os.path.dirname(argv0))
+
+
+class _host_workdir:
+    """A fresh host directory owned by the slot uid (fallback modes); none under bwrap."""
+
+    def __init__(self, isolation: str, uid: int | None) -> None:
+        self.isolation, self.uid, self.path = isolation, uid, ""
+
+    def __enter__(self) -> str:
+        if self.isolation != "bwrap":
+            self.path = tempfile.mkdtemp(prefix="rewardkit-run-")
+            if self.uid is not None:
+                os.chown(self.path, self.uid, self.uid)
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _place_source(hostdir: str, filename: str, code: str, uid: int | None) -> None:
+    path = os.path.join(hostdir, filename)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(code)
+    if uid is not None:
+        os.chown(path, uid, uid)
+
+
+def _user_kwargs(uid: int | None) -> dict[str, object]:
+    if uid is None:
+        return {}
+    return {"user": uid, "group": uid, "extra_groups": []}
+
+
+def _uids_of_processes() -> list[tuple[int, int]]:
+    """(pid, real uid) of every live (non-zombie) process visible in /proc."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status", encoding="ascii", errors="replace") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        if "Uid" in fields and not fields.get("State", "").strip().startswith("Z"):
+            found.append((int(name), int(fields["Uid"].split()[0])))
+    return found
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process of a slot uid, repeating until none is left (a fork bomb keeps forking)."""
+    for _ in range(50):
+        pids = [pid for pid, owner in _uids_of_processes() if owner == uid]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+
+
+def _count_own_processes() -> int:
+    me = os.getuid()
+    return sum(1 for _, owner in _uids_of_processes() if owner == me)
