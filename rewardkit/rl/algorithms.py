@@ -1,0 +1,642 @@
+"""The RL algorithms as pure tensor functions: advantages, policy and value losses, loss aggregation, KL, entropy.
+
+Every algorithm rewardkit trains (grpo, dr_grpo, dapo, rloo, ppo, reinforce_pp) is a combination of entries
+from four registries, chosen by name in an `AlgorithmConfig` (see `preset`). The trainer looks pieces up by
+name and never branches on the algorithm's name:
+
+    cfg = preset("dapo", clip_eps_high=0.3)
+    rewards_t = token_rewards(rewards, mask, cfg, old_logprobs, ref_logprobs)      # [B, T]
+    adv, returns = ADVANTAGES[cfg.advantage](rewards_t, mask, group_ids, values, cfg)  # whole rollout batch
+    for step_batches in optimizer_steps:                                  # each a list of micro-batches
+        norm = StepNorm.from_masks([mb.mask for mb in step_batches], constant=max_new_tokens)
+        for mb in step_batches:
+            loss, metrics = policy_loss(mb.logprobs, mb.old_logprobs, mb.adv, mb.mask, norm, cfg, ...)
+            loss.backward()                                               # no further scaling
+
+Shapes: B sequences, T response positions (padded), V vocabulary. `mask` [B, T] is true on policy tokens,
+the tokens the model sampled and is trained on; false on padding and on environment/tool tokens of
+multi-turn rollouts. Values at masked positions may be garbage (even inf): every function ignores them.
+
+Conventions pinned by tests and explained in docs/algorithms.md:
+- std is the unbiased (Bessel, n - 1) estimate, as torch.std and the TRL/verl GRPO implementations use, so
+  learning rates carry over from them. A group of one has std 0 (not NaN) and advantage 0.
+- eps is added to the std, not the variance: (x - mean) / (std + eps).
+- A group (or batch) whose values are all equal gets advantage exactly 0 (forced, not left to rounding).
+- Empty masks give a loss of exactly 0 and zero gradients, never NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+LOG_RATIO_CLAMP = 20.0  # |log pi/pi_old| beyond this is clamped before exp(), so a ratio never overflows
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Registries
+
+
+class Registry:
+    """A name -> function table filled by a decorator. One table per extension point, one signature per table."""
+
+    def __init__(self, kind: str, variable: str, signature: str):
+        self.kind = kind  # "advantage estimator", used in error messages
+        self.variable = variable  # the module attribute holding this registry, for the "how to add one" hint
+        self.signature = signature
+        self._fns: dict[str, Callable[..., Any]] = {}
+        self._info: dict[str, dict[str, Any]] = {}
+
+    def register(self, name: str, **info: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator adding `fn` under `name`; `info` holds facts the trainer needs (e.g. needs_values)."""
+
+        def add(fn: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self._fns:
+                old = self._fns[name]
+                raise ValueError(
+                    f"{self.kind} {name!r} is already registered by {old.__module__}.{old.__qualname__}"
+                )
+            self._fns[name] = fn
+            self._info[name] = info
+            return fn
+
+        return add
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        if name not in self._fns:
+            raise ValueError(
+                f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}. "
+                f"Add one with @{self.variable}.register({name!r}) on a function {self.signature}."
+            )
+        return self._fns[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._fns
+
+    def info(self, name: str) -> dict[str, Any]:
+        self[name]  # raises the helpful error for unknown names
+        return dict(self._info[name])
+
+    def names(self) -> list[str]:
+        return sorted(self._fns)
+
+
+ADVANTAGES = Registry(
+    "advantage estimator",
+    "ADVANTAGES",
+    "(token_rewards [B,T], mask [B,T], group_ids [B], values [B,T] | None, cfg) -> (advantages [B,T], returns [B,T])",
+)
+POLICY_LOSSES = Registry(
+    "policy loss",
+    "POLICY_LOSSES",
+    "(logprobs [B,T], old_logprobs [B,T], advantages [B,T], mask [B,T], cfg) -> (loss [B,T], stats {name: [B,T]})",
+)
+AGGREGATIONS = Registry(
+    "loss aggregation", "AGGREGATIONS", "(loss [B,T], mask [B,T], norm: StepNorm) -> scalar"
+)
+KL_ESTIMATORS = Registry("KL estimator", "KL_ESTIMATORS", "(logprobs [B,T], ref_logprobs [B,T]) -> kl [B,T]")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config and presets
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    """Every algorithmic knob of a run. Build one with `preset(name, **overrides)`; docs/algorithms.md maps each
+    field to its paper and equation."""
+
+    advantage: str = "grpo"
+    """Advantage estimator, a name in ADVANTAGES: grpo, dr_grpo, rloo, reinforce_pp, gae."""
+    loss_agg: str = "seq_mean_token_mean"
+    """How per-token losses become one scalar per optimizer step, a name in AGGREGATIONS."""
+    policy_loss: str = "ppo_clip"
+    """Per-token policy loss, a name in POLICY_LOSSES."""
+    clip_eps_low: float = 0.2
+    """PPO clip range below 1: the ratio is clipped at 1 - clip_eps_low (Schulman et al. 2017, eq. 7)."""
+    clip_eps_high: float = 0.2
+    """PPO clip range above 1: 1 + clip_eps_high. DAPO's clip-higher sets it above clip_eps_low (0.28)."""
+    dual_clip_c: float | None = None
+    """Dual-clip bound c > 1 on the loss of negative-advantage tokens (Ye et al. 2020); None disables it."""
+    adv_eps: float = 1e-6
+    """Added to the std in every normalisation: (x - mean) / (std + adv_eps)."""
+    gamma: float = 1.0
+    """Discount per policy token, for returns (reinforce_pp) and GAE."""
+    lam: float = 1.0
+    """GAE lambda (Schulman et al. 2016): 1 gives Monte Carlo returns minus values, 0 gives TD(0)."""
+    whiten_advantages: bool = True
+    """gae only: whiten advantages over the batch's policy tokens, as PPO implementations do."""
+    group_baseline: bool = False
+    """reinforce_pp only: subtract the group mean reward before batch whitening (REINFORCE++-baseline)."""
+    kl_coef: float = 0.0
+    """Weight of KL(pi || pi_ref). 0 means no reference model is needed at all."""
+    kl_estimator: str = "k3"
+    """KL estimator, a name in KL_ESTIMATORS: k1, k2, k3 (Schulman 2020)."""
+    kl_in_reward: bool = False
+    """True: subtract kl_coef * KL per token from the reward (PPO/RLOO/REINFORCE++ style). False: add it to the
+    loss (GRPO style)."""
+    entropy_coef: float = 0.0
+    """Weight of an entropy bonus in the loss (0: entropy is only logged)."""
+    value_clip: float = 0.2
+    """gae only: new values stay within old_values +- value_clip in the clipped value loss."""
+    dynamic_sampling: bool = False
+    """DAPO: drop groups whose rewards are all equal and sample more prompts (read by the sampler)."""
+    overlong_buffer_frac: float = 0.0
+    """DAPO soft overlong penalty: buffer length as a fraction of max_new_tokens; 0 disables it."""
+    overlong_filter: bool = False
+    """DAPO overlong filtering: truncated responses are masked out of the loss (read by the sampler)."""
+
+    def __post_init__(self) -> None:
+        for registry, name in [
+            (ADVANTAGES, self.advantage),
+            (AGGREGATIONS, self.loss_agg),
+            (POLICY_LOSSES, self.policy_loss),
+            (KL_ESTIMATORS, self.kl_estimator),
+        ]:
+            registry[name]  # unknown names fail here, at configuration time, with the list of known ones
+        _check(0 <= self.clip_eps_low < 1, f"clip_eps_low must be in [0, 1), got {self.clip_eps_low}")
+        _check(self.clip_eps_high >= 0, f"clip_eps_high must be >= 0, got {self.clip_eps_high}")
+        _check(
+            self.dual_clip_c is None or self.dual_clip_c > 1,
+            f"dual_clip_c must be > 1, got {self.dual_clip_c}",
+        )
+        _check(self.adv_eps >= 0, f"adv_eps must be >= 0, got {self.adv_eps}")
+        _check(0 <= self.gamma <= 1 and 0 <= self.lam <= 1, "gamma and lam must be in [0, 1]")
+        _check(self.kl_coef >= 0 and self.entropy_coef >= 0, "kl_coef and entropy_coef must be >= 0")
+        _check(self.value_clip > 0, f"value_clip must be > 0, got {self.value_clip}")
+        _check(0 <= self.overlong_buffer_frac < 1, "overlong_buffer_frac must be in [0, 1)")
+        _check(
+            not (self.kl_coef > 0 and not self.kl_in_reward and self.kl_estimator == "k1"),
+            "k1 as a loss term has zero expected gradient (it only adds noise); use k2 or k3, or kl_in_reward=True",
+        )
+
+    @property
+    def needs_values(self) -> bool:
+        """True when the advantage estimator reads a value model, so the trainer must build one (PPO)."""
+        return bool(ADVANTAGES.info(self.advantage).get("needs_values", False))
+
+    @property
+    def needs_reference(self) -> bool:
+        """True when a frozen reference model is needed: only for a non-zero KL coefficient."""
+        return self.kl_coef > 0
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+# Each algorithm is a set of AlgorithmConfig fields; fields not named keep their defaults. docs/algorithms.md has
+# the same table with the paper behind every value (a test keeps the two in step).
+ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
+    "grpo": {"advantage": "grpo", "loss_agg": "seq_mean_token_mean", "kl_coef": 0.04, "kl_estimator": "k3"},
+    "dr_grpo": {"advantage": "dr_grpo", "loss_agg": "seq_mean_token_sum_norm", "kl_coef": 0.0},
+    "dapo": {
+        "advantage": "grpo",
+        "loss_agg": "token_mean",
+        "clip_eps_low": 0.2,
+        "clip_eps_high": 0.28,
+        "kl_coef": 0.0,
+        "dynamic_sampling": True,
+        "overlong_buffer_frac": 0.2,
+    },
+    "rloo": {"advantage": "rloo", "loss_agg": "token_mean", "kl_in_reward": True, "kl_estimator": "k1"},
+    "ppo": {
+        "advantage": "gae",
+        "loss_agg": "token_mean",
+        "gamma": 1.0,
+        "lam": 0.95,
+        "whiten_advantages": True,
+        "kl_in_reward": True,
+        "kl_estimator": "k1",
+    },
+    "reinforce_pp": {
+        "advantage": "reinforce_pp",
+        "loss_agg": "token_mean",
+        "kl_in_reward": True,
+        "kl_estimator": "k1",
+    },
+}
+
+
+def preset(name: str, **overrides: Any) -> AlgorithmConfig:
+    """The AlgorithmConfig of a named algorithm, with `overrides` (AlgorithmConfig fields) applied on top."""
+    if name not in ALGORITHM_PRESETS:
+        raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(sorted(ALGORITHM_PRESETS))}")
+    known = {f.name for f in fields(AlgorithmConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown algorithm option(s) {unknown}; known: {', '.join(sorted(known))}")
+    return AlgorithmConfig(**{**ALGORITHM_PRESETS[name], **overrides})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Masked statistics
+
+
+def masked_sum(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """sum(x over mask). Uses where(), not x * mask, so inf/NaN in masked-out positions cannot leak in."""
+    masked = torch.where(mask.bool(), x, torch.zeros((), dtype=x.dtype, device=x.device))
+    return masked.sum() if dim is None else masked.sum(dim)
+
+
+def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """sum(x over mask) / count(mask); 0 where the mask is empty (not NaN)."""
+    count = mask.bool().sum() if dim is None else mask.bool().sum(dim)
+    return masked_sum(x, mask, dim) / count.clamp(min=1)
+
+
+def masked_whiten(x: Tensor, mask: Tensor, eps: float) -> Tensor:
+    """(x - mean) / (std + eps) over the masked entries of the whole tensor; 0 outside the mask.
+
+    std is unbiased (n - 1). When all masked entries are equal (or there are fewer than two) the result is
+    exactly 0 rather than rounding noise divided by eps.
+    """
+    mask = mask.bool()
+    n = mask.sum()
+    mean = masked_mean(x, mask)
+    std = (masked_sum((x - mean) ** 2, mask) / (n - 1).clamp(min=1)).sqrt()
+    out = torch.where(mask, (x - mean) / (std + eps), 0.0)
+    kept = x[mask]  # [n]
+    if kept.numel() == 0 or bool((kept == kept[0]).all()):
+        return torch.zeros_like(out)  # all equal: exactly 0, not rounding noise / eps
+    return out
+
+
+def _group_stats(x: Tensor, group_ids: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-sample statistics of each sample's group: mean, unbiased std, size, all-equal flag. [B] -> 4 x [B].
+
+    Group ids may be any integers, in any order; groups may have different sizes.
+    """
+    _, inv = torch.unique(group_ids, return_inverse=True)  # [B] group index 0..n-1
+    n = int(inv.max()) + 1 if inv.numel() else 0
+    count = torch.bincount(inv, minlength=n).to(x.dtype)  # [n]
+    mean = torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, inv, x) / count.clamp(min=1)  # [n]
+    sq_dev = torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, inv, (x - mean[inv]) ** 2)  # [n]
+    std = (sq_dev / (count - 1).clamp(min=1)).sqrt()  # [n]; a group of one: 0 / 1 = 0
+    lo = torch.full((n,), math.inf, dtype=x.dtype, device=x.device).scatter_reduce(0, inv, x, "amin")  # [n]
+    hi = torch.full((n,), -math.inf, dtype=x.dtype, device=x.device).scatter_reduce(0, inv, x, "amax")  # [n]
+    return mean[inv], std[inv], count[inv], (lo == hi)[inv]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rewards and returns
+
+
+def token_rewards(
+    rewards: Tensor,
+    mask: Tensor,
+    cfg: AlgorithmConfig,
+    old_logprobs: Tensor | None = None,
+    ref_logprobs: Tensor | None = None,
+) -> Tensor:
+    """Per-token rewards [B, T]: the outcome reward on each sequence's last policy token, minus
+    kl_coef * KL_t on every policy token when cfg.kl_in_reward (Ouyang et al. 2022; Hu 2025).
+
+    Pass the policy-token mask here, before any overlong filtering: a sequence with no policy token cannot hold
+    its reward. KL uses the rollout policy's log-probs (old_logprobs) and is a constant, not differentiated.
+    """
+    out = on_last_token(rewards, mask)  # [B, T]
+    if cfg.kl_in_reward and cfg.kl_coef > 0:
+        if old_logprobs is None or ref_logprobs is None:
+            raise ValueError("kl_in_reward with kl_coef > 0 needs old_logprobs and ref_logprobs")
+        kl = KL_ESTIMATORS[cfg.kl_estimator](
+            old_logprobs.detach().float(), ref_logprobs.detach().float()
+        )  # [B, T]
+        out = out - cfg.kl_coef * torch.where(mask.bool(), kl, 0.0)
+    return out
+
+
+def on_last_token(x: Tensor, mask: Tensor) -> Tensor:
+    """[B] -> [B, T]: x[i] on the last policy token of row i, 0 elsewhere (and for rows with no policy token)."""
+    mask = mask.bool()
+    B, T = mask.shape
+    out = torch.zeros(B, T, dtype=torch.float32, device=mask.device)
+    if T == 0:
+        return out
+    positions = torch.arange(T, device=mask.device).expand(B, T)  # [B, T]
+    last = torch.where(mask, positions, -1).amax(-1)  # [B]; -1: no policy token
+    rows = (last >= 0).nonzero().squeeze(-1)  # [B'] rows that have a policy token
+    out[rows, last[rows]] = x[rows].to(out.dtype)
+    return out
+
+
+def discounted_returns(token_rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
+    """Reward-to-go G_t = sum_{s >= t, s policy} gamma^(#policy tokens from t to s) r_s, 0 off the mask.
+
+    Discounting counts policy tokens only: environment tokens of a multi-turn rollout are not actions.
+    """
+    mask = mask.bool()
+    out = torch.zeros_like(token_rewards, dtype=torch.float32)  # [B, T]
+    running = torch.zeros(token_rewards.shape[0], dtype=torch.float32, device=token_rewards.device)  # [B]
+    for t in reversed(range(token_rewards.shape[1])):
+        running = torch.where(mask[:, t], token_rewards[:, t] + gamma * running, running)
+        out[:, t] = torch.where(mask[:, t], running, 0.0)
+    return out
+
+
+def _outcome(token_rewards: Tensor, mask: Tensor) -> Tensor:
+    """Sequence reward [B]: the sum of a sequence's token rewards (outcome plus any KL penalties)."""
+    return masked_sum(token_rewards.float(), mask, dim=-1)
+
+
+def _per_token(adv: Tensor, mask: Tensor) -> Tensor:
+    """Broadcast a sequence-level advantage [B] to its policy tokens [B, T]."""
+    return torch.where(mask.bool(), adv[:, None], 0.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Advantage estimators. One signature:
+#   (token_rewards [B,T], mask [B,T], group_ids [B], values [B,T] | None, cfg) -> (advantages [B,T], returns [B,T])
+# Call them once on the whole rollout batch (all ranks' rewards gathered): group and batch statistics must not
+# depend on how the batch is later cut into micro-batches. `returns` is the value-loss target for gae and the
+# reward-to-go for the others.
+
+
+@ADVANTAGES.register("grpo")
+def grpo_advantage(token_rewards, mask, group_ids, values, cfg):
+    """GRPO outcome advantage (Shao et al. 2024, DeepSeekMath, sec. 4.1.2): A_i = (r_i - mean_g) / (std_g + eps),
+    the same for every token of sequence i. std_g is unbiased; a group whose rewards are all equal (a group of
+    one included) gets A = 0 exactly."""
+    r = _outcome(token_rewards, mask)  # [B]
+    mean, std, _, all_equal = _group_stats(r, group_ids)  # 4 x [B]
+    adv = torch.where(all_equal, 0.0, (r - mean) / (std + cfg.adv_eps))  # [B]
+    return _per_token(adv, mask), discounted_returns(token_rewards, mask, 1.0)
+
+
+@ADVANTAGES.register("dr_grpo")
+def dr_grpo_advantage(token_rewards, mask, group_ids, values, cfg):
+    """Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training", sec. 3.2): A_i = r_i - mean_g.
+    Dividing by std_g is dropped because it up-weights prompts that are nearly always or never solved."""
+    r = _outcome(token_rewards, mask)  # [B]
+    mean, _, _, all_equal = _group_stats(r, group_ids)
+    adv = torch.where(all_equal, 0.0, r - mean)  # Dr. GRPO: no "/ (std + eps)"
+    return _per_token(adv, mask), discounted_returns(token_rewards, mask, 1.0)
+
+
+@ADVANTAGES.register("rloo")
+def rloo_advantage(token_rewards, mask, group_ids, values, cfg):
+    """RLOO (Ahmadian et al. 2024, "Back to Basics"): A_i = r_i - (sum_{j != i} r_j) / (G - 1), the mean of
+    the other G - 1 samples as baseline; equal to G / (G - 1) * (r_i - mean_g). A group of one has no other
+    sample and gets A = 0."""
+    r = _outcome(token_rewards, mask)  # [B]
+    mean, _, count, all_equal = _group_stats(r, group_ids)
+    loo_mean = (mean * count - r) / (count - 1).clamp(min=1)  # [B] mean of the other samples
+    adv = torch.where(all_equal, 0.0, r - loo_mean)  # count == 1 implies all_equal
+    return _per_token(adv, mask), discounted_returns(token_rewards, mask, 1.0)
+
+
+@ADVANTAGES.register("reinforce_pp")
+def reinforce_pp_advantage(token_rewards, mask, group_ids, values, cfg):
+    """REINFORCE++ (Hu 2025): token returns G_t = sum_{s >= t} gamma^(s-t) r_s (KL penalties included
+    when cfg.kl_in_reward), then whitened over all policy tokens of the batch: A_t = (G_t - mean) / (std + eps).
+    With cfg.group_baseline (REINFORCE++-baseline) each outcome reward first has its group mean subtracted."""
+    rewards = token_rewards.float()
+    if cfg.group_baseline:
+        mean, _, _, _ = _group_stats(_outcome(rewards, mask), group_ids)  # [B]
+        rewards = rewards - on_last_token(mean, mask)  # REINFORCE++-baseline: r - mean_g
+    returns = discounted_returns(rewards, mask, cfg.gamma)  # [B, T]
+    return masked_whiten(returns, mask, cfg.adv_eps), returns
+
+
+@ADVANTAGES.register("gae", needs_values=True)
+def gae_advantage(token_rewards, mask, group_ids, values, cfg):
+    """GAE (Schulman et al. 2016, eq. 16): delta_t = r_t + gamma V_{t+1} - V_t, A_t = sum_l (gamma lam)^l delta_{t+l},
+    computed over policy tokens only (environment tokens in between are skipped; V after the last policy
+    token is 0). returns = A + V is the value target; A is whitened over the batch when cfg.whiten_advantages."""
+    if values is None:
+        raise ValueError("the gae estimator needs `values` [B, T] from a value model")
+    mask = mask.bool()
+    rewards, values = token_rewards.float(), values.detach().float()
+    adv = torch.zeros_like(rewards)  # [B, T]
+    next_value = torch.zeros(rewards.shape[0], device=rewards.device)  # [B] V of the next policy token
+    running = torch.zeros_like(next_value)  # [B] A of the next policy token
+    for t in reversed(range(rewards.shape[1])):
+        m = mask[:, t]
+        delta = rewards[:, t] + cfg.gamma * next_value - values[:, t]  # [B]
+        running = torch.where(m, delta + cfg.gamma * cfg.lam * running, running)
+        next_value = torch.where(m, values[:, t], next_value)
+        adv[:, t] = torch.where(m, running, 0.0)
+    returns = torch.where(mask, adv + values, 0.0)  # [B, T]
+    if cfg.whiten_advantages:
+        adv = masked_whiten(adv, mask, cfg.adv_eps)
+    return adv, returns
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Policy loss. One signature:
+#   (logprobs [B,T], old_logprobs [B,T], advantages [B,T], mask [B,T], cfg) -> (loss [B,T], stats {name: [B,T]})
+# stats are per-token indicators/values; policy_loss() aggregates them like the loss, so they add up over
+# micro-batches.
+
+
+@POLICY_LOSSES.register("ppo_clip")
+def ppo_clip_loss(logprobs, old_logprobs, advantages, mask, cfg):
+    """PPO clipped surrogate (Schulman et al. 2017, eq. 7), per token, as a loss to minimise:
+        rho = pi / pi_old,  L = -min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A)
+    with DAPO's decoupled eps_low / eps_high (Yu et al. 2025, sec. 3.1 "Clip-Higher") and optional dual clip
+    (Ye et al. 2020): for A < 0, L = min(L, -c A), which bounds the loss when rho is huge.
+    Normalisation is left to the aggregation (AGGREGATIONS)."""
+    log_ratio = (logprobs - old_logprobs.detach()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)  # [B, T]
+    ratio = log_ratio.exp()  # [B, T]
+    adv = advantages.detach()
+    clipped = ratio.clamp(
+        1 - cfg.clip_eps_low, 1 + cfg.clip_eps_high
+    )  # DAPO clip-higher: eps_high != eps_low
+    loss = -torch.minimum(ratio * adv, clipped * adv)  # [B, T]
+    clip_high = (adv > 0) & (ratio > 1 + cfg.clip_eps_high)  # gradient cut: rho pushed too far up
+    clip_low = (adv < 0) & (ratio < 1 - cfg.clip_eps_low)  # gradient cut: rho pushed too far down
+    stats = {"clip_frac": (clip_high | clip_low).float(), "clip_frac_high": clip_high.float()}
+    stats["clip_frac_low"] = clip_low.float()
+    if cfg.dual_clip_c is not None:
+        dual = (adv < 0) & (-cfg.dual_clip_c * adv < loss)  # [B, T] i.e. rho > c
+        loss = torch.where(dual, -cfg.dual_clip_c * adv, loss)
+        stats["dual_clip_frac"] = dual.float()
+    stats["ratio"] = ratio.detach()
+    return loss, stats
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loss aggregation. One signature: (loss [B,T], mask [B,T], norm: StepNorm) -> scalar.
+# Denominators come from the whole optimizer step (StepNorm), never from the micro-batch, so the losses of a
+# step's micro-batches add up to the loss of the whole step, and so do their gradients.
+
+
+@dataclass(frozen=True)
+class StepNorm:
+    """Denominators of one optimizer step, computed once from all of the step's micro-batches.
+
+    Under DDP/FSDP, which average gradients over ranks, all-reduce (sum) num_tokens and num_seqs over ranks
+    and multiply each rank's loss by the world size; then the step's gradient is the same as on one device.
+    """
+
+    num_tokens: int
+    """Policy tokens in the whole optimizer step."""
+    num_seqs: int
+    """Sequences with at least one policy token in the step (fully masked ones, e.g. overlong-filtered, don't count)."""
+    constant: float | None = None
+    """Dr. GRPO's length constant for seq_mean_token_sum_norm, normally the max number of generated tokens."""
+
+    @classmethod
+    def from_masks(cls, masks: Iterable[Tensor], constant: float | None = None) -> StepNorm:
+        """From the masks [B_i, T_i] of a step's micro-batches (each may be padded to its own length)."""
+        masks = [m.bool() for m in masks]
+        num_tokens = sum(int(m.sum()) for m in masks)
+        num_seqs = sum(int(m.any(-1).sum()) for m in masks)
+        return cls(num_tokens=num_tokens, num_seqs=num_seqs, constant=constant)
+
+
+@AGGREGATIONS.register("token_mean")
+def token_mean(loss, mask, norm):
+    """DAPO's token-level loss (Yu et al. 2025, sec. 3.3): sum of all policy-token losses of the step / number of
+    policy tokens of the step. Every token weighs the same, so long responses are not under-weighted."""
+    return masked_sum(loss, mask) / max(norm.num_tokens, 1)
+
+
+@AGGREGATIONS.register("seq_mean_token_mean")
+def seq_mean_token_mean(loss, mask, norm):
+    """GRPO (Shao et al. 2024, eq. 3): (1/N) sum_i (1/|o_i|) sum_t L_it, a token mean per sequence, then a mean
+    over the N sequences of the step. Tokens of short responses weigh more (the length bias Dr. GRPO removes)."""
+    per_seq = masked_sum(loss, mask, dim=-1) / mask.bool().sum(-1).clamp(min=1)  # [B]
+    return per_seq.sum() / max(norm.num_seqs, 1)
+
+
+@AGGREGATIONS.register("seq_mean_token_sum")
+def seq_mean_token_sum(loss, mask, norm):
+    """(1/N) sum_i sum_t L_it: sequence-level REINFORCE as in RLOO (Ahmadian et al. 2024), where a response is
+    one action. The loss scale grows with response length."""
+    return masked_sum(loss, mask) / max(norm.num_seqs, 1)
+
+
+@AGGREGATIONS.register("seq_mean_token_sum_norm")
+def seq_mean_token_sum_norm(loss, mask, norm):
+    """Dr. GRPO (Liu et al. 2025, sec. 3.2): (1/N) sum_i sum_t L_it / C with a constant C (max generation length)
+    in place of |o_i|, so the gradient has no length bias and a stable scale."""
+    if norm.constant is None or norm.constant <= 0:
+        raise ValueError("seq_mean_token_sum_norm needs StepNorm.constant > 0 (e.g. max_new_tokens)")
+    return masked_sum(loss, mask) / (max(norm.num_seqs, 1) * norm.constant)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# KL estimators. One signature: (logprobs [B,T], ref_logprobs [B,T]) -> per-token estimate of KL(pi || pi_ref)
+# at tokens sampled from pi (Schulman 2020, "Approximating KL divergence"; with r = pi_ref / pi).
+# As a loss term, k2's gradient equals the gradient of KL(pi || pi_ref) in expectation; k3's equals the gradient
+# of the reverse direction KL(pi_ref || pi); k1's is zero in expectation (AlgorithmConfig rejects k1 as a loss).
+
+
+@KL_ESTIMATORS.register("k1")
+def kl_k1(logprobs, ref_logprobs):
+    """k1 = -log r = log pi - log pi_ref. Unbiased, high variance, can be negative. Used as a reward penalty."""
+    return logprobs - ref_logprobs
+
+
+@KL_ESTIMATORS.register("k2")
+def kl_k2(logprobs, ref_logprobs):
+    """k2 = (log r)^2 / 2. Biased, low variance, >= 0."""
+    return 0.5 * (logprobs - ref_logprobs) ** 2
+
+
+@KL_ESTIMATORS.register("k3")
+def kl_k3(logprobs, ref_logprobs):
+    """k3 = (r - 1) - log r. Unbiased, low variance, >= 0; GRPO's KL term (Shao et al. 2024, eq. 4)."""
+    log_r = (ref_logprobs - logprobs).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)  # [B, T]
+    return torch.expm1(log_r) - log_r
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Putting the loss together
+
+
+def policy_loss(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    norm: StepNorm,
+    cfg: AlgorithmConfig,
+    ref_logprobs: Tensor | None = None,
+    entropy: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """One micro-batch's share of the step loss: aggregate(policy loss) + kl_coef * aggregate(KL) (unless KL is
+    in the reward) - entropy_coef * aggregate(entropy), all aggregated with cfg.loss_agg and the step's `norm`.
+
+    Returns (loss, metrics). Metrics are detached 0-dim tensors aggregated the same way, so summing them over
+    the step's micro-batches gives the step's value (call .item() once per step). KL is logged whenever
+    ref_logprobs are given, entropy whenever `entropy` [B, T] is given.
+    """
+    aggregate = AGGREGATIONS[cfg.loss_agg]
+    per_token, stats = POLICY_LOSSES[cfg.policy_loss](logprobs, old_logprobs, advantages, mask, cfg)
+    loss = aggregate(per_token, mask, norm)
+    metrics = {"pg_loss": loss.detach()}
+    metrics.update({name: token_mean(value, mask, norm) for name, value in stats.items()})
+    kl_in_loss = cfg.kl_coef > 0 and not cfg.kl_in_reward
+    if kl_in_loss and ref_logprobs is None:
+        raise ValueError("kl_coef > 0 with the KL in the loss (kl_in_reward=False) needs ref_logprobs")
+    if ref_logprobs is not None:
+        kl = KL_ESTIMATORS[cfg.kl_estimator](logprobs, ref_logprobs.detach())  # [B, T]
+        metrics["kl"] = token_mean(kl.detach(), mask, norm)
+        if kl_in_loss:
+            loss = loss + cfg.kl_coef * aggregate(kl, mask, norm)
+    if entropy is not None:
+        metrics["entropy"] = token_mean(entropy.detach(), mask, norm)
+        if cfg.entropy_coef > 0:
+            loss = loss - cfg.entropy_coef * aggregate(entropy, mask, norm)
+    metrics["loss"] = loss.detach()
+    return loss, metrics
+
+
+def value_loss(
+    values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, norm: StepNorm, cfg: AlgorithmConfig
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO's clipped value loss (as in OpenAI baselines' PPO2, an addition to Schulman et al. 2017):
+        V_clip = V_old + clip(V - V_old, -c, c),  L = 1/2 max((V - R)^2, (V_clip - R)^2)
+    aggregated with cfg.loss_agg over the step's `norm`. Returns (loss, {"value_loss", "value_clip_frac"})."""
+    old_values, returns = old_values.detach(), returns.detach()
+    clipped = old_values + (values - old_values).clamp(-cfg.value_clip, cfg.value_clip)  # [B, T]
+    loss_unclipped = (values - returns) ** 2  # [B, T]
+    loss_clipped = (clipped - returns) ** 2  # [B, T]
+    per_token = 0.5 * torch.maximum(loss_unclipped, loss_clipped)
+    loss = AGGREGATIONS[cfg.loss_agg](per_token, mask, norm)
+    clip_frac = token_mean((loss_clipped > loss_unclipped).float(), mask, norm)
+    return loss, {"value_loss": loss.detach(), "value_clip_frac": clip_frac}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# From logits
+
+
+def logprobs_from_logits(logits: Tensor, tokens: Tensor, chunk_size: int = 4096) -> Tensor:
+    """log softmax(logits)[token] = z_token - logsumexp(z): [..., V], [...] -> [...] in float32.
+
+    Rows are processed `chunk_size` at a time so that the float32 copy of bf16 logits never exists for the
+    whole batch at once (it would double the largest activation). With autograd on, each chunk's saved
+    tensors still add up; wrap the caller in activation checkpointing to bound that.
+    """
+    flat_logits = logits.reshape(-1, logits.shape[-1])  # [N, V]
+    flat_tokens = tokens.reshape(-1)  # [N]
+    parts = [
+        z.float().gather(-1, tok[:, None]).squeeze(-1) - torch.logsumexp(z.float(), dim=-1)  # [n]
+        for z, tok in zip(flat_logits.split(chunk_size), flat_tokens.split(chunk_size))
+    ]
+    out = torch.cat(parts) if parts else flat_logits.new_zeros(0, dtype=torch.float32)
+    return out.reshape(tokens.shape)
+
+
+def entropy_from_logits(logits: Tensor, chunk_size: int = 4096) -> Tensor:
+    """Entropy of softmax(logits): H = -sum_v p_v log p_v with log p = log_softmax(z): [..., V] -> [...] float32.
+
+    Chunked over rows for the same memory reason as logprobs_from_logits; usually computed under no_grad for
+    logging, or with grad for an entropy bonus (entropy_coef).
+    """
+    flat = logits.reshape(-1, logits.shape[-1])  # [N, V]
+    parts = []
+    for z in flat.split(chunk_size):
+        logp = torch.log_softmax(z.float(), dim=-1)  # [n, V]
+        parts.append(-(logp.exp() * logp).sum(-1))  # [n]
+    out = torch.cat(parts) if parts else flat.new_zeros(0, dtype=torch.float32)
+    return out.reshape(logits.shape[:-1])
