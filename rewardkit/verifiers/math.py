@@ -1,0 +1,509 @@
+"""Math answer checking: extract the final answer, parse it, and decide equivalence with the gold answer.
+
+Built on math-verify (parsing LaTeX into sympy, and its comparison of sets, intervals, matrices,
+equations and symbolic expressions) with stricter rules where math-verify is wrong for training:
+
+* **Hedging**: a prediction that offers several different values for a single-valued gold answer
+  (``7 or 8``, ``\\pm 2``, two boxes that disagree) scores 0, even if one of them is right.
+* **Relative tolerance**: numbers compare with ``|a - b| <= rel_tol * max(|a|, |b|)`` when either side
+  is inexact (a decimal or an irrational); exact values (integers, fractions) must be exactly equal.
+  math-verify's absolute tolerance makes ``1/3^{50}`` equal ``1/3^{49}``.
+* **Long integers**: integer literals of any length compare digit by digit, past Python's
+  4,300-digit ``int(str)`` limit.
+* **Bare LaTeX**: answers are parsed as math whether or not they have ``$`` delimiters
+  (``\\sqrt{8}``, ``\\frac{\\pi}{3}``, ``2\\pi``).
+* **Bounded work**: huge values (``2^{10^9}``, ``(10^6)!``) are compared structurally, never
+  evaluated; deeply nested or very long answers are compared as text. The hard wall-clock bound is the
+  worker pool's job (math-verify's own ``signal.alarm`` timeouts are disabled: they break in threads).
+
+Everything here is a pure function of its inputs (no torch, no global state but caches).
+See docs/math.md for the rules with examples.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import sympy
+from math_verify import parse as mv_parse
+from math_verify import verify as mv_verify
+from math_verify.parser import ExprExtractionConfig, LatexExtractionConfig
+
+# math-verify logs a warning when its signal-based timeout is disabled; the worker pool bounds time instead.
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+DEFAULT_REL_TOL = 1e-6
+MAX_ANSWER_CHARS = 20_000
+"""Answers longer than this (integer literals excepted) are compared as text, not parsed."""
+MAX_NESTING = 60
+"""Brace/parenthesis depth past which an answer is compared as text (the LaTeX parser recurses)."""
+MAX_EXACT_DIGITS = 50_000
+"""Values whose exact form could need more digits than this are compared structurally, never evaluated."""
+FALLBACK_TAIL_CHARS = 4_000
+"""Without <answer> or \\boxed, math-verify's extraction looks at this many trailing characters only."""
+MAX_CANDIDATES = 8
+"""More distinct candidate answers than this is hedging by itself."""
+
+_LATEX_TARGETS = (LatexExtractionConfig(), ExprExtractionConfig())
+_EXPR_TARGETS = (ExprExtractionConfig(),)
+
+
+# ---- extraction -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Extraction:
+    """What a completion offers as its final answer.
+
+    ``answer`` is the final answer text (None when nothing was found); ``source`` says where it came
+    from (``answer_tag``, ``boxed``, ``text`` or ``none``); ``candidates`` are all the distinct answers
+    offered in the answer region, the final one last (more than one means the model may be hedging).
+    """
+
+    answer: str | None
+    source: str
+    candidates: tuple[str, ...] = ()
+
+
+_ANSWER_OPEN = "<answer>"
+_ANSWER_CLOSE = "</answer>"
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*(\{)?")
+_DISJUNCTION_RE = re.compile(
+    r"(?<![\w.])(-?\d+(?:\.\d+)?(?:/\d+)?)\s*(?:,?\s*\bor\b|\\text\{\s*or\s*\}|\\lor|\\vee)\s*"
+    r"(-?\d+(?:\.\d+)?(?:/\d+)?)(?!\.?\d)(?!\w)"
+)
+
+
+def _boxed_contents(text: str) -> list[str]:
+    """Contents of every ``\\boxed{...}`` (balanced braces) or ``\\boxed x`` in text, in order. Linear time."""
+    out: list[str] = []
+    pos = 0
+    while (m := _BOX_RE.search(text, pos)) is not None:
+        if m.group(1) is None:  # "\boxed 5": up to the next space, $ or end
+            end = m.end()
+            while end < len(text) and text[end] not in " \t\n$":
+                end += 1
+            if end > m.end():
+                out.append(text[m.end() : end])
+            pos = max(end, m.end())
+            continue
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth == 0:
+            out.append(text[m.end() : i - 1])
+        pos = i
+    return out
+
+
+def _answer_tag_contents(text: str) -> list[str]:
+    """Contents of each ``<answer>...</answer>``; an unclosed last tag runs to the end of the text."""
+    out: list[str] = []
+    pos = 0
+    while (start := text.find(_ANSWER_OPEN, pos)) != -1:
+        start += len(_ANSWER_OPEN)
+        end = text.find(_ANSWER_CLOSE, start)
+        nxt = text.find(_ANSWER_OPEN, start)
+        if end == -1 or (nxt != -1 and nxt < end):
+            end = nxt if nxt != -1 else len(text)
+        out.append(text[start:end])
+        pos = end
+    return out
+
+
+def _unique(items: list[str]) -> tuple[str, ...]:
+    """Distinct non-empty stripped items, keeping the last occurrence's position (final answer last)."""
+    seen: dict[str, None] = {}
+    for item in items:
+        item = item.strip()
+        if item:
+            seen.pop(item, None)
+            seen[item] = None
+    return tuple(seen)
+
+
+def extract_answer(text: str) -> Extraction:
+    """Find the final answer: last ``<answer>`` > last ``\\boxed{}`` > math-verify's extraction.
+
+    Only the text after the last ``</think>`` is searched when there is one. Inside an answer tag, a
+    ``\\boxed{}`` is unwrapped. Without tag or box the answer is left to math-verify (``source="text"``,
+    the ``answer`` is the trailing text it will search) plus a check for "A or B" disjunctions.
+    """
+    region = text.rsplit("</think>", 1)[-1]
+    tags = _answer_tag_contents(region)
+    if tags:
+        parts = []
+        for tag in tags:
+            parts.extend(_boxed_contents(tag) or [tag])
+        cands = _unique(parts)
+        return Extraction(cands[-1], "answer_tag", cands) if cands else Extraction(None, "none")
+    boxes = _unique(_boxed_contents(region))
+    if boxes:
+        return Extraction(boxes[-1], "boxed", boxes)
+    tail = region[-FALLBACK_TAIL_CHARS:].strip()
+    if not tail:
+        return Extraction(None, "none")
+    hedges = _DISJUNCTION_RE.findall(tail[-500:])
+    cands = _unique([v for pair in hedges for v in pair]) if hedges else ()
+    return Extraction(tail, "text", cands)
+
+
+# ---- parsing ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """An answer ready for comparison.
+
+    ``text`` is the normalised string; ``exprs`` the sympy objects it parsed to (empty: unparseable,
+    compared as text); ``integer`` the value of a plain integer literal (any length), else None;
+    ``inexact`` is True when the text writes a decimal number.
+    """
+
+    text: str
+    exprs: tuple[Any, ...] = ()
+    integer: int | None = None
+    inexact: bool = False
+
+
+_DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+_THOUSANDS_RE = re.compile(r"(?<=\d)(?:\\,|\\!|\\;|\\:|\\ |\{,\}|~|\u2009|\u202f| )(?=\d{3}(?!\d))")
+_COMMA_INT_RE = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+")
+_SCI_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)[eE]([-+]?\d+)(?![\w.])")
+_BARE_PI_RE = re.compile(r"(?<![\\a-zA-Z])pi(?![a-zA-Z])")
+_INT_RE = re.compile(r"[-+]?\d+")
+_DECIMAL_RE = re.compile(r"(?<![\d.])(?:\d+\.\d+|\.\d+)(?!\d)")
+_MATH_WORDS = r"sqrt|pi|ln|log|sin|cos|tan|cot|sec|csc|exp|arcsin|arccos|arctan|or|and|frac|infty|inf"
+_UNIT_TAIL_RE = re.compile(
+    r"^(?P<num>[-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:\\?%)?)\s*"
+    rf"(?P<unit>(?:\\(?:text|mathrm|mbox)\{{[^{{}}]*\}}|(?!(?:{_MATH_WORDS})\b)[a-zA-Z]{{2,}}\.?)"
+    r"(?:\s*\^\s*\{?[23]\}?)?(?:\s*(?:/|\\,|\s)\s*[a-zA-Z]{1,10}\.?)*)\s*$"
+)
+
+
+def _strip_delimiters(text: str) -> str:
+    text = text.strip()
+    changed = True
+    while changed:
+        changed = False
+        for left, right in _DELIMS:
+            if len(text) > len(left) + len(right) and text.startswith(left) and text.endswith(right):
+                text = text[len(left) : -len(right)].strip()
+                changed = True
+    boxes = _boxed_contents(text) if "\\boxed" in text or "\\fbox" in text else []
+    return boxes[-1].strip() if boxes else text
+
+
+def normalize_answer_text(text: str) -> str:
+    """Rewrite forms the LaTeX parser gets wrong: delimiters, thousands separators, 1e-5, bare pi, units."""
+    text = _strip_delimiters(str(text)).rstrip(".").strip()
+    text = _THOUSANDS_RE.sub("", text)
+    if _COMMA_INT_RE.fullmatch(text):
+        text = text.replace(",", "")
+    text = _SCI_RE.sub(r"\1\\times 10^{\2}", text)
+    text = _BARE_PI_RE.sub(r"\\pi", text.replace("**", "^").replace("×", "\\times "))
+    if (m := _UNIT_TAIL_RE.match(text)) is not None:
+        text = m.group("num")
+    return text
+
+
+def _nesting_depth(text: str) -> int:
+    depth = best = 0
+    for ch in text:
+        if ch in "{([":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "})]":
+            depth -= 1
+    return best
+
+
+def _int_from_digits(digits: str) -> int:
+    """int(digits) for any length: chunked, because int(str) refuses more than 4,300 digits by default."""
+    sign = -1 if digits.startswith("-") else 1
+    digits = digits.lstrip("+-")
+    value = 0
+    for i in range(0, len(digits), 4000):
+        chunk = digits[i : i + 4000]
+        value = value * 10 ** len(chunk) + int(chunk)
+    return sign * value
+
+
+def parse_answer(text: Any) -> ParsedAnswer:
+    """Parse one answer string (gold or extracted prediction), with or without ``$`` delimiters."""
+    norm = normalize_answer_text(text)
+    if _INT_RE.fullmatch(norm):
+        value = _int_from_digits(norm)
+        return ParsedAnswer(norm, (sympy.Integer(value),), integer=value)
+    inexact = bool(_DECIMAL_RE.search(norm))
+    if not norm or len(norm) > MAX_ANSWER_CHARS or _nesting_depth(norm) > MAX_NESTING:
+        return ParsedAnswer(norm, inexact=inexact)
+    found = mv_parse("\\boxed{" + norm + "}", list(_LATEX_TARGETS), parsing_timeout=None)
+    exprs = tuple(e for e in found if not isinstance(e, str))
+    if not exprs:
+        exprs = tuple(
+            e for e in mv_parse(norm, list(_EXPR_TARGETS), parsing_timeout=None) if not isinstance(e, str)
+        )
+    return ParsedAnswer(norm, exprs, inexact=inexact)
+
+
+def parse_text_fallback(text: str) -> ParsedAnswer:
+    """math-verify's own extraction over free text (no tag, no box): its first parsed result wins."""
+    found = mv_parse(text, list(_LATEX_TARGETS), parsing_timeout=None)
+    exprs = tuple(e for e in found if not isinstance(e, str))
+    shown = next((e for e in found if isinstance(e, str)), "")
+    if not exprs:
+        return ParsedAnswer(shown)
+    return ParsedAnswer(shown, exprs[:1], inexact=bool(_DECIMAL_RE.search(shown)))
+
+
+# ---- size guard -------------------------------------------------------------------------------------
+_FACTORIAL_LIKE = (
+    "factorial",
+    "factorial2",
+    "gamma",
+    "binomial",
+    "subfactorial",
+    "RisingFactorial",
+    "FallingFactorial",
+)
+
+
+def digits_bound(expr: Any, depth: int = 0) -> float:
+    """A cheap upper bound on the decimal digits exact evaluation of ``expr`` could produce.
+
+    Why: sympy evaluates ``2^{10^9}`` or ``(10^6)!`` exactly when asked (seconds to hours, gigabytes);
+    this walk of the unevaluated tree lets us refuse before asking.
+    """
+    if depth > 100:
+        return math.inf
+    if isinstance(expr, sympy.Integer):
+        return max(1.0, int(expr).bit_length() * 0.30103)
+    if isinstance(expr, sympy.Rational):
+        return digits_bound(sympy.Integer(expr.p)) + digits_bound(sympy.Integer(expr.q))
+    if isinstance(expr, sympy.MatrixBase):
+        return max((digits_bound(e, depth + 1) for e in expr), default=1.0)
+    args = getattr(expr, "args", ())
+    if not args:
+        return 1.0
+    if isinstance(expr, sympy.Pow):
+        base, exp = digits_bound(args[0], depth + 1), digits_bound(args[1], depth + 1)
+        if exp > 7:
+            return math.inf
+        e_val = abs(int(args[1].p)) if isinstance(args[1], sympy.Rational) else 10**exp
+        return base * max(e_val, 1)
+    if type(expr).__name__ in _FACTORIAL_LIKE:
+        n_digits = max(digits_bound(a, depth + 1) for a in args)
+        return math.inf if n_digits > 7 else 10**n_digits * n_digits
+    sizes = [digits_bound(a, depth + 1) for a in args if isinstance(a, sympy.Basic | sympy.MatrixBase)]
+    if isinstance(expr, sympy.Mul):
+        return sum(sizes) or 1.0
+    return max(sizes, default=1.0) + 1
+
+
+# ---- equivalence ------------------------------------------------------------------------------------
+_MULTI_TYPES = (sympy.Set, sympy.Tuple, sympy.MatrixBase)
+
+
+def _pct_base(expr: Any) -> Any | None:
+    """``x`` when expr is math-verify's percent form ``x * UnevaluatedExpr(1/100)``, else None."""
+    if isinstance(expr, sympy.Mul) and len(expr.args) == 2:
+        if expr.args[1] == sympy.UnevaluatedExpr(sympy.Rational(1, 100)):
+            return expr.args[0]
+    return None
+
+
+def _is_assignment(expr: Any) -> bool:
+    return isinstance(expr, sympy.Eq) and isinstance(expr.lhs, sympy.Symbol)
+
+
+def _unwrap(gold: Any, pred: Any) -> tuple[Any, Any]:
+    """Follow the gold's form: ``x = 3`` vs ``3`` compares 3 with 3; a singleton set is its element."""
+    if _is_assignment(gold) and not isinstance(pred, sympy.Eq):
+        gold = gold.rhs
+    elif _is_assignment(pred) and not isinstance(gold, sympy.Eq):
+        pred = pred.rhs
+    elif _is_assignment(gold) and _is_assignment(pred) and gold.lhs == pred.lhs:
+        gold, pred = gold.rhs, pred.rhs
+    if isinstance(pred, sympy.FiniteSet) and len(pred) == 1 and not isinstance(gold, sympy.Set):
+        pred = next(iter(pred))
+    if isinstance(gold, sympy.FiniteSet) and len(gold) == 1 and not isinstance(pred, sympy.Set):
+        gold = next(iter(gold))
+    return gold, pred
+
+
+def _numeric_values(expr: Any) -> list[tuple[Any, bool]] | None:
+    """[(value, exact)] for a number (two values for a percentage: x/100 and x), or None if not a number.
+
+    Decimals become the exact fractions they denote (0.333333 -> 333333/10^6), so the tolerance test
+    below is exact arithmetic for everything but irrationals.
+    """
+    if isinstance(expr, _MULTI_TYPES) or not isinstance(expr, sympy.Expr) or expr.free_symbols:
+        return None
+    if digits_bound(expr) > MAX_EXACT_DIGITS:
+        return None
+    floats = expr.atoms(sympy.Float)
+    if floats:
+        expr = expr.xreplace({f: sympy.Rational(str(f)) for f in floats})
+    forms = [expr]
+    if (base := _pct_base(expr)) is not None:
+        forms = [base / 100, base]
+    out = []
+    for form in forms:
+        exact = form.doit()
+        if exact.is_Rational:
+            out.append((exact, True))
+            continue
+        value = sympy.N(exact, 40)
+        if not value.is_number or value.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):
+            return None
+        out.append((value, False))
+    return out
+
+
+def _close(a: tuple[Any, bool], b: tuple[Any, bool], rel_tol: float, inexact: bool) -> bool:
+    """Exact equality for two exact values; else ``|a - b| <= rel_tol * max(|a|, |b|)``."""
+    (va, exact_a), (vb, exact_b) = a, b
+    if exact_a and exact_b:
+        if not inexact:
+            return bool(va == vb)
+        return bool(abs(va - vb) <= sympy.Rational(repr(rel_tol)) * max(abs(va), abs(vb)))
+    diff = abs(sympy.N(va - vb, 40))
+    scale = max(abs(sympy.N(va, 40)), abs(sympy.N(vb, 40)))
+    return bool(diff <= rel_tol * scale * (1 + 1e-12))
+
+
+def _numbers_equal(gold: Any, pred: Any, rel_tol: float, inexact: bool) -> bool | None:
+    """True/False when both sides are plain numbers (relative tolerance), None when the rule does not apply."""
+    gv, pv = _numeric_values(gold), _numeric_values(pred)
+    if gv is None or pv is None:
+        return None
+    return any(_close(g, p, rel_tol, inexact) for g in gv for p in pv)
+
+
+def _pairwise(golds: list[Any], preds: list[Any], ordered: bool, rel_tol: float, inexact: bool) -> bool:
+    if len(golds) != len(preds):
+        return False
+    if ordered:
+        return all(exprs_equal(g, p, rel_tol=rel_tol, inexact=inexact) for g, p in zip(golds, preds))
+    remaining = list(preds)
+    for g in golds:  # greedy matching is exact here: equivalence is transitive on answers
+        hit = next(
+            (i for i, p in enumerate(remaining) if exprs_equal(g, p, rel_tol=rel_tol, inexact=inexact)), None
+        )
+        if hit is None:
+            return False
+        remaining.pop(hit)
+    return True
+
+
+def _structured_equal(gold: Any, pred: Any, rel_tol: float, inexact: bool) -> bool | None:
+    """Element-wise comparison (so the relative tolerance reaches inside) of sets, tuples, matrices, intervals."""
+    if isinstance(gold, sympy.FiniteSet) and isinstance(pred, sympy.FiniteSet):
+        return _pairwise(list(gold.args), list(pred.args), False, rel_tol, inexact)
+    if isinstance(gold, sympy.Tuple | sympy.FiniteSet) and isinstance(pred, sympy.Tuple | sympy.FiniteSet):
+        return _pairwise(list(gold.args), list(pred.args), True, rel_tol, inexact)
+    if isinstance(gold, sympy.MatrixBase) and isinstance(pred, sympy.MatrixBase):
+        return gold.shape == pred.shape and _pairwise(list(gold), list(pred), True, rel_tol, inexact)
+    if isinstance(gold, sympy.Interval) and isinstance(pred, sympy.Interval):
+        same_ends = gold.left_open == pred.left_open and gold.right_open == pred.right_open
+        return same_ends and _pairwise([gold.start, gold.end], [pred.start, pred.end], True, rel_tol, inexact)
+    return None
+
+
+def is_single_valued(expr: Any) -> bool:
+    """A gold answer naming one value (not a set, tuple, interval, matrix or list of assignments)."""
+    if _is_assignment(expr):
+        expr = expr.rhs
+    if isinstance(expr, sympy.FiniteSet):
+        return len(expr) <= 1
+    return not isinstance(expr, _MULTI_TYPES)
+
+
+def exprs_equal(gold: Any, pred: Any, *, rel_tol: float = DEFAULT_REL_TOL, inexact: bool = False) -> bool:
+    """Whether two parsed answers are equivalent (gold first: the comparison follows the gold's form)."""
+    gold, pred = _unwrap(gold, pred)
+    if gold == pred:
+        return True
+    if is_single_valued(gold) and isinstance(pred, sympy.FiniteSet) and len(pred) > 1:
+        return False  # "7 or 8", "\pm 2" against one value: hedging
+    if max(digits_bound(gold), digits_bound(pred)) > MAX_EXACT_DIGITS:
+        return False  # structurally different and too big to evaluate: never simplify 2^{10^9}
+    for rule in (_numbers_equal, _structured_equal):
+        verdict = rule(gold, pred, rel_tol, inexact)
+        if verdict is not None:
+            return verdict
+    return bool(mv_verify(gold, pred, timeout_seconds=None))
+
+
+def answers_equal(gold: ParsedAnswer, pred: ParsedAnswer, *, rel_tol: float = DEFAULT_REL_TOL) -> bool:
+    """Equivalence of two parsed answers; unparsed answers fall back to exact text equality."""
+    if gold.integer is not None and pred.integer is not None:
+        return gold.integer == pred.integer
+    if not gold.exprs or not pred.exprs:
+        return bool(gold.text) and gold.text == pred.text
+    inexact = gold.inexact or pred.inexact
+    return any(exprs_equal(g, p, rel_tol=rel_tol, inexact=inexact) for g in gold.exprs for p in pred.exprs)
+
+
+# ---- the verdict ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MathVerdict:
+    """The result of checking one completion: ``correct`` drives the reward; ``reason`` explains a 0."""
+
+    correct: bool
+    has_answer: bool
+    extracted: str | None
+    reason: str = ""
+
+
+@lru_cache(maxsize=4096)
+def parse_gold(gold: str) -> ParsedAnswer:
+    """Parse a gold answer once per process: G completions of a prompt share it."""
+    return parse_answer(gold)
+
+
+@lru_cache(maxsize=16384)
+def parse_prediction(text: str) -> ParsedAnswer:
+    return parse_answer(text)
+
+
+def normalize_gold(gold: Any) -> str:
+    """The gold answer as the string that is parsed and used in cache keys (numbers become text)."""
+    if isinstance(gold, bool) or gold is None:
+        raise ValueError(f"gold answer must be a string or a number, got {gold!r}")
+    if isinstance(gold, float) and gold.is_integer():
+        gold = int(gold)
+    return normalize_answer_text(str(gold))
+
+
+def check(extraction: Extraction, gold: str, *, rel_tol: float = DEFAULT_REL_TOL) -> MathVerdict:
+    """Decide one extracted answer against a normalised gold string (see ``normalize_gold``)."""
+    if extraction.answer is None:
+        return MathVerdict(False, False, None, "no answer found")
+    parsed_gold = parse_gold(gold)
+    if extraction.source == "text":
+        pred = parse_text_fallback(extraction.answer)
+        shown = pred.text or None
+        if not pred.exprs:
+            return MathVerdict(False, False, shown, "no parseable answer in the text")
+    else:
+        pred, shown = parse_prediction(extraction.answer), extraction.answer
+    if not answers_equal(parsed_gold, pred, rel_tol=rel_tol):
+        return MathVerdict(False, True, shown, "not equivalent to the gold answer")
+    single = not parsed_gold.exprs or is_single_valued(parsed_gold.exprs[0])
+    others = [c for c in extraction.candidates if c != extraction.answer]
+    if single and others:
+        if len(others) >= MAX_CANDIDATES:
+            return MathVerdict(False, True, shown, f"hedging: {len(others) + 1} different candidate answers")
+        for cand in others:
+            if not answers_equal(parsed_gold, parse_prediction(cand), rel_tol=rel_tol):
+                return MathVerdict(False, True, shown, f"hedging: also offers {cand[:80]!r}")
+    return MathVerdict(True, True, shown)
+
+
+def verify_math(text: str, gold: Any, *, rel_tol: float = DEFAULT_REL_TOL) -> MathVerdict:
+    """Check a completion's text against a gold answer (given with or without ``$`` delimiters)."""
+    return check(extract_answer(text), normalize_gold(gold), rel_tol=rel_tol)
