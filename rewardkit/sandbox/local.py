@@ -182,7 +182,18 @@ class LocalSandbox:
         if prefix is not None:
             argv += ["--ro-bind", prefix, prefix]
         work = ["--size", str(cfg.work_mb << 20), "--tmpfs"]
-        argv += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev", *work, "/dev/shm", *work, "/work"]
+        argv += [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--remount-ro",
+            "/dev",
+            *work,
+            "/dev/shm",
+            *work,
+            "/work",
+        ]
         argv += ["--file", str(source_fd), f"/work/{cfg.filename}"]
         # The root and /dev are bwrap's own tmpfs mounts: left writable they would be unbounded RAM.
         argv += ["--remount-ro", "/", "--chdir", "/work", "--"]
