@@ -84,7 +84,9 @@ def build_model(tokenizer: Any, config: TinyConfig = TinyConfig()) -> Any:
     return LlamaForCausalLM(llama)
 
 
-def build_tiny(corpus: Iterable[str], config: TinyConfig = TinyConfig(), save_to: str | Path | None = None) -> tuple[Any, Any]:
+def build_tiny(
+    corpus: Iterable[str], config: TinyConfig = TinyConfig(), save_to: str | Path | None = None
+) -> tuple[Any, Any]:
     """Train a tokenizer on ``corpus`` and build a model for it; optionally save both to ``save_to``."""
     tokenizer = train_tokenizer(corpus, config.vocab_size)
     model = build_model(tokenizer, config)
