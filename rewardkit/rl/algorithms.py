@@ -15,7 +15,8 @@ name and never branches on the algorithm's name:
 
 Shapes: B sequences, T response positions (padded), V vocabulary. `mask` [B, T] is true on policy tokens,
 the tokens the model sampled and is trained on; false on padding and on environment/tool tokens of
-multi-turn rollouts. Values at masked positions may be garbage (even inf): every function ignores them.
+multi-turn rollouts. Values at masked positions never reach a loss or a statistic (selected out with where(),
+not multiplied by 0); keep them finite, as model outputs are, so that their zero gradients stay zero.
 
 Conventions pinned by tests and explained in docs/algorithms.md:
 - std is the unbiased (Bessel, n - 1) estimate, as torch.std and the TRL/verl GRPO implementations use, so
