@@ -1,0 +1,276 @@
+"""The ``code`` environment: run the completion's program against tests in a sandbox.
+
+Two kinds of tests, per sample ``info``:
+  * ``test_code``: Python source appended to the solution; the program passes iff it exits 0
+    (assert-style tests, as in MBPP / HumanEval).
+  * ``io_tests``: a list of ``{"stdin", "stdout"}``; each passes iff the program exits 0 and its
+    output matches, trailing whitespace ignored (optionally numbers within a tolerance).
+Reward is the fraction of tests passed. Scoring uses the base's ``thread`` executor: the sandbox
+isolates and times out each run itself, so a worker thread only waits on it, and threads spread a
+batch over the sandbox's slots or warm containers (process workers would each need their own pool).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rewardkit.envs.base import Environment
+from rewardkit.sandbox import SANDBOX_KINDS, ExecResult, Sandbox, SandboxError, get_sandbox
+from rewardkit.types import Completion, Score, completion_text
+from rewardkit.verifiers.code import extract_code, outputs_match, python_syntax_error
+
+_MARGIN_S = 0.5
+"""Sample time kept back for bookkeeping, so the env's own deadline never fires before ours."""
+
+
+@dataclass(frozen=True)
+class _Test:
+    """One program to run: the source, its stdin, and (io tests) the expected stdout."""
+
+    source: str
+    stdin: str = ""
+    expected: str | None = None
+
+
+class CodeEnv(Environment):
+    """Scores code completions by running tests in a sandbox.
+
+    Args:
+        sandbox: ``"local"``, ``"docker"``, or a Sandbox instance (shared, not closed by this env).
+        sandbox_options: options for ``get_sandbox`` (e.g. ``{"image": ..., "pool_size": 4}``).
+        test_timeout_s: wall-clock limit per test program; ``info["timeout_s"]`` overrides it.
+        test_memory_mb: address-space limit per test program; ``info["memory_mb"]`` overrides it.
+        float_tolerance: io tests compare numbers within this tolerance (None: exact text);
+            ``info["float_tolerance"]`` overrides it.
+        language: ``python`` checks syntax before running; other languages need a sandbox
+            ``command``/``filename`` in ``sandbox_options`` and an image that has the toolchain.
+        timeout_s: limit for a whole sample (all its tests); tests that do not fit are failed.
+        workers: samples scored at once (default: the sandbox's parallelism).
+    """
+
+    name = "code"
+
+    def __init__(
+        self,
+        *,
+        sandbox: str | Sandbox = "local",
+        sandbox_options: Mapping[str, Any] | None = None,
+        test_timeout_s: float = 5.0,
+        test_memory_mb: int = 512,
+        float_tolerance: float | None = None,
+        language: str = "python",
+        **config: Any,
+    ) -> None:
+        if isinstance(sandbox, str) and sandbox not in SANDBOX_KINDS:
+            raise ValueError(f"sandbox must be one of {SANDBOX_KINDS} or a Sandbox instance, got {sandbox!r}")
+        if not isinstance(sandbox, str) and not isinstance(sandbox, Sandbox):
+            raise TypeError(f"sandbox must be a name or a Sandbox instance, got {type(sandbox).__name__}")
+        if not test_timeout_s or test_timeout_s <= 0:
+            raise ValueError(f"test_timeout_s must be > 0, got {test_timeout_s!r}")
+        if test_memory_mb < 16:
+            raise ValueError(f"test_memory_mb must be >= 16, got {test_memory_mb!r}")
+        if float_tolerance is not None and float_tolerance < 0:
+            raise ValueError(f"float_tolerance must be >= 0 or None, got {float_tolerance!r}")
+        if config.get("executor", "thread") == "process":
+            raise ValueError(
+                "the code env waits on its sandbox from threads; executor='process' is not supported"
+            )
+        config.setdefault("executor", "thread")
+        config.setdefault("timeout_s", 60.0)
+        # One sample per container or CPU keeps the sandbox busy without queueing threads on it.
+        config.setdefault("workers", _parallelism(sandbox, sandbox_options or {}))
+        super().__init__(**config)
+        self.sandbox_spec = sandbox
+        self.sandbox_options = dict(sandbox_options or {})
+        self.test_timeout_s = float(test_timeout_s)
+        self.test_memory_mb = int(test_memory_mb)
+        self.float_tolerance = float_tolerance
+        self.language = language
+        self._sandbox: Sandbox | None = None if isinstance(sandbox, str) else sandbox
+        self._sandbox_lock = threading.Lock()
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The sandbox, started on first use (a docker pool takes a moment to warm up)."""
+        with self._sandbox_lock:
+            if self._sandbox is None:
+                assert isinstance(self.sandbox_spec, str)
+                self._sandbox = get_sandbox(self.sandbox_spec, **self.sandbox_options)
+            return self._sandbox
+
+    def close(self) -> None:
+        """Stop scoring threads and the sandbox this env created."""
+        super().close()
+        with self._sandbox_lock:
+            if self._sandbox is not None and isinstance(self.sandbox_spec, str):
+                self._sandbox.close()
+                self._sandbox = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_sandbox_lock", None)
+        if isinstance(self.sandbox_spec, str):
+            state["_sandbox"] = None  # a sandbox holds processes and sockets; rebuilt where unpickled
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._sandbox_lock = threading.Lock()
+
+    # ---- scoring --------------------------------------------------------------------------------
+    def cache_key(self, completion: Completion, *, answer: Any, prompt: Any, info: Mapping[str, Any]) -> str:
+        """Equal programs under equal tests share a verdict (GRPO groups often repeat a solution)."""
+        solution = extract_code(completion_text(completion))
+        fields = {
+            k: info.get(k) for k in ("test_code", "io_tests", "timeout_s", "memory_mb", "float_tolerance")
+        }
+        blob = json.dumps([solution, fields], sort_keys=True, default=repr)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def verify(self, completion: Completion, *, answer: Any, prompt: Any, info: Mapping[str, Any]) -> Score:
+        deadline = time.monotonic() + self.timeout_s - _MARGIN_S
+        solution = extract_code(completion_text(completion))
+        try:
+            tests, limits = self._plan(solution, info)
+        except ValueError as exc:
+            return Score.failure("invalid_input", str(exc))
+        if self.language == "python" and (error := python_syntax_error(solution)) is not None:
+            metrics = {"pass_rate": 0.0, "all_passed": 0.0, "syntax_error": 1.0, "timeout": 0.0}
+            return Score.ok(0.0, metrics, reason=error, tests=len(tests))
+        outcomes = [self._run_test(test, limits, deadline) for test in tests]
+        return _summarize(outcomes)
+
+    def _plan(self, solution: str, info: Mapping[str, Any]) -> tuple[list[_Test], dict[str, Any]]:
+        """The test programs of a sample and their limits; ValueError names what is wrong with ``info``."""
+        test_code, io_tests = info.get("test_code"), info.get("io_tests")
+        if test_code is None and io_tests is None:
+            raise ValueError(
+                "code env needs info['test_code'] (str) or info['io_tests'] (list of {stdin, stdout})"
+            )
+        tests: list[_Test] = []
+        if io_tests is not None:
+            tests += [_io_test(solution, i, t) for i, t in enumerate(_as_list(io_tests))]
+        if test_code is not None:
+            if not isinstance(test_code, str):
+                raise ValueError(f"info['test_code'] must be a string, got {type(test_code).__name__}")
+            if self.language == "python" and (error := python_syntax_error(test_code)) is not None:
+                raise ValueError(f"info['test_code'] does not compile: {error}")
+            tests.append(_Test(source=f"{solution}\n\n{test_code}\n"))
+        limits = {
+            "timeout_s": _positive(info, "timeout_s", self.test_timeout_s),
+            "memory_mb": int(_positive(info, "memory_mb", self.test_memory_mb)),
+            "float_tolerance": info.get("float_tolerance", self.float_tolerance),
+        }
+        return tests, limits
+
+    def _run_test(self, test: _Test, limits: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """Run one test program; a test that no longer fits in the sample's time counts as timed out."""
+        timeout_s = min(limits["timeout_s"], deadline - time.monotonic())
+        if timeout_s < 0.05:
+            return {"passed": False, "timed_out": True, "skipped": True}
+        try:
+            result = self.sandbox.run(
+                test.source, stdin=test.stdin, timeout_s=timeout_s, memory_mb=limits["memory_mb"]
+            )
+        except SandboxError as exc:
+            return {"passed": False, "timed_out": False, "error": str(exc)}
+        return {
+            "passed": _passed(result, test, limits["float_tolerance"]),
+            "timed_out": result.timed_out,
+            "exit_code": result.exit_code,
+            "truncated": result.truncated,
+            "stderr": result.stderr[-500:],
+        }
+
+    def gold_examples(self) -> list[dict[str, Any]]:
+        square = "def square(x):\n    return x * x\n"
+        fenced = f"Here is my solution.\n\n```python\n# draft\n```\n\nFinal:\n```python\n{square}```\n"
+        echo_sum = "import sys\nnums = [float(t) for t in sys.stdin.read().split()]\nprint(sum(nums) / 3)\n"
+        return [
+            {"completion": square, "info": {"test_code": "assert square(3) == 9\nassert square(-2) == 4"}},
+            {
+                "completion": [{"role": "assistant", "content": fenced}],
+                "info": {"test_code": "assert square(5) == 25"},
+            },
+            {
+                "completion": f"```\n{echo_sum}```",
+                "info": {
+                    "io_tests": [
+                        {"stdin": "1 1 1\n", "stdout": "1.0\n"},
+                        {"stdin": "1 0 0", "stdout": "0.333333"},
+                    ],
+                    "float_tolerance": 1e-5,
+                },
+            },
+        ]
+
+
+def _io_test(solution: str, index: int, test: Any) -> _Test:
+    if not isinstance(test, Mapping) or not isinstance(test.get("stdout"), str):
+        raise ValueError(
+            f"info['io_tests'][{index}] must be a dict with a string 'stdout', got {test!r:.200}"
+        )
+    stdin = test.get("stdin", "")
+    if not isinstance(stdin, str):
+        raise ValueError(f"info['io_tests'][{index}]['stdin'] must be a string, got {type(stdin).__name__}")
+    return _Test(source=solution, stdin=stdin, expected=test["stdout"])
+
+
+def _as_list(io_tests: Any) -> list[Any]:
+    if isinstance(io_tests, str | bytes) or not hasattr(io_tests, "__iter__"):
+        raise ValueError(
+            f"info['io_tests'] must be a list of {{stdin, stdout}} dicts, got {type(io_tests).__name__}"
+        )
+    tests = list(io_tests)
+    if not tests:
+        raise ValueError("info['io_tests'] is empty: nothing to score against")
+    return tests
+
+
+def _positive(info: Mapping[str, Any], key: str, default: float) -> float:
+    value = info.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"info[{key!r}] must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _passed(result: ExecResult, test: _Test, float_tolerance: float | None) -> bool:
+    if not result.ok:
+        return False
+    if test.expected is None:
+        return True
+    return outputs_match(result.stdout, test.expected, float_tolerance=float_tolerance)
+
+
+def _summarize(outcomes: list[dict[str, Any]]) -> Score:
+    """Reward = fraction passed; a timeout is always visible (metric, and status when nothing passed)."""
+    passed = sum(o["passed"] for o in outcomes)
+    rate = passed / len(outcomes)
+    timed_out = [i for i, o in enumerate(outcomes) if o["timed_out"]]
+    errors = [o["error"] for o in outcomes if "error" in o]
+    metrics = {
+        "pass_rate": rate,
+        "all_passed": float(passed == len(outcomes)),
+        "syntax_error": 0.0,
+        "timeout": float(bool(timed_out)),
+    }
+    details = {"tests": len(outcomes), "passed": passed, "timed_out_tests": timed_out, "results": outcomes}
+    if errors:  # the sandbox failed, not the program: never a silently lower reward
+        return Score(0.0, metrics, {"status": "error", "reason": f"sandbox failed: {errors[0]}", **details})
+    if timed_out and not passed:
+        reason = f"{len(timed_out)} of {len(outcomes)} test(s) timed out"
+        return Score(0.0, metrics, {"status": "timeout", "reason": reason, **details})
+    return Score.ok(rate, metrics, **details)
+
+
+def _parallelism(sandbox: str | Sandbox, options: Mapping[str, Any]) -> int:
+    """How many runs the sandbox serves at once: the docker pool size, else the CPU count."""
+    pool_size = options.get("pool_size") if isinstance(sandbox, str) else getattr(sandbox, "pool_size", None)
+    return pool_size if isinstance(pool_size, int) and pool_size > 0 else (os.cpu_count() or 2)
