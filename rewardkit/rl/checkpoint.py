@@ -1,0 +1,113 @@
+"""Atomic checkpoints: everything needed to continue a run exactly where it stopped.
+
+A checkpoint is a directory ``checkpoints/step_NNNNNN`` with the model in Hugging Face format (for
+evaluation and sharing) and ``trainer_state.pt`` (policy and critic weights, optimizer, scheduler,
+RNG states, data position, step). It is written to a temporary directory and renamed into place, so
+a crash mid-save never leaves a half-written checkpoint; ``checkpoints/latest`` names the newest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+STATE_FILE = "trainer_state.pt"
+
+
+def save(
+    out: Path,
+    step: int,
+    policy: Any,
+    tokenizer: Any,
+    critic: Any,
+    optimizer: Any,
+    scheduler: Any,
+    sampler: Any,
+    cfg: Any,
+    keep: int,
+) -> Path:
+    root = Path(out) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:06d}"
+    tmp = root / f".tmp_step_{step:06d}_{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save_pretrained(tmp / "model")
+    tokenizer.save_pretrained(tmp / "model")
+    state = {
+        "step": step,
+        "policy": policy.state_dict(),
+        "critic": critic.state_dict() if critic is not None else None,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "sampler": sampler.state_dict(),
+        "rng": {
+            "python": random.getstate(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
+    }
+    torch.save(state, tmp / STATE_FILE)
+    (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _write_atomic(root / "latest", final.name)
+    _prune(root, keep)
+    return final
+
+
+def latest(out: Path) -> Path | None:
+    pointer = Path(out) / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    path = pointer.parent / pointer.read_text().strip()
+    return path if (path / STATE_FILE).exists() else None
+
+
+def find(out: Path, step: int | None = None) -> Path:
+    """The checkpoint of ``step`` (or the latest) under a training output directory."""
+    if step is None:
+        path = latest(out)
+        if path is None:
+            raise FileNotFoundError(f"no checkpoint under {out}/checkpoints")
+        return path
+    path = Path(out) / "checkpoints" / f"step_{step:06d}"
+    if not path.exists():
+        have = sorted(p.name for p in (Path(out) / "checkpoints").glob("step_*"))
+        raise FileNotFoundError(f"no checkpoint for step {step} under {out}; have {have}")
+    return path
+
+
+def load(path: Path, policy: Any, critic: Any, optimizer: Any, scheduler: Any, sampler: Any) -> int:
+    """Restore a run's state in place; returns the step the checkpoint was taken after."""
+    state = torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False)
+    policy.load_state_dict(state["policy"])
+    if critic is not None and state["critic"] is not None:
+        critic.load_state_dict(state["critic"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    sampler.load_state_dict(state["sampler"])
+    random.setstate(state["rng"]["python"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"]["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return int(state["step"])
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _prune(root: Path, keep: int) -> None:
+    if keep <= 0:
+        return
+    for old in sorted(root.glob("step_*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)

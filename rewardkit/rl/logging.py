@@ -1,0 +1,180 @@
+"""What a run shows and leaves behind: metrics.jsonl, a live progress bar, sampled rollouts,
+optional TensorBoard / W&B / trackio, and a PNG of the reward and length curves at the end."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REQUIRED_KEYS = (
+    "step",
+    "reward_mean",
+    "reward_std",
+    "frac_zero_std_groups",
+    "kl",
+    "entropy",
+    "clip_frac",
+    "response_len_mean",
+    "truncated_frac",
+    "step_time_s",
+    "rollout_time_s",
+    "tokens_per_s",
+)
+
+
+class RunLogger:
+    def __init__(self, out: Path, cfg: Any, *, enabled: bool = True, start_step: int = 0) -> None:
+        self.out, self.cfg, self.enabled = Path(out), cfg, enabled
+        self.history: list[dict[str, float]] = []
+        self._bar = None
+        self._trackers: list[Any] = []
+        if not enabled:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(
+            yaml.safe_dump(json.loads(json.dumps(cfg.to_dict(), default=list)), sort_keys=False)
+        )
+        self.metrics_path = self.out / "metrics.jsonl"
+        self.history = self._keep_history(start_step)
+        if cfg.progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=cfg.steps,
+                initial=start_step,
+                desc="train",
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+        self._trackers = _open_trackers(cfg, self.out)
+
+    def _keep_history(self, start_step: int) -> list[dict[str, float]]:
+        """On resume, drop rows of steps that will be redone, so metrics.jsonl has one row per step."""
+        if not self.metrics_path.exists():
+            return []
+        rows = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if r.get("step", 0) <= start_step]
+        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return rows
+
+    def log_step(self, step: int, metrics: dict[str, float], batch: Any) -> None:
+        if not self.enabled:
+            return
+        for key in REQUIRED_KEYS:
+            metrics.setdefault(key, 0.0)
+        row = {k: (float(v) if isinstance(v, int | float) else v) for k, v in metrics.items()}
+        row["step"] = step
+        self.history.append(row)
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self._bar is not None:
+            self._bar.set_postfix(
+                reward=f"{row['reward_mean']:.3f}",
+                kl=f"{row['kl']:.4f}",
+                len=f"{row['response_len_mean']:.0f}",
+            )
+            self._bar.update(1)
+        for tracker in self._trackers:
+            tracker(step, row)
+        if self.cfg.sample_every and step % self.cfg.sample_every == 0:
+            self.save_rollouts(step, batch)
+
+    def save_rollouts(self, step: int, batch: Any) -> None:
+        folder = self.out / "rollouts"
+        folder.mkdir(exist_ok=True)
+        with (folder / f"step_{step:06d}.jsonl").open("w") as f:
+            for s in batch.samples:
+                t = s.trajectory
+                f.write(
+                    json.dumps(
+                        {
+                            "task_id": t.task.id,
+                            "prompt": t.task.prompt,
+                            "answer": t.task.answer,
+                            "completion": t.completion,
+                            "reward": s.reward,
+                            "env_reward": s.score.reward,
+                            "metrics": s.score.metrics,
+                            "status": s.score.status,
+                            "tokens": len(t.completion_ids),
+                            "truncated": t.truncated,
+                            "turns": t.turns,
+                            "group": s.group,
+                        },
+                        default=str,
+                    )
+                    + "\n"
+                )
+
+    def note(self, message: str) -> None:
+        if self.enabled:
+            print(message, file=sys.stderr)
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.close()
+        for tracker in self._trackers:
+            getattr(tracker, "close", lambda: None)()
+        if self.history:
+            plot_curves(self.history, self.out / "curves.png")
+
+
+def plot_curves(history: list[dict[str, float]], path: Path) -> None:
+    """Reward and response length per step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    axes[0].plot(steps, [r["reward_mean"] for r in history], label="reward")
+    axes[0].set_title("mean reward")
+    axes[1].plot(steps, [r["response_len_mean"] for r in history], color="tab:orange")
+    axes[1].set_title("mean response length (tokens)")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _open_trackers(cfg: Any, out: Path) -> list[Any]:
+    trackers = []
+    for name in cfg.report_to:
+        try:
+            if name == "tensorboard":
+                from torch.utils.tensorboard import SummaryWriter
+
+                writer = SummaryWriter(str(out / "tensorboard"))
+
+                def tb(step: int, row: dict, w: Any = writer) -> None:
+                    for k, v in row.items():
+                        if isinstance(v, float):
+                            w.add_scalar(k, v, step)
+
+                tb.close = writer.close  # type: ignore[attr-defined]
+                trackers.append(tb)
+            elif name == "wandb":
+                import wandb
+
+                run = wandb.init(config=cfg.to_dict(), dir=str(out))
+                trackers.append(lambda step, row, r=run: r.log(row, step=step))
+            elif name == "trackio":
+                import trackio
+
+                trackio.init(project="rewardkit", config=cfg.to_dict())
+                trackers.append(lambda step, row: trackio.log(row))
+            else:
+                print(f"report_to: unknown tracker {name!r} (tensorboard, wandb, trackio)", file=sys.stderr)
+        except ImportError:
+            print(f"report_to: {name} is not installed; skipping it", file=sys.stderr)
+    return trackers

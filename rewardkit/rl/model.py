@@ -1,0 +1,141 @@
+"""Models for training: loading the policy, the frozen reference, PPO's value model, and the forward
+pass that turns a batch of (prompt, completion) token ids into per-token log-probabilities.
+
+Layout of a micro-batch: prompts are LEFT-padded to the micro-batch's longest prompt and completions
+RIGHT-padded to its longest completion, so completion token j of every row sits at the same column
+and all per-token tensors are ``[B, T_completion]``. Each micro-batch is padded to its own longest
+sequence, never to the global maximum.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rewardkit.rl.algorithms import entropy_from_logits, logprobs_from_logits
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return {"bf16": torch.bfloat16, "fp32": torch.float32}[name]
+
+
+def load_policy(
+    model: str, tokenizer: str | None, dtype: str, gradient_checkpointing: bool, lora: dict | None
+) -> tuple[Any, Any]:
+    """The trainable policy and its tokenizer, from a hub id or a local directory."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer or model)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    policy = AutoModelForCausalLM.from_pretrained(model, dtype=resolve_dtype(dtype))
+    if torch.cuda.is_available():
+        policy = policy.to("cuda")
+    if gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+        policy.config.use_cache = False
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        policy = get_peft_model(policy, LoraConfig(task_type="CAUSAL_LM", **lora))
+    return policy, tok
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A reference model: a detached, eval-mode copy that never receives gradients."""
+    ref = copy.deepcopy(model).eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+class ValueModel(nn.Module):
+    """PPO's critic: the policy's backbone (a separate copy) with a scalar head on each position."""
+
+    def __init__(self, policy: nn.Module) -> None:
+        super().__init__()
+        base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+        self.backbone = copy.deepcopy(base.model)
+        hidden = base.config.hidden_size
+        self.head = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.head.to(next(self.backbone.parameters()).dtype)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor) -> Tensor:
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state
+        return self.head(hidden).squeeze(-1).float()  # [B, L]
+
+
+def pack(
+    prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int, device: Any
+) -> dict[str, Any]:
+    """Left-pad prompts, right-pad completions; returns input ids, masks, positions and the split column."""
+    P = max(len(p) for p in prompts)
+    T = max(max(len(c) for c in completions), 1)
+    B = len(prompts)
+    input_ids = torch.full((B, P + T), pad_id, dtype=torch.long)
+    attention = torch.zeros((B, P + T), dtype=torch.long)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        input_ids[i, P - len(p) : P] = torch.tensor(p, dtype=torch.long)
+        input_ids[i, P : P + len(c)] = torch.tensor(c, dtype=torch.long)
+        attention[i, P - len(p) : P + len(c)] = 1
+    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+    return {
+        "input_ids": input_ids.to(device),
+        "attention_mask": attention.to(device),
+        "position_ids": position_ids.to(device),
+        "prompt_len": P,
+        "completion_len": T,
+    }
+
+
+def completion_logprobs(
+    model: nn.Module, batch: dict[str, Any], temperature: float, with_entropy: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Log-probabilities [B, T] of the completion tokens under ``model`` at ``temperature`` (and entropy)."""
+    P, T = batch["prompt_len"], batch["completion_len"]
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        position_ids=batch["position_ids"],
+    )
+    logits = out.logits[:, P - 1 : P - 1 + T, :]  # [B, T, V]: position P-1+j predicts completion token j
+    if temperature > 0 and temperature != 1.0:
+        logits = logits / temperature  # the sampler drew from softmax(z / T): score the same distribution
+    targets = batch["input_ids"][:, P : P + T]  # [B, T]
+    logprobs = logprobs_from_logits(logits, targets)
+    entropy = entropy_from_logits(logits.detach()) if with_entropy else None
+    return logprobs, entropy
+
+
+def completion_values(value_model: ValueModel, batch: dict[str, Any]) -> Tensor:
+    """V(s_j) [B, T]: the critic's value of the state just before completion token j."""
+    P, T = batch["prompt_len"], batch["completion_len"]
+    values = value_model(batch["input_ids"], batch["attention_mask"], batch["position_ids"])  # [B, L]
+    return values[:, P - 1 : P - 1 + T]
+
+
+def weights_for_sync(policy: nn.Module) -> Iterator[tuple[str, Tensor]]:
+    """Checkpoint-format (name, tensor) pairs of the policy; LoRA adapters are merged in first."""
+    if hasattr(policy, "merge_adapter"):  # peft: merge, read, unmerge (training continues on adapters)
+        policy.merge_adapter()
+        try:
+            base = policy.get_base_model()
+            for name, tensor in base.state_dict().items():
+                if "lora_" in name:
+                    continue
+                yield name.replace(".base_layer", ""), tensor.detach()
+        finally:
+            policy.unmerge_adapter()
+        return
+    for name, tensor in policy.state_dict().items():
+        yield name, tensor.detach()

@@ -1,0 +1,140 @@
+"""Overlong shaping and dynamic sampling, driven by a real environment and a scripted generator."""
+
+from __future__ import annotations
+
+import pytest
+
+from rewardkit.registry import FunctionEnv
+from rewardkit.rl.rollout.base import Generation, SamplingParams
+from rewardkit.rl.sampling import PromptSampler, batch_metrics, collect_batch, overlong_penalty
+from rewardkit.types import Task, Trajectory
+
+
+class CharTokenizer:
+    """One token per character: enough for the rollout loop's plain-text path."""
+
+    chat_template = None
+
+    def encode(self, text, add_special_tokens=False):
+        return [ord(c) for c in text]
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(chr(i) for i in ids)
+
+
+class ScriptedGenerator:
+    """Answers each prompt with texts from ``script(prompt_text, sample_index)``."""
+
+    def __init__(self, script, max_len=None):
+        self.tokenizer = CharTokenizer()
+        self.script = script
+        self.calls = 0
+
+    def generate(self, prompts, params):
+        self.calls += 1
+        out = []
+        for p in prompts:
+            group = []
+            for k in range(params.n):
+                text = self.script(self.tokenizer.decode(p), k)
+                ids = tuple(self.tokenizer.encode(text))[: params.max_tokens]
+                reason = "length" if len(text) > params.max_tokens else "stop"
+                group.append(Generation(ids, tuple(-0.5 for _ in ids), reason, self.tokenizer.decode(ids)))
+            out.append(group)
+        return out
+
+    def update_weights(self, named_tensors):
+        pass
+
+
+def exact(completion, *, answer=None, prompt=None, info=None):
+    return float(completion.strip() == str(answer))
+
+
+def make_tasks(n):
+    return [Task(prompt=f"task{i}:", answer=str(i), id=str(i)) for i in range(n)]
+
+
+def traj(n_tokens, truncated=False):
+    return Trajectory(Task("p"), (1,), tuple(range(n_tokens)), (1,) * n_tokens, (0.0,) * n_tokens, "x", truncated=truncated)
+
+
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [(70, 0.0), (80, 0.0), (81, -0.05), (90, -0.5), (100, -1.0), (101, -1.0)],
+)
+def test_overlong_penalty_follows_dapo_formula(n, expected):
+    # L = 100, B = 20: 0 up to 80, linear to -1 at 100, -1 beyond
+    assert overlong_penalty(traj(n), 100, 0.2) == pytest.approx(expected)
+
+
+def test_overlong_penalty_off_when_buffer_zero():
+    assert overlong_penalty(traj(500), 100, 0.0) == 0.0
+
+
+def sampling(max_tokens=16):
+    return SamplingParams(n=4, max_tokens=max_tokens, seed=0)
+
+
+def test_dynamic_sampling_drops_uniform_groups_and_refills():
+    env = FunctionEnv(exact, "exact", executor="inline")
+    # even tasks: every sample right (all-equal group); odd tasks: half right (signal)
+    def script(prompt, k):
+        i = int(prompt.removeprefix("task").rstrip(":"))
+        return str(i) if i % 2 == 0 or k % 2 == 0 else "wrong"
+
+    gen = ScriptedGenerator(script)
+    batch = collect_batch(
+        env, gen, PromptSampler(make_tasks(40), seed=1), prompts=4, group_size=4, sampling=sampling(),
+        dynamic_sampling=True, max_rounds=10, overlong_buffer_frac=0.0, overlong_filter=False,
+    )
+    assert len(batch.samples) == 16
+    groups = {}
+    for s in batch.samples:
+        groups.setdefault(s.group, []).append(s.reward)
+    assert all(len(set(r)) > 1 for r in groups.values()), "a zero-variance group was kept"
+    assert batch.stats["groups_dropped"] >= 1
+    assert batch.stats["sampling_rounds"] >= 2
+    assert batch.stats["batch_short"] == 0.0
+
+
+def test_dynamic_sampling_bound_hit_trains_on_what_there_is():
+    env = FunctionEnv(exact, "exact", executor="inline")
+    gen = ScriptedGenerator(lambda prompt, k: "always wrong")
+    batch = collect_batch(
+        env, gen, PromptSampler(make_tasks(10), seed=0), prompts=4, group_size=4, sampling=sampling(),
+        dynamic_sampling=True, max_rounds=3, overlong_buffer_frac=0.0, overlong_filter=False,
+    )
+    assert batch.samples == []
+    assert batch.stats["sampling_rounds"] == 3
+    assert batch.stats["batch_short"] == 1.0
+    assert batch.stats["frac_zero_std_groups"] == 1.0
+    assert batch_metrics(batch)["num_samples"] == 0.0
+
+
+def test_overlong_filter_and_penalty_use_model_tokens():
+    env = FunctionEnv(exact, "exact", executor="inline")
+    gen = ScriptedGenerator(lambda prompt, k: "x" * (4 + 6 * k))  # 4, 10, 16, 22 tokens; cap 16
+    batch = collect_batch(
+        env, gen, PromptSampler(make_tasks(1), seed=0), prompts=1, group_size=4, sampling=sampling(16),
+        dynamic_sampling=False, max_rounds=1, overlong_buffer_frac=0.25, overlong_filter=True,
+    )
+    lengths = [s.trajectory.num_policy_tokens for s in batch.samples]
+    assert lengths == [4, 10, 16, 16]
+    rewards = [s.reward for s in batch.samples]
+    assert rewards[:2] == [0.0, 0.0]  # within L - B = 12
+    assert rewards[2] == pytest.approx(-1.0)  # n = L: (12 - 16) / 4
+    assert [s.loss_mask_off for s in batch.samples] == [False, False, False, True]
+    assert batch_metrics(batch)["truncated_frac"] == 0.25
+
+
+def test_prompt_sampler_is_resumable():
+    tasks = make_tasks(7)
+    a = PromptSampler(tasks, seed=3)
+    first = a.draw(5)
+    state = a.state_dict()
+    rest = a.draw(9)
+    b = PromptSampler(tasks, seed=3)
+    b.load_state_dict(state)
+    assert [t.id for t in b.draw(9)] == [t.id for t in rest]
+    assert len({t.id for t in first}) == 5
