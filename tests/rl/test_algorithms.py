@@ -280,7 +280,8 @@ def test_masked_whiten():
     assert_close(out[mask].mean(), 0.0)
     assert_close(out[mask].std(), 1.0)
     assert out[0, 2] == 0.0
-    assert (A.masked_whiten(torch.full((2, 3), 0.1), mask, eps=1e-6) == 0).all()
+    # 7 copies of 0.1: sum / 7 != 0.1 in float32, so only the explicit all-equal rule gives exact zeros
+    assert (A.masked_whiten(torch.full((1, 7), 0.1), torch.ones(1, 7, dtype=torch.bool), eps=1e-6) == 0).all()
     assert (A.masked_whiten(x, torch.zeros_like(mask), eps=1e-6) == 0).all()
 
 
