@@ -29,8 +29,13 @@ class ChatRenderer:
     is the template's text between the history so far and the next generation prompt.
     """
 
+    PROBE = "RewardkitProbe7f3a"
+    """Sentinel assistant content used to read what the template writes after an assistant turn."""
+
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
+        self._closing: str | None = None
+        self._special_ids = frozenset(getattr(tokenizer, "all_special_ids", ()) or ())
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
@@ -58,11 +63,41 @@ class ChatRenderer:
             raise ValueError(
                 "the chat template re-renders earlier turns differently; cannot append a reply exactly"
             )
-        # What the template puts after the assistant's text (e.g. "\n" after an end-of-turn token the
-        # model sampled) belongs to the environment's part: find where the sampled text ends.
-        sampled = self.tokenizer.decode(list(sampled_ids), skip_special_tokens=False)
-        end = before.rfind(sampled) + len(sampled) if sampled and sampled in before else len(before)
-        return self.encode(before[end:] + after[len(before) :])
+        # What the template puts after the assistant's text (an end-of-turn token, "\n") belongs to the
+        # environment's part, minus the end-of-turn tokens the model sampled itself. It is read from the
+        # template (``turn_closing``), not searched for in ``before``: a template that trims or rewrites
+        # the content (Llama 3's ``| trim``) would hide the sampled text and drop the closing tokens.
+        closing = self.turn_closing()
+        if closing is None:
+            sampled = self.tokenizer.decode(list(sampled_ids), skip_special_tokens=False)
+            end = before.rfind(sampled) + len(sampled) if sampled and sampled in before else len(before)
+            closing = before[end:]
+        else:
+            tail = self.decode_special_tail(sampled_ids)
+            if tail and closing.startswith(tail):
+                closing = closing[len(tail) :]
+        return self.encode(closing + after[len(before) :])
+
+    def turn_closing(self) -> str | None:
+        """The text the template writes after the content of a final assistant message (e.g.
+        ``"<|im_end|>\n"``), or None when a probe conversation cannot be rendered."""
+        if self._closing is None:
+            probe = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": self.PROBE}]
+            try:
+                text = self.tokenizer.apply_chat_template(probe, tokenize=False)
+            except Exception:  # noqa: BLE001 - a template with its own rules (roles, system first)
+                return None
+            if self.PROBE not in text:
+                return None
+            self._closing = text[text.rindex(self.PROBE) + len(self.PROBE) :]
+        return self._closing
+
+    def decode_special_tail(self, ids: Sequence[int]) -> str:
+        """The text of the special tokens (e.g. ``<|im_end|>``) that end a sampled turn, or ""."""
+        n = len(ids)
+        while n and ids[n - 1] in self._special_ids:
+            n -= 1
+        return self.tokenizer.decode(list(ids[n:]), skip_special_tokens=False) if n < len(ids) else ""
 
 
 @dataclass
@@ -78,6 +113,7 @@ class _Episode:
     turns: int = 0
     stop_reason: str = ""
     truncated: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -126,6 +162,7 @@ def _step(env: Any, renderer: ChatRenderer, episodes: list[_Episode], generation
         step = env.env_response(list(episode.messages), episode.state)
         if step.reward is not None:
             episode.turn_rewards.append(float(step.reward))
+        episode.info.update(step.info)  # the environment's account of the episode (status, counts)
         if step.done:
             episode.stop_reason = "stop" if env.max_turns == 1 else "done"
             continue
@@ -170,4 +207,5 @@ def _to_trajectory(episode: _Episode, env: Any) -> Trajectory:
         stop_reason=episode.stop_reason,
         truncated=episode.truncated,
         turn_rewards=tuple(episode.turn_rewards),
+        info=dict(episode.info),
     )
