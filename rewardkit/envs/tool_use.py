@@ -1,0 +1,354 @@
+"""The ``tool_use`` environment: multi-turn episodes where the policy calls tools, then answers.
+
+Episode protocol (driven by ``Environment.rollout``): the policy writes a turn; ``env_response``
+reads the turn's ``<tool_call>`` blocks (or OpenAI ``tool_calls``), runs each call with a time limit,
+and answers with one ``tool`` message per call. The episode ends when the policy gives a final
+``<answer>...</answer>``, writes a turn with no tool call, makes too many failed calls, runs out of
+turns or tokens, or passes its wall-clock limit. Every way of ending is named in
+``Trajectory.info["end"]`` with a ``status`` (``ok``, ``timeout``, ``error``); none can hang the batch.
+
+Reward (``verify``): the outcome, 1.0 when the final answer matches the gold answer (the math verifier
+for numbers, normalised exact match for names), plus optional weighted terms for format (one final
+answer, no malformed call) and efficiency (fewer tool calls). Tool-call and tool-error counts are
+always in the metrics. Per-turn rewards (the fraction of a turn's calls that ran) are recorded in
+``Trajectory.turn_rewards``; they are diagnostics, not part of the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from rewardkit.envs.base import Environment, EnvStep
+from rewardkit.tools.execute import ToolExecutor
+from rewardkit.tools.parse import CLOSE_TAG, OPEN_TAG, ToolCall, parse_tool_calls
+from rewardkit.tools.schema import Tool
+from rewardkit.types import Completion, Message, Score, Task, completion_text
+
+TASKS = ("calculator", "lookup")
+MATCH_MODES = ("auto", "math", "exact")
+ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
+BUILTIN_TOOLS = ("calculator", "python", "search")
+DEFAULT_TOOLS = {"calculator": ("calculator",), "lookup": ("search",)}
+
+
+@dataclass(frozen=True)
+class ToolUseConfig:
+    """Configuration of ``load_env("tool_use", ...)``; the remaining keywords go to ``Environment``."""
+
+    task: str | None = "calculator"
+    """Built-in task: ``calculator`` or ``lookup``; None when a subclass supplies ``tasks()``."""
+    tools: tuple[Any, ...] | None = None
+    """Tools: ``Tool`` objects, typed functions, or built-in names (``calculator``, ``python``,
+    ``search``). None picks the task's default (``calculator`` or ``search``)."""
+    max_turns: int = 6
+    """Policy turns per episode, the final answer included."""
+    max_total_tokens: int | None = 4096
+    """Completion tokens (policy and environment) after which the episode stops."""
+    episode_timeout_s: float = 120.0
+    """Wall-clock limit of one episode, generation included; past it the episode ends with ``timeout``."""
+    tool_timeout_s: float = 5.0
+    """Default per-call limit (a Tool's own ``timeout_s`` wins)."""
+    max_calls_per_turn: int = 4
+    """Calls past this in one turn are not run; they get an error result."""
+    max_tool_errors: int = 3
+    """Failed calls (malformed, unknown tool, bad arguments, exception, timeout) that end the episode."""
+    max_output_chars: int = 2000
+    """Longer tool results are cut."""
+    answer_match: str = "auto"
+    """``math`` (math verifier), ``exact`` (normalised text) or ``auto`` (each task says which)."""
+    format_weight: float = 0.0
+    """Weight of the format term: 1 when there is exactly one final answer and no malformed call."""
+    efficiency_weight: float = 0.0
+    """Weight of the efficiency term ``max(0, 1 - tool_calls / max_tool_calls)``."""
+    max_tool_calls: int = 8
+    """Budget of the efficiency term."""
+    n_train: int = 2000
+    """Calculator tasks in the train split (lookup has a fixed size: 4 questions per city)."""
+    n_test: int = 200
+    seed: int = 0
+    """Seed of the generated tasks and knowledge base."""
+    sandbox: str = "local"
+    """Sandbox kind of the ``python`` tool."""
+
+    def __post_init__(self) -> None:
+        if self.task is not None and self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS} or None, got {self.task!r}")
+        if self.task is None and self.tools is None:
+            raise ValueError("with task=None, pass tools=[...] (there is no default tool set)")
+        if self.answer_match not in MATCH_MODES:
+            raise ValueError(f"answer_match must be one of {MATCH_MODES}, got {self.answer_match!r}")
+        for name in (
+            "max_turns",
+            "max_calls_per_turn",
+            "max_tool_errors",
+            "max_tool_calls",
+            "n_train",
+            "n_test",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("episode_timeout_s", "tool_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.max_total_tokens is not None and self.max_total_tokens < 1:
+            raise ValueError(f"max_total_tokens must be >= 1 or None, got {self.max_total_tokens!r}")
+        if self.format_weight < 0 or self.efficiency_weight < 0:
+            raise ValueError("format_weight and efficiency_weight must be >= 0")
+
+
+@dataclass
+class _Counts:
+    """Per-episode tallies, kept in the episode state and reported in ``Trajectory.info``."""
+
+    tool_calls: int = 0
+    tool_errors: int = 0
+    tool_timeouts: int = 0
+    parse_errors: int = 0
+    tool_time_s: float = 0.0
+    by_tool: dict[str, int] = field(default_factory=dict)
+
+    def as_info(self) -> dict[str, Any]:
+        return {
+            "tool_calls": self.tool_calls,
+            "tool_errors": self.tool_errors,
+            "tool_timeouts": self.tool_timeouts,
+            "parse_errors": self.parse_errors,
+            "tool_time_s": round(self.tool_time_s, 4),
+            "calls_by_tool": dict(self.by_tool),
+        }
+
+
+class ToolUseEnv(Environment):
+    """Multi-turn tool use with an outcome reward. See ``ToolUseConfig`` for the options."""
+
+    name = "tool_use"
+
+    def __init__(self, **config: Any) -> None:
+        own = {f.name for f in fields(ToolUseConfig)}
+        mine = {k: config.pop(k) for k in list(config) if k in own}
+        if isinstance(mine.get("tools"), list):
+            mine["tools"] = tuple(mine["tools"])
+        self.config = ToolUseConfig(**mine)
+        super().__init__(**config)
+        cfg = self.config
+        self.max_turns = cfg.max_turns  # type: ignore[misc]
+        self.max_total_tokens = cfg.max_total_tokens
+        self.pass_threshold = 1.0
+        self.toolbox = ToolExecutor(
+            self._resolve_tools(cfg.tools if cfg.tools is not None else DEFAULT_TOOLS[cfg.task or ""]),
+            timeout_s=cfg.tool_timeout_s,
+            max_output_chars=cfg.max_output_chars,
+        )
+        self._tasks: dict[str, list[Task]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_tasks"] = {}  # regenerated on demand: no need to ship thousands of prompts to each worker
+        return state
+
+    # ---- tools and tasks ------------------------------------------------------------------------
+    def _resolve_tools(self, specs: Sequence[Any]) -> list[Tool | Callable[..., Any]]:
+        from rewardkit.tools import builtin
+
+        resolved: list[Tool | Callable[..., Any]] = []
+        for spec in specs:
+            if spec == "calculator":
+                resolved.append(builtin.calculator_tool())
+            elif spec == "python":
+                resolved.append(builtin.python_tool(sandbox=self.config.sandbox))
+            elif spec == "search":
+                resolved.append(builtin.search_tool(self._documents()))
+            elif isinstance(spec, str):
+                raise ValueError(f"unknown built-in tool {spec!r}; built-in tools: {BUILTIN_TOOLS}")
+            else:
+                resolved.append(spec)
+        return resolved
+
+    def _documents(self) -> list[tuple[str, str]]:
+        from rewardkit.tools.tasks import documents, knowledge_base
+
+        return documents(knowledge_base(self.config.seed))
+
+    @property
+    def tools(self) -> dict[str, Tool]:
+        return self.toolbox.tools
+
+    def system_prompt(self) -> str:
+        """How to call tools and answer, followed by the tools' JSON schemas (one per line)."""
+        schemas = "\n".join(json.dumps(s, ensure_ascii=False) for s in self.toolbox.schemas())
+        return (
+            "You can call tools. To call one, write\n"
+            f'{OPEN_TAG}{{"name": "<tool name>", "arguments": {{<arguments as JSON>}}}}{CLOSE_TAG}\n'
+            "Each result comes back in a tool message. When you know the answer, reply with "
+            "<answer>your final answer</answer> and nothing else.\n\n"
+            f"Tools:\n{schemas}"
+        )
+
+    def make_task(
+        self,
+        question: str,
+        answer: Any,
+        *,
+        gold_calls: Sequence[tuple[str, Mapping[str, Any]]] = (),
+        match: str = "math",
+        id: str = "",
+    ) -> Task:
+        """A Task whose prompt shows this environment's tools. ``gold_calls`` are (tool, arguments)
+        pairs that solve it; ``gold_examples`` runs them to build a passing episode."""
+        if match not in ("math", "exact"):
+            raise ValueError(f"match must be 'math' or 'exact', got {match!r}")
+        prompt = ({"role": "system", "content": self.system_prompt()}, {"role": "user", "content": question})
+        calls = [[name, dict(arguments)] for name, arguments in gold_calls]
+        return Task(prompt, str(answer), {"match": match, "gold_calls": calls}, id)
+
+    def tasks(self, split: str = "train") -> Sequence[Task]:
+        from rewardkit.tools import tasks as generated
+
+        cfg = self.config
+        if cfg.task is None:
+            raise NotImplementedError("task=None: a subclass must implement tasks()")
+        if split not in self._tasks:
+            if cfg.task == "calculator":
+                n = cfg.n_train if split == "train" else cfg.n_test
+                problems = generated.calculator_problems(split, n, cfg.seed)
+            else:
+                problems = generated.lookup_problems(split, cfg.seed)
+            self._tasks[split] = [
+                self.make_task(p.question, p.answer, gold_calls=p.gold_calls, match=p.match, id=p.id)
+                for p in problems
+            ]
+        return self._tasks[split]
+
+    def gold_examples(self) -> list[dict[str, Any]]:
+        """Episodes that call the gold tools (the real tools run here), then answer correctly."""
+        samples = []
+        for task in list(self.tasks("train"))[:3]:
+            calls = task.info.get("gold_calls") or []
+            if not calls:
+                continue
+            messages: list[Message] = []
+            for i, (name, arguments) in enumerate(calls):
+                call = ToolCall(name, dict(arguments), f"call_{i}")
+                body = json.dumps({"name": name, "arguments": call.arguments}, ensure_ascii=False)
+                messages.append({"role": "assistant", "content": f"{OPEN_TAG}{body}{CLOSE_TAG}"})
+                messages.append(self.toolbox.run(call).message())
+            messages.append({"role": "assistant", "content": f"<answer>{task.answer}</answer>"})
+            samples.append(
+                {"completion": messages, "answer": task.answer, "prompt": task.prompt, "info": task.info}
+            )
+        return samples
+
+    # ---- the episode ----------------------------------------------------------------------------
+    def initial_state(self, task: Task) -> dict[str, Any]:
+        return {
+            "task": task,
+            "deadline": time.monotonic() + self.config.episode_timeout_s,
+            "counts": _Counts(),
+        }
+
+    def env_response(self, messages: list[Message], state: dict[str, Any]) -> EnvStep:
+        """Run the last assistant message's tool calls, or end the episode (see the module docstring)."""
+        counts: _Counts = state["counts"]
+        last = messages[-1]
+        text = last.get("content") or ""
+        if time.monotonic() > state["deadline"]:
+            return self._end(counts, "timeout", "episode_timeout", reward=None)
+        if ANSWER_RE.search(text):
+            return self._end(counts, "ok", "answer", reward=1.0)
+        calls = parse_tool_calls(last)
+        if not calls:
+            return self._end(counts, "ok", "no_tool_call", reward=0.0)
+        results = []
+        for i, call in enumerate(calls):
+            if i >= self.config.max_calls_per_turn:
+                error = f"only {self.config.max_calls_per_turn} tool calls are run per turn"
+                call = ToolCall(call.name, call.arguments, call.id, error)
+            results.append(self.toolbox.run(call, deadline=state["deadline"]))
+        for r in results:
+            counts.tool_calls += 1
+            counts.tool_errors += not r.ok
+            counts.tool_timeouts += r.status == "timeout"
+            counts.parse_errors += r.status == "parse_error"
+            counts.tool_time_s += r.wall_s
+            counts.by_tool[r.call.name or "?"] = counts.by_tool.get(r.call.name or "?", 0) + 1
+        turn_reward = sum(r.ok for r in results) / len(results)
+        if time.monotonic() > state["deadline"]:
+            return self._end(counts, "timeout", "episode_timeout", reward=turn_reward)
+        if counts.tool_errors >= self.config.max_tool_errors:
+            return self._end(counts, "error", "too_many_tool_errors", reward=turn_reward)
+        info = {"status": "ok", "end": "", **counts.as_info()}
+        return EnvStep(tuple(r.message() for r in results), False, turn_reward, info)
+
+    @staticmethod
+    def _end(counts: _Counts, status: str, end: str, reward: float | None) -> EnvStep:
+        return EnvStep((), True, reward, {"status": status, "end": end, **counts.as_info()})
+
+    # ---- scoring --------------------------------------------------------------------------------
+    def verify(self, completion: Completion, *, answer: Any, prompt: Any, info: Mapping[str, Any]) -> Score:
+        if answer is None:
+            return Score.failure("invalid_input", "tool_use needs the gold answer (answer=...)")
+        final = completion_text(completion)
+        found = ANSWER_RE.findall(final)
+        stats = episode_stats(completion)
+        mode = self.config.answer_match
+        if mode == "auto":
+            mode = info.get("match", "math")
+        correct, reason = (
+            (False, "no <answer> in the final message") if not found else _matches(found[-1], answer, mode)
+        )
+        format_ok = float(len(found) == 1 and stats["parse_errors"] == 0)
+        efficiency = max(0.0, 1.0 - stats["tool_calls"] / self.config.max_tool_calls)
+        reward = (
+            float(correct)
+            + self.config.format_weight * format_ok
+            + self.config.efficiency_weight * efficiency
+        )
+        metrics = {"outcome": float(correct), "format_ok": format_ok, "efficiency": efficiency}
+        metrics.update({k: float(v) for k, v in stats.items()})
+        return Score.ok(reward, metrics, reason=reason, extracted=found[-1].strip() if found else None)
+
+
+def episode_stats(completion: Completion) -> dict[str, int]:
+    """Tool calls, failed tool results, malformed calls and policy turns in a completion."""
+    if isinstance(completion, str):
+        calls = parse_tool_calls(completion)
+        return {
+            "tool_calls": len(calls),
+            "tool_errors": sum(not c.ok for c in calls),
+            "parse_errors": sum(not c.ok for c in calls),
+            "turns": 1,
+        }
+    calls = [c for m in completion if m["role"] == "assistant" for c in parse_tool_calls(m)]
+    tool_errors = sum(
+        1 for m in completion if m["role"] == "tool" and (m.get("content") or "").startswith("Error:")
+    )
+    return {
+        "tool_calls": len(calls),
+        "tool_errors": tool_errors,
+        "parse_errors": sum(not c.ok for c in calls),
+        "turns": sum(1 for m in completion if m["role"] == "assistant"),
+    }
+
+
+def _normalize(text: str) -> str:
+    text = re.sub(r"(?<=\d)[,_](?=\d{3}\b)", "", text.strip().lower())
+    return " ".join(text.rstrip(".").split())
+
+
+def _matches(predicted: str, answer: Any, mode: str) -> tuple[bool, str]:
+    """(correct, reason). ``math`` uses the math verifier when it is installed, else exact match."""
+    if mode == "math":
+        try:
+            from rewardkit.verifiers.math import verify_math
+        except ImportError:
+            mode = "exact"
+        else:
+            verdict = verify_math(f"<answer>{predicted}</answer>", answer)
+            return verdict.correct, verdict.reason
+    correct = _normalize(predicted) == _normalize(str(answer))
+    return correct, "" if correct else "not equal to the gold answer"
