@@ -633,3 +633,35 @@ def test_every_preset_raises_the_reward_on_a_toy_task(name):
     before, after = toy_run(name)
     assert before == pytest.approx(1 / 6)
     assert after > 0.6, f"{name}: p(target) went from {before:.3f} to {after:.3f}"
+
+
+@pytest.mark.gpu
+def test_same_results_on_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    logits, tokens, mask, old, ref, adv = make_step(seed=5)
+    rewards = torch.rand(6, generator=torch.Generator().manual_seed(5))
+    group_ids, values = torch.tensor([3, 3, 3, 9, 9, 1]), torch.randn(6, 9, generator=torch.Generator())
+    norm = A.StepNorm.from_masks([mask], constant=16)
+
+    def run(device):
+        to = lambda t: t.detach().to(device)  # noqa: E731
+        out = {}
+        for name in sorted(A.ALGORITHM_PRESETS):
+            cfg = A.preset(
+                name, kl_coef=0.1, kl_estimator="k3" if name in ("grpo", "dr_grpo", "dapo") else "k1"
+            )
+            r = A.token_rewards(to(rewards), to(mask), cfg, to(old), to(ref))
+            a, ret = A.ADVANTAGES[cfg.advantage](r, to(mask), to(group_ids), to(values), cfg)
+            z = to(logits)
+            logprobs = A.logprobs_from_logits(z.bfloat16(), to(tokens), chunk_size=7)
+            loss, _ = A.policy_loss(
+                logprobs, to(old), a, to(mask), norm, cfg, to(ref), A.entropy_from_logits(z)
+            )
+            v_loss, _ = A.value_loss(to(values) + 0.1, to(values), ret, to(mask), norm, cfg)
+            out[name] = torch.stack([a.sum(), ret.sum(), loss, v_loss]).cpu()
+        return out
+
+    cpu, gpu = run("cpu"), run("cuda")
+    for name in cpu:
+        torch.testing.assert_close(gpu[name], cpu[name], rtol=2e-3, atol=2e-3)
