@@ -19,6 +19,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,10 +61,13 @@ def register_env(name: str, target: Any, *, source: str | None = None) -> None:
     if source is None:
         source = getattr(target, "__module__", None) or "unknown"
     existing = _registry.get(name) or _builtin_spec(name)
-    if existing is not None and not _same_target(existing.target, target):
-        raise ValueError(
-            f"environment name {name!r} is already registered by {existing.source}; choose another name"
-        )
+    if existing is not None:
+        if not _same_target(existing.target, target):
+            raise ValueError(
+                f"environment name {name!r} is already registered by {existing.source}; choose another name"
+            )
+        if isinstance(existing.target, importlib.metadata.EntryPoint):
+            source = existing.source  # a plugin's decorator ran on import: keep the distribution's name
     _registry[name] = EnvSpec(name, target, source)
 
 
@@ -215,7 +219,15 @@ def _same_target(a: Any, b: Any) -> bool:
         t = t.fn if isinstance(t, RewardFunction) else t
         return f"{getattr(t, '__module__', '')}:{getattr(t, '__qualname__', repr(t))}"
 
-    return a is b or ident(a) == ident(b)
+    def reexported(ep: Any, t: Any) -> bool:
+        """An entry point may name an object through its package's re-export (``pkg:fn`` for
+        ``pkg.rewards:fn``); importing the plugin then registers the object under its own module."""
+        if not isinstance(ep, importlib.metadata.EntryPoint) or isinstance(t, importlib.metadata.EntryPoint):
+            return False
+        module, _, attr = ident(t).partition(":")
+        return attr == ep.attr and module.split(".")[0] == ep.module.split(".")[0]
+
+    return a is b or ident(a) == ident(b) or reexported(a, b) or reexported(b, a)
 
 
 def _load_entry_points() -> None:
@@ -227,7 +239,10 @@ def _load_entry_points() -> None:
         dist = ep.dist.name if ep.dist is not None else ep.module
         if ep.name in _registry and _registry[ep.name].source == dist:
             continue
-        register_env(ep.name, ep, source=dist)
+        try:
+            register_env(ep.name, ep, source=dist)
+        except ValueError as exc:  # one clashing plugin must not break list_envs/load_env for all others
+            warnings.warn(f"ignoring entry point {ep.name} = {ep.value} of {dist}: {exc}", stacklevel=3)
 
 
 def refresh_entry_points() -> None:
