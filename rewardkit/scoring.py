@@ -155,6 +155,8 @@ class WorkerPool:
         self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
+        with self._lock:  # jobs still running when the pool closes must not leave callers waiting
+            self._abort_running("scoring pool closed while the job ran")
         self._finalizer()
 
     # ---- dispatcher -------------------------------------------------------------------------------
@@ -176,6 +178,25 @@ class WorkerPool:
         return _Worker(proc, parent)
 
     def _dispatch_loop(self) -> None:
+        try:
+            self._dispatch()
+        except BaseException as exc:  # noqa: BLE001 - e.g. a worker that cannot be started
+            # A dead dispatcher would leave every caller waiting forever: fail what it held instead,
+            # and let the next submit start a fresh dispatcher.
+            reason = f"scoring dispatcher failed: {type(exc).__name__}: {str(exc).strip()}"
+            with self._lock:
+                self._thread = None
+                self._fail_queue(reason)
+                self._abort_running(reason)
+
+    def _abort_running(self, reason: str) -> None:
+        for worker in list(self._workers):
+            job = worker.job
+            self._remove(worker)
+            if job is not None and not job.future.done():
+                job.future.set_result(Score.failure("error", reason))
+
+    def _dispatch(self) -> None:
         while True:
             with self._lock:
                 if self._closed:
