@@ -140,10 +140,15 @@ class Environment:
         for raw in samples:
             try:
                 sample = normalize_sample(raw, self.max_completion_chars)
-                key = self._key(sample)
             except InvalidInput as exc:
                 futures.append(_done(Score.failure("invalid_input", str(exc))))
                 continue
+            except Exception as exc:  # an object that breaks when read (a raising __len__ or __getitem__)
+                reason = f"sample could not be read: {type(exc).__name__}: {exc}"
+                futures.append(_done(Score.failure("invalid_input", reason)))
+                continue
+            try:
+                key = self._key(sample)
             except Exception as exc:  # a cache_key that fails is that sample's error, not the batch's
                 futures.append(
                     _done(Score.failure("error", f"cache_key failed: {type(exc).__name__}: {exc}"))
