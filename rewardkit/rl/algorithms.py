@@ -306,9 +306,8 @@ def token_rewards(
     if cfg.kl_in_reward and cfg.kl_coef > 0:
         if old_logprobs is None or ref_logprobs is None:
             raise ValueError("kl_in_reward with kl_coef > 0 needs old_logprobs and ref_logprobs")
-        kl = KL_ESTIMATORS[cfg.kl_estimator](
-            old_logprobs.detach().float(), ref_logprobs.detach().float()
-        )  # [B, T]
+        old, ref = old_logprobs.detach().float(), ref_logprobs.detach().float()  # [B, T]
+        kl = KL_ESTIMATORS[cfg.kl_estimator](old, ref)  # [B, T]
         out = out - cfg.kl_coef * torch.where(mask.bool(), kl, 0.0)
     return out
 
@@ -446,9 +445,8 @@ def ppo_clip_loss(logprobs, old_logprobs, advantages, mask, cfg):
     log_ratio = (logprobs - old_logprobs.detach()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)  # [B, T]
     ratio = log_ratio.exp()  # [B, T]
     adv = advantages.detach()
-    clipped = ratio.clamp(
-        1 - cfg.clip_eps_low, 1 + cfg.clip_eps_high
-    )  # DAPO clip-higher: eps_high != eps_low
+    # DAPO clip-higher: the upper bound has its own eps_high (0.28 > eps_low = 0.2 in the paper)
+    clipped = ratio.clamp(1 - cfg.clip_eps_low, 1 + cfg.clip_eps_high)  # [B, T]
     loss = -torch.minimum(ratio * adv, clipped * adv)  # [B, T]
     clip_high = (adv > 0) & (ratio > 1 + cfg.clip_eps_high)  # gradient cut: rho pushed too far up
     clip_low = (adv < 0) & (ratio < 1 - cfg.clip_eps_low)  # gradient cut: rho pushed too far down
@@ -620,10 +618,10 @@ def logprobs_from_logits(logits: Tensor, tokens: Tensor, chunk_size: int = 4096)
     """
     flat_logits = logits.reshape(-1, logits.shape[-1])  # [N, V]
     flat_tokens = tokens.reshape(-1)  # [N]
-    parts = [
-        z.float().gather(-1, tok[:, None]).squeeze(-1) - torch.logsumexp(z.float(), dim=-1)  # [n]
-        for z, tok in zip(flat_logits.split(chunk_size), flat_tokens.split(chunk_size))
-    ]
+    parts = []
+    for z, tok in zip(flat_logits.split(chunk_size), flat_tokens.split(chunk_size)):
+        z = z.float()  # [n, V] the only float32 copy, one chunk at a time
+        parts.append(z.gather(-1, tok[:, None]).squeeze(-1) - torch.logsumexp(z, dim=-1))  # [n]
     out = torch.cat(parts) if parts else flat_logits.new_zeros(0, dtype=torch.float32)
     return out.reshape(tokens.shape)
 
@@ -638,6 +636,7 @@ def entropy_from_logits(logits: Tensor, chunk_size: int = 4096) -> Tensor:
     parts = []
     for z in flat.split(chunk_size):
         logp = torch.log_softmax(z.float(), dim=-1)  # [n, V]
+        logp = logp.clamp(min=torch.finfo(logp.dtype).min)  # -inf logits (top-k masks): 0 * -inf would be NaN
         parts.append(-(logp.exp() * logp).sum(-1))  # [n]
     out = torch.cat(parts) if parts else flat.new_zeros(0, dtype=torch.float32)
     return out.reshape(logits.shape[:-1])

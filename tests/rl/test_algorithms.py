@@ -499,6 +499,9 @@ def test_logprobs_and_entropy_from_logits():
     assert A.logprobs_from_logits(low, tokens).dtype == torch.float32
     assert_close(A.entropy_from_logits(low), dist.entropy(), tol=3e-2)
     assert A.entropy_from_logits(torch.zeros(0, 4, 17)).shape == (0, 4)
+    masked = torch.tensor([[0.0, 0.0, -math.inf, -math.inf]])  # vocabulary masked out, e.g. by top-k
+    assert_close(A.entropy_from_logits(masked), [math.log(2)])
+    assert_close(A.logprobs_from_logits(masked, torch.tensor([1])), [math.log(0.5)])
 
 
 # ---------------------------------------------------------------------------------------------------------------
