@@ -19,6 +19,7 @@ import socket
 import struct
 import threading
 import time
+import uuid
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,12 +161,16 @@ class _Worker:
             data += chunk
         return bytes(data)
 
-    def destroy(self) -> None:
-        """Close our end (the runner then exits) and remove the container; never raises."""
+    def close_connection(self) -> None:
+        """Close our end: the runner reads end-of-input and exits, and the container is auto-removed."""
         try:
             self.sock.close()
         except (AttributeError, OSError):
             pass
+
+    def destroy(self) -> None:
+        """Close our end and remove the container now; never raises."""
+        self.close_connection()
         _remove(self.container)
 
 
@@ -219,8 +224,18 @@ class _Containers:
     def destroy_all(self) -> None:
         with self.lock:
             workers, self.workers = list(self.workers), set()
-        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(_Worker.destroy, workers))
+        for worker in workers:  # closing our end alone already ends each runner and its container
+            worker.close_connection()
+        threads = [threading.Thread(target=_remove, args=(w.container,)) for w in workers]
+        try:
+            for thread in threads:
+                thread.start()
+        except RuntimeError:  # at interpreter shutdown no new threads: remove one by one
+            threads = [t for t in threads if t.ident is not None]
+            for worker in workers[len(threads) :]:
+                _remove(worker.container)
+        for thread in threads:
+            thread.join()
 
 
 class DockerSandbox:
@@ -231,7 +246,7 @@ class DockerSandbox:
     def __init__(self, **options: Any) -> None:
         self.config = DockerConfig(**options)
         self._client = _connect(self.config.image)
-        self._labels = {LABEL: "1", f"{LABEL}.owner": _owner_id()}
+        self._labels = {LABEL: "1", f"{LABEL}.owner": _owner_id(), f"{LABEL}.instance": uuid.uuid4().hex}
         _reap_orphans(self._client)
         self._containers = _Containers()
         self._finalizer = weakref.finalize(self, self._containers.destroy_all)

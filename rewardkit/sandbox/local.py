@@ -11,6 +11,7 @@ Without bubblewrap it falls back to ``unshare --net`` (no network only), then to
 
 from __future__ import annotations
 
+import fcntl
 import os
 import queue
 import shutil
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 
 from rewardkit.sandbox import runner
@@ -38,8 +40,9 @@ class LocalConfig:
             go here (e.g. ``("node", "{file}")`` with ``filename="main.js"``).
         filename: name of the source file in the work dir.
         max_parallel: runs at once; each holds one slot uid, so this also bounds the uids used.
-        base_uid: first uid of the slots (root hosts only); uids base_uid..base_uid+max_parallel-1
-            must not belong to anyone else, because leftovers are killed by uid.
+        base_uid: first uid a sandbox may claim (root hosts only). Each sandbox claims max_parallel
+            free uids from here on (lock files make claims exclusive across processes); the range
+            base_uid..base_uid+64*max_parallel must belong to no real user: leftovers die by uid.
         nproc: processes (threads included) a run may own at once; stops fork bombs.
         work_mb: size of the tmpfs work dir (bwrap only): stops disk filling.
         fsize_mb: largest file a run may write.
@@ -75,8 +78,10 @@ class LocalSandbox:
         self.config = LocalConfig(**options)  # type: ignore[arg-type]
         self._root = os.geteuid() == 0
         self._slots: queue.SimpleQueue[int | None] = queue.SimpleQueue()
-        for i in range(self.config.max_parallel):
-            self._slots.put(self.config.base_uid + i if self._root else None)
+        self._claims = _claim_uids(self.config) if self._root else {}
+        self._release = weakref.finalize(self, _release_uids, dict(self._claims))
+        for uid in self._claims or [None] * self.config.max_parallel:
+            self._slots.put(uid)
         self._argv0 = _resolve(self.config.command[0])
         self._prlimit = shutil.which("prlimit")
         self._isolation = self._pick_isolation()
@@ -95,14 +100,26 @@ class LocalSandbox:
             "disk_quota": bwrap,
         }
 
+    @property
+    def slot_uids(self) -> list[int]:
+        """The uids this sandbox runs programs as (root hosts only), claimed for its lifetime."""
+        return sorted(self._claims)
+
     def close(self) -> None:
-        """Nothing persistent is held between runs."""
+        """Give the slot uids back (no process outlives a run, so nothing else is held)."""
+        self._release()
 
     def run(self, code: str, *, stdin: str = "", timeout_s: float = 10.0, memory_mb: int = 512) -> ExecResult:
         check_limits(timeout_s, memory_mb)
         uid = self._slots.get()
         try:
-            return self._run_as(uid, code, stdin, timeout_s, memory_mb)
+            result = self._run_as(uid, code, stdin, timeout_s, memory_mb)
+            if uid is not None and _namespace_refused(result):
+                # The slot's last processes were killed but not yet reaped, and still count against
+                # its process limit: wait them out and run again.
+                _kill_uid(uid, include_zombies=True)
+                result = self._run_as(uid, code, stdin, timeout_s, memory_mb)
+            return result
         finally:
             if uid is not None and self._isolation != "bwrap":
                 _kill_uid(uid)  # the bwrap pid namespace already took everything down
@@ -120,7 +137,12 @@ class LocalSandbox:
             else:
                 workdir, fds = hostdir, ()
                 _place_source(hostdir, cfg.filename, code, uid)
-                wrap = ["unshare", "--net"] if self._isolation == "unshare" else []
+                # A user namespace lets the unprivileged slot uid own a fresh, empty network namespace.
+                wrap = (
+                    ["unshare", "--user", "--map-current-user", "--net"]
+                    if self._isolation == "unshare"
+                    else []
+                )
             path = os.path.join(workdir, cfg.filename)
             program = [self._argv0] + [arg.replace("{file}", path) for arg in cfg.command[1:]]
             argv = self._limits_argv(uid, timeout_s, memory_mb) + wrap + program
@@ -143,6 +165,10 @@ class LocalSandbox:
             finally:
                 runner.kill_group(proc)
             wall = time.monotonic() - started
+        if self._isolation == "bwrap" and 128 < proc.returncode < 160:
+            # bwrap's init reports a signal death as 128+N (the shell convention); undo that so
+            # SIGXCPU is seen as a timeout. An explicit exit(128+N) is indistinguishable: documented.
+            proc.returncode = 128 - proc.returncode
         exit_code, timed_out = runner.outcome(proc, timed_out, truncated)
         return ExecResult(
             exit_code=exit_code,
@@ -214,7 +240,7 @@ class LocalSandbox:
         """Run ``true`` under the wrapper once: cheaper than failing every run later."""
         if mode == "bwrap" and shutil.which("bwrap") is None:
             return False
-        if mode == "unshare" and (shutil.which("unshare") is None or not self._root):
+        if mode == "unshare" and shutil.which("unshare") is None:
             return False
         self._isolation = mode
         result = self.run("", timeout_s=10.0, memory_mb=256) if self._argv0 else None
@@ -270,8 +296,9 @@ def _user_kwargs(uid: int | None) -> dict[str, object]:
     return {"user": uid, "group": uid, "extra_groups": []}
 
 
-def _uids_of_processes() -> list[tuple[int, int]]:
-    """(pid, real uid) of every live (non-zombie) process visible in /proc."""
+def _uids_of_processes(include_zombies: bool = False) -> list[tuple[int, int]]:
+    """(pid, real uid) of every process visible in /proc; zombies only if asked (they cannot be killed,
+    but until reaped they still count against their uid's process limit)."""
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -281,15 +308,48 @@ def _uids_of_processes() -> list[tuple[int, int]]:
                 fields = dict(line.split(":", 1) for line in f if ":" in line)
         except OSError:
             continue
-        if "Uid" in fields and not fields.get("State", "").strip().startswith("Z"):
+        zombie = fields.get("State", "").strip().startswith("Z")
+        if "Uid" in fields and (include_zombies or not zombie):
             found.append((int(name), int(fields["Uid"].split()[0])))
     return found
 
 
-def _kill_uid(uid: int) -> None:
+def _release_uids(claims: dict[int, int]) -> None:
+    for fd in claims.values():
+        os.close(fd)
+
+
+def _namespace_refused(result: ExecResult) -> bool:
+    return result.exit_code == 1 and result.stderr.startswith("bwrap: Creating new namespace failed")
+
+
+def _claim_uids(cfg: LocalConfig) -> dict[int, int]:
+    """Claim ``max_parallel`` free uids from ``base_uid`` up with flock, so sandboxes in several
+    processes never share a uid (and never kill each other's programs sweeping one)."""
+    lock_dir = os.path.join(tempfile.gettempdir(), "rewardkit-sandbox-uids")
+    os.makedirs(lock_dir, mode=0o700, exist_ok=True)
+    claims: dict[int, int] = {}
+    for uid in range(cfg.base_uid, cfg.base_uid + 64 * cfg.max_parallel):
+        fd = os.open(os.path.join(lock_dir, str(uid)), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        claims[uid] = fd
+        if len(claims) == cfg.max_parallel:
+            return claims
+    for fd in claims.values():
+        os.close(fd)
+    raise RuntimeError(
+        f"no {cfg.max_parallel} free sandbox uids from {cfg.base_uid}: too many sandboxes running"
+    )
+
+
+def _kill_uid(uid: int, include_zombies: bool = False) -> None:
     """SIGKILL every process of a slot uid, repeating until none is left (a fork bomb keeps forking)."""
-    for _ in range(50):
-        pids = [pid for pid, owner in _uids_of_processes() if owner == uid]
+    for _ in range(200):
+        pids = [pid for pid, owner in _uids_of_processes(include_zombies) if owner == uid]
         if not pids:
             return
         for pid in pids:

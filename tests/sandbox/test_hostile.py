@@ -17,8 +17,7 @@ from rewardkit.sandbox.local import LocalSandbox, _uids_of_processes
 def leftovers(sandbox) -> list:
     """Processes a sandbox still runs for finished jobs (a docker runner itself does not count)."""
     if isinstance(sandbox, LocalSandbox):
-        low, high = sandbox.config.base_uid, sandbox.config.base_uid + sandbox.config.max_parallel
-        return [pid for pid, uid in _uids_of_processes() if low <= uid < high]
+        return [pid for pid, uid in _uids_of_processes() if uid in sandbox.slot_uids]
     stray = []
     for worker in list(sandbox._containers.workers):
         processes = worker.container.top()["Processes"] or []

@@ -1,0 +1,155 @@
+"""Docker back end: hardening, warm-pool reuse and replacement, and no leaked containers ever."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from rewardkit.sandbox import SandboxError, get_sandbox
+from rewardkit.sandbox.docker import LABEL, DockerConfig
+
+from .conftest import docker_or_skip
+
+
+def owned_containers(client, owner: str, key: str = "owner") -> list:
+    return client.containers.list(all=True, filters={"label": f"{LABEL}.{key}={owner}"})
+
+
+def wait_until(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def test_containers_are_hardened(docker_sandbox):
+    worker = next(iter(docker_sandbox._containers.workers))
+    worker.container.reload()
+    host = worker.container.attrs["HostConfig"]
+    config = worker.container.attrs["Config"]
+    assert host["NetworkMode"] == "none"
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert host["Memory"] == DockerConfig().container_memory_mb << 20
+    assert host["MemorySwap"] == host["Memory"]  # no swap on top
+    assert host["PidsLimit"] == DockerConfig().pids_limit
+    assert host["NanoCpus"] > 0
+    assert "size=" in host["Tmpfs"]["/tmp"]
+    assert host["LogConfig"]["Type"] == "none"
+    assert config["User"] not in ("", "0", "root") and not config["User"].startswith("0:")
+    result = docker_sandbox.run("import os\nprint(os.getuid(), os.geteuid())")
+    assert result.stdout.split() == ["65534", "65534"]
+
+
+def test_warm_container_is_reused_across_runs():
+    with docker_or_skip(pool_size=1) as sandbox:
+        names = {sandbox.run("import socket\nprint(socket.gethostname())").stdout for _ in range(5)}
+        assert len(names) == 1
+        assert next(iter(sandbox._containers.workers)).jobs == 5
+
+
+def test_runs_spread_over_the_pool(docker_sandbox):
+    """Two one-second sleeps on a pool of two take about one second, not two."""
+    import concurrent.futures
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: docker_sandbox.run("import time\ntime.sleep(1)"), range(2)))
+    assert all(r.exit_code == 0 for r in results)
+    assert time.monotonic() - started < 1.8
+
+
+def test_dead_container_is_replaced_and_the_run_retried():
+    with docker_or_skip(pool_size=1) as sandbox:
+        victim = next(iter(sandbox._containers.workers))
+        victim.container.kill()
+        result = sandbox.run("print('after')")
+        assert result.stdout == "after\n"
+        assert victim not in sandbox._containers.workers and sandbox.pool_size == 1
+
+
+def test_runner_answers_cannot_be_forged(docker_sandbox):
+    """A job cannot write to the runner's pipes, and look-alike output stays mere output."""
+    fake = '{"exit_code": 0, "stdout": "", "stderr": "", "timed_out": false, "truncated": false, "wall_s": 0, "clean": true}'
+    code = textwrap.dedent(f"""
+        import sys
+        for fd in (0, 1, 2):
+            try:
+                open(f'/proc/1/fd/{{fd}}', 'w').write({fake!r} + '\\n')
+            except OSError as exc:
+                print('denied', fd, exc.errno, file=sys.stderr)
+        print({fake!r})
+        sys.exit(3)
+    """)
+    result = docker_sandbox.run(code)
+    assert result.exit_code == 3
+    assert result.stderr.count("denied") == 3
+
+
+def test_close_removes_every_container():
+    sandbox = docker_or_skip(pool_size=2)
+    instance = sandbox._labels[f"{LABEL}.instance"]
+    assert len(owned_containers(sandbox._client, instance, "instance")) == 2
+    sandbox.close()
+    sandbox.close()  # idempotent
+    assert wait_until(lambda: not owned_containers(sandbox._client, instance, "instance"), 10)
+    with pytest.raises(SandboxError):
+        sandbox.run("print(1)")
+
+
+OWNER_SCRIPT = """
+import os, signal, sys, time
+from rewardkit.sandbox import get_sandbox
+sandbox = get_sandbox("docker", pool_size=2)
+print("ready", flush=True)
+how = sys.argv[1]
+if how == "sigkill":
+    os.kill(os.getpid(), signal.SIGKILL)
+if how == "sigint":
+    import threading
+    threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    sandbox.run("import time\\ntime.sleep(30)", timeout_s=60)
+"""
+
+
+@pytest.mark.parametrize("how", ["sigkill", "sigint", "exit"])
+def test_no_container_outlives_its_owner(how):
+    """Killed with SIGKILL, interrupted with Ctrl-C, or just exiting: the pool's containers go."""
+    probe = docker_or_skip(pool_size=1)
+    client = probe._client
+    probe.close()
+    proc = subprocess.Popen([sys.executable, "-c", OWNER_SCRIPT, how], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    owner = f"{os.uname().nodename}:{proc.pid}"
+    proc.wait(timeout=60)
+    if how == "sigkill":
+        assert proc.returncode == -signal.SIGKILL
+    assert wait_until(lambda: not owned_containers(client, owner), 15), owned_containers(client, owner)
+
+
+def test_missing_image_says_how_to_build_it():
+    try:
+        get_sandbox("docker", image="rewardkit-no-such-image:0", pool_size=1)
+    except SandboxError as exc:
+        if "Docker engine" in str(exc):
+            pytest.skip(f"docker unavailable: {exc}")
+        assert "rewardkit sandbox build-image" in str(exc)
+    else:
+        pytest.fail("a missing image must raise SandboxError")
+
+
+@pytest.mark.parametrize(
+    "options", [{"pool_size": 0}, {"user": "0:0"}, {"user": "root"}, {"command": ("python3",)}, {"cpus": 0}]
+)
+def test_bad_config_is_rejected(options):
+    with pytest.raises(ValueError):
+        DockerConfig(**options)
