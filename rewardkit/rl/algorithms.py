@@ -332,6 +332,9 @@ def discounted_returns(token_rewards: Tensor, mask: Tensor, gamma: float) -> Ten
     Discounting counts policy tokens only: environment tokens of a multi-turn rollout are not actions.
     """
     mask = mask.bool()
+    if gamma == 1.0:  # the common case, without a python loop: a reverse cumulative sum
+        rewards = torch.where(mask, token_rewards.float(), 0.0)  # [B, T]
+        return torch.where(mask, rewards.flip(-1).cumsum(-1).flip(-1), 0.0)
     out = torch.zeros_like(token_rewards, dtype=torch.float32)  # [B, T]
     running = torch.zeros(token_rewards.shape[0], dtype=torch.float32, device=token_rewards.device)  # [B]
     for t in reversed(range(token_rewards.shape[1])):

@@ -157,18 +157,19 @@ def reference_reinforce_pp(rewards, mask, groups, gamma, baseline, eps):
 
 
 @pytest.mark.parametrize("baseline", [False, True])
-def test_reinforce_pp_matches_reference_loop(baseline):
+@pytest.mark.parametrize("gamma", [0.9, 1.0])  # 1.0 takes the vectorised reverse-cumsum path
+def test_reinforce_pp_matches_reference_loop(baseline, gamma):
     gen = torch.Generator().manual_seed(1)
     B, T = 8, 7
     mask = torch.rand(B, T, generator=gen) < 0.7  # interior gaps: environment tokens of multi-turn rollouts
     mask[:, 0] = True
     rewards = torch.rand(B, generator=gen)
     groups = [0, 0, 0, 1, 1, 2, 2, 2]
-    cfg = A.preset("reinforce_pp", gamma=0.9, group_baseline=baseline)
+    cfg = A.preset("reinforce_pp", gamma=gamma, group_baseline=baseline)
     adv, _ = A.ADVANTAGES["reinforce_pp"](
         A.token_rewards(rewards, mask, cfg), mask, torch.tensor(groups), None, cfg
     )
-    expected = reference_reinforce_pp(rewards.tolist(), mask.tolist(), groups, 0.9, baseline, cfg.adv_eps)
+    expected = reference_reinforce_pp(rewards.tolist(), mask.tolist(), groups, gamma, baseline, cfg.adv_eps)
     assert_close(adv, expected, tol=1e-5)
 
 
