@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import threading
 import time
 from collections.abc import Mapping
@@ -37,6 +38,8 @@ class _Test:
     source: str
     stdin: str = ""
     expected: str | None = None
+    marker: str | None = None
+    """test_code runs must print this last: a solution that exits early (``sys.exit(0)``) never does."""
 
 
 class CodeEnv(Environment):
@@ -162,7 +165,7 @@ class CodeEnv(Environment):
                 raise ValueError(f"info['test_code'] must be a string, got {type(test_code).__name__}")
             if self.language == "python" and (error := python_syntax_error(test_code)) is not None:
                 raise ValueError(f"info['test_code'] does not compile: {error}")
-            tests.append(_Test(source=f"{solution}\n\n{test_code}\n"))
+            tests.append(_assert_test(solution, test_code))
         limits = {
             "timeout_s": _positive(info, "timeout_s", self.test_timeout_s),
             "memory_mb": int(_positive(info, "memory_mb", self.test_memory_mb)),
@@ -212,6 +215,17 @@ class CodeEnv(Environment):
         ]
 
 
+def _assert_test(solution: str, test_code: str) -> _Test:
+    """Solution, then the tests, then a fresh random marker printed only if the tests ran to the end.
+
+    Exit status 0 alone is gameable: ``import sys; sys.exit(0)`` at the top of a solution skips every
+    assert. The marker is new per run, so no fixed string a policy learns can stand in for it.
+    """
+    marker = f"rewardkit-tests-done-{secrets.token_hex(8)}"
+    source = f"{solution}\n\n{test_code}\n\nprint({marker!r}, flush=True)\n"
+    return _Test(source=source, marker=marker)
+
+
 def _io_test(solution: str, index: int, test: Any) -> _Test:
     if not isinstance(test, Mapping) or not isinstance(test.get("stdout"), str):
         raise ValueError(
@@ -244,8 +258,8 @@ def _positive(info: Mapping[str, Any], key: str, default: float) -> float:
 def _passed(result: ExecResult, test: _Test, float_tolerance: float | None) -> bool:
     if not result.ok:
         return False
-    if test.expected is None:
-        return True
+    if test.marker is not None:
+        return result.stdout.rstrip().endswith(test.marker)
     return outputs_match(result.stdout, test.expected, float_tolerance=float_tolerance)
 
 
