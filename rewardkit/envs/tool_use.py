@@ -4,8 +4,11 @@ Episode protocol (driven by ``Environment.rollout``): the policy writes a turn; 
 reads the turn's ``<tool_call>`` blocks (or OpenAI ``tool_calls``), runs each call with a time limit,
 and answers with one ``tool`` message per call. The episode ends when the policy gives a final
 ``<answer>...</answer>``, writes a turn with no tool call, makes too many failed calls, runs out of
-turns or tokens, or passes its wall-clock limit. Every way of ending is named in
-``Trajectory.info["end"]`` with a ``status`` (``ok``, ``timeout``, ``error``); none can hang the batch.
+turns or tokens, or passes its wall-clock limit; none can hang the batch. ``Trajectory.info`` carries
+the tool counts and a ``status`` (``ok``, ``timeout``, ``error``); when the environment ended the
+episode, ``info["end"]`` says why: ``answer``, ``no_tool_call``, ``too_many_tool_errors``,
+``episode_timeout`` or ``tool_infrastructure_error`` (a sandbox failure: drop the episode, do not
+score it 0). Otherwise ``Trajectory.stop_reason`` does (``max_turns``, ``max_total_tokens``, ``length``).
 
 Reward (``verify``): the outcome, 1.0 when the final answer matches the gold answer (the math verifier
 for numbers, normalised exact match for names), plus optional weighted terms for format (one final
@@ -263,6 +266,9 @@ class ToolUseEnv(Environment):
         calls = parse_tool_calls(last)
         if not calls:
             return self._end(counts, "ok", "no_tool_call", reward=0.0)
+        state["turns"] = state.get("turns", 0) + 1
+        if state["turns"] >= self.max_turns:  # the rollout stops here (max_turns): nobody would read results
+            return EnvStep((), False, None, {"status": "ok", **counts.as_info()})
         results = []
         for i, call in enumerate(calls):
             if i >= self.config.max_calls_per_turn:
@@ -279,9 +285,11 @@ class ToolUseEnv(Environment):
         turn_reward = sum(r.ok for r in results) / len(results)
         if time.monotonic() > state["deadline"]:
             return self._end(counts, "timeout", "episode_timeout", reward=turn_reward)
+        if any(r.status == "infra_error" for r in results):
+            return self._end(counts, "error", "tool_infrastructure_error", reward=turn_reward)
         if counts.tool_errors >= self.config.max_tool_errors:
             return self._end(counts, "error", "too_many_tool_errors", reward=turn_reward)
-        info = {"status": "ok", "end": "", **counts.as_info()}
+        info = {"status": "ok", **counts.as_info()}
         return EnvStep(tuple(r.message() for r in results), False, turn_reward, info)
 
     @staticmethod

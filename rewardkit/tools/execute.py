@@ -20,7 +20,10 @@ from typing import Any
 from rewardkit.tools.parse import ToolCall
 from rewardkit.tools.schema import Tool, as_tool
 
-RESULT_STATUSES = ("ok", "error", "timeout", "parse_error")
+RESULT_STATUSES = ("ok", "error", "timeout", "parse_error", "infra_error")
+"""``infra_error``: the tool's own machinery failed (``SandboxError``), not the model's call: such an
+episode should be dropped rather than scored 0."""
+INFRA_ERRORS = ("SandboxError",)
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,8 @@ class ToolExecutor:
                 call, f"Error: {call.name} did not finish within {limit:.3g} s.", "timeout", wall
             )
         if status == "error":
-            return ToolResult(call, f"Error: {call.name} failed: {value}", "error", wall)
+            kind = "infra_error" if value.split(":", 1)[0] in INFRA_ERRORS else "error"
+            return ToolResult(call, f"Error: {call.name} failed: {value}", kind, wall)
         return ToolResult(call, self._format(value), "ok", wall)
 
     def _format(self, value: Any) -> str:

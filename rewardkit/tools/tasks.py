@@ -54,7 +54,7 @@ def _expression(rng: random.Random) -> str:
         return f"{a} * {b} - {c} * {d}"
     if form == 3:
         return f"({a} + {b}) * ({c} - {d})"
-    return f"{rng.randint(11, 9999)} ** {rng.randint(5, 12)}"
+    return f"{rng.randint(101, 9999)} ** {rng.randint(5, 12)}"
 
 
 def _in_test_split(expression: str) -> bool:

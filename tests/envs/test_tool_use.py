@@ -10,7 +10,11 @@ it receives is recorded, so the tests can check that the sampler saw exactly wha
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -299,6 +303,25 @@ def test_episode_time_limit_ends_with_timeout_status(tokenizer):
     assert traj.turns < 50
 
 
+def test_sandbox_failure_ends_the_episode_as_an_infrastructure_error(tokenizer):
+    from rewardkit.sandbox import SandboxError
+
+    def run(code: str) -> str:
+        """Runs code somewhere that is down.
+
+        Args:
+            code: a program.
+        """
+        raise SandboxError("docker engine is not running")
+
+    env = ToolUseEnv(task=None, tools=[run], executor="inline")
+    [traj] = rollout(
+        env, ScriptedGenerator(tokenizer, lambda c, k: call("run", code="1")), [env.make_task("?", "1")]
+    )
+    assert traj.turns == 1
+    assert traj.info["status"] == "error" and traj.info["end"] == "tool_infrastructure_error"
+
+
 def test_no_tool_call_ends_the_episode_and_scores_zero(tokenizer):
     env = ToolUseEnv(task="calculator", executor="inline")
     [traj] = rollout(
@@ -314,6 +337,7 @@ def test_max_turns_and_max_total_tokens_stop_the_episode(tokenizer):
     env = ToolUseEnv(task="calculator", max_turns=3, max_tool_errors=10, executor="inline")
     [traj] = rollout(env, loop, list(env.tasks("test"))[:1])
     assert traj.stop_reason == "max_turns" and traj.turns == 3
+    assert "end" not in traj.info and traj.info["tool_calls"] == 2 and traj.info["status"] == "ok"
     env = ToolUseEnv(task="calculator", max_turns=50, max_total_tokens=120, executor="inline")
     [traj] = rollout(env, loop, list(env.tasks("test"))[:1])
     assert traj.stop_reason == "max_total_tokens" and len(traj.completion_ids) >= 120
@@ -443,3 +467,42 @@ def test_bad_inputs_and_missing_answer_are_statuses():
 def test_bad_config_raises_at_load(config, message):
     with pytest.raises(ValueError, match=message):
         load_env("tool_use", **config)
+
+
+# ---- the docs example -------------------------------------------------------------------------------
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "tool_use.md"
+
+
+def docs_example() -> str:
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.S)
+    assert blocks, "docs/tool_use.md has no python example"
+    return blocks[0]
+
+
+def test_docs_example_is_under_40_lines_and_runs(tmp_path):
+    code = docs_example()
+    assert len([line for line in code.splitlines() if line.strip()]) < 40
+    script = tmp_path / "shop_env.py"
+    script.write_text(code)
+    root = DOCS.parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "'name': 'shop', 'gold_examples': 2, 'tasks_checked': 2" in done.stdout
+
+
+def test_docs_example_env_runs_episodes(tokenizer):
+    namespace: dict = {"__name__": "shop_example"}
+    exec(compile(docs_example(), "shop_example", "exec"), namespace)
+    env = namespace["ShopEnv"](executor="inline")
+
+    def policy(context, k):
+        result = last_tool_result(context)
+        if result is None:
+            return call("price", item=re.search(r"How much do \d+ (\w+?)s cost", context).group(1))
+        n = int(re.search(r"How much do (\d+)", context).group(1))
+        return f"<answer>{float(result) * n}</answer>"
+
+    trajectories = rollout(env, ScriptedGenerator(tokenizer, policy), list(env.tasks("train")), n=2)
+    scores = [env.score(t.completion, answer=t.task.answer, info=t.task.info).reward for t in trajectories]
+    assert scores == [1.0] * 4
