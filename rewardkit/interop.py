@@ -16,7 +16,8 @@ def as_trl_reward_func(
     TRL calls it as ``f(prompts=..., completions=..., completion_ids=..., **dataset_columns)``;
     completions are strings or lists of chat messages. The dataset column ``answer_column`` becomes
     the gold answer and ``info_column`` (a dict per row) the info. Samples that time out or fail
-    score 0.0, and the statuses are counted on ``f.last_statuses`` so they are not silent.
+    score 0.0, and the statuses are counted on ``f.last_statuses`` (and, where TRL passes its
+    ``log_metric`` hook, logged as ``<name>/timeout_frac`` etc.) so they are not silent.
     """
 
     def reward_func(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float]:
@@ -31,6 +32,10 @@ def as_trl_reward_func(
         for s in scores:
             statuses[s.status] = statuses.get(s.status, 0) + 1
         reward_func.last_statuses = statuses  # type: ignore[attr-defined]
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric) and scores:  # TRL >= 1.0 logs these next to the reward curves
+            for status in ("timeout", "error", "invalid_input"):
+                log_metric(f"{reward_func.__name__}/{status}_frac", statuses.get(status, 0) / len(scores))
         return [s.reward for s in scores]
 
     reward_func.__name__ = f"rewardkit_{env.name or 'env'}"
