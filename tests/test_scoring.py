@@ -1,0 +1,287 @@
+"""The scoring engine: worker processes, hard per-sample timeouts, crash isolation, order, concurrency.
+
+Verifiers here misbehave on purpose (sleep forever, ``os.abort()``, raise, eat memory). Each must cost
+exactly its own sample while the rest of the batch scores, and the pool must replace the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import sys
+import threading
+import time
+
+import cloudpickle
+import pytest
+
+from rewardkit import Environment, Score
+from rewardkit.scoring import WorkerPool
+
+# Workers receive these classes by value, so they need not import this test module (any import mode).
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+TIMEOUT_S = 1.0
+
+
+class Misbehaving(Environment):
+    """Reward = the completion read as a number; some completions are sabotage."""
+
+    name = "misbehaving"
+
+    def verify(self, completion, *, answer, prompt, info):
+        if completion == "hang":
+            while True:
+                time.sleep(60)
+        if completion == "abort":
+            os.abort()
+        if completion == "exit":
+            os._exit(3)
+        if completion == "raise":
+            raise RuntimeError("verifier bug")
+        if completion == "nan":
+            return float("nan")
+        if completion == "dict":
+            return {"reward": 1.0}
+        if completion == "hog":
+            return float(len(bytearray(2 * 1024**3)))
+        if completion.startswith("sleep "):  # "sleep <seconds> <value>": finishes out of order
+            _, seconds, value = completion.split()
+            time.sleep(float(seconds))
+            return float(value)
+        return float(completion)
+
+
+@pytest.fixture(scope="module")
+def env():
+    with Misbehaving(timeout_s=TIMEOUT_S, workers=2) as misbehaving:
+        yield misbehaving
+
+
+def _pool(env: Environment) -> WorkerPool:
+    pool = env._get_runtime()._pool
+    assert pool is not None
+    return pool
+
+
+def test_hang_and_abort_cost_one_sample_each(env):
+    batch = ["1", "hang", "2", "abort", "3", "raise", "4", "exit", "5"]
+    before = _pool(env).stats.copy()
+    start = time.monotonic()
+    scores = env.score_batch([{"completion": c} for c in batch])
+    elapsed = time.monotonic() - start
+
+    assert [s.status for s in scores] == ["ok", "timeout", "ok", "error", "ok", "error", "ok", "error", "ok"]
+    assert [s.reward for s in scores] == [1.0, 0.0, 2.0, 0.0, 3.0, 0.0, 4.0, 0.0, 5.0]
+    assert "1 s limit" in scores[1].info["reason"]
+    assert "SIGABRT" in scores[3].info["reason"]
+    assert "RuntimeError: verifier bug" in scores[5].info["reason"] and "traceback" in scores[5].info
+    assert "exit code 3" in scores[7].info["reason"]
+    assert elapsed < TIMEOUT_S + 20, "a hung verifier must not hold the batch much past its own timeout"
+
+    stats = _pool(env).stats
+    assert stats["timeouts"] - before["timeouts"] == 1
+    assert stats["crashes"] - before["crashes"] == 2  # abort and _exit; a raise is not a crash
+    assert stats["restarts"] - before["restarts"] == 3
+    assert stats["started"] - before["started"] >= 3  # killed workers were replaced
+
+    # The replaced workers serve the next batch normally.
+    assert [s.reward for s in env.score_batch([{"completion": str(i)} for i in range(6)])] == list(range(6))
+
+
+def test_bad_return_values_are_errors_not_zeros(env):
+    nan, wrong_type = env.score_batch([{"completion": "nan"}, {"completion": "dict"}])
+    assert (nan.status, wrong_type.status) == ("error", "error")
+    assert (
+        "not finite" in nan.info["reason"] and "must return a float or a Score" in wrong_type.info["reason"]
+    )
+
+
+def test_order_is_preserved_across_a_parallel_batch(env):
+    # Earlier samples sleep longer, so workers finish them last.
+    samples = [{"completion": f"sleep {0.02 * ((20 - i) % 5)} {i}"} for i in range(20)]
+    assert [s.reward for s in env.score_batch(samples)] == [float(i) for i in range(20)]
+
+
+def test_work_runs_in_parallel(env):
+    env.score_batch([{"completion": "0"}] * 4)  # warm both workers up
+    start = time.monotonic()
+    env.score_batch([{"completion": "sleep 0.5 1"}] * 4)
+    assert time.monotonic() - start < 1.9, "4 x 0.5 s on 2 workers should take about 1 s"
+
+
+def test_ascore_from_asyncio(env):
+    async def main() -> list[Score]:
+        return await asyncio.gather(*(env.ascore(f"sleep 0.01 {i}") for i in range(24)))
+
+    scores = asyncio.run(main())
+    assert [s.reward for s in scores] == [float(i) for i in range(24)]
+
+
+def test_ascore_does_not_block_the_event_loop(env):
+    async def main() -> int:
+        ticks = 0
+        task = asyncio.ensure_future(env.ascore("sleep 0.5 1"))
+        while not task.done():
+            ticks += 1
+            await asyncio.sleep(0.01)
+        assert task.result().reward == 1.0
+        return ticks
+
+    assert asyncio.run(main()) >= 10
+
+
+def test_score_from_several_threads_at_once(env):
+    def work(k: int) -> list[float]:
+        return [env.score(str(10 * k + i)).reward for i in range(5)]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as threads:
+        results = list(threads.map(work, range(6)))
+    assert results == [[float(10 * k + i) for i in range(5)] for k in range(6)]
+
+
+def test_memory_cap_turns_a_hog_into_an_error():
+    with Misbehaving(timeout_s=10, workers=1, memory_mb=1024) as capped:
+        hog, fine = capped.score_batch([{"completion": "hog"}, {"completion": "7"}])
+    assert (hog.status, fine.status, fine.reward) == ("error", "ok", 7.0)
+    assert "out of memory" in hog.info["reason"]
+
+
+def test_thread_executor_has_a_timeout_too():
+    with Misbehaving(executor="thread", timeout_s=0.3, workers=2) as threaded:
+        slow, quick = threaded.score_batch([{"completion": "sleep 3 1"}, {"completion": "2"}])
+    assert (slow.status, quick.status, quick.reward) == ("timeout", "ok", 2.0)
+
+
+def test_close_then_score_again():
+    with Misbehaving(timeout_s=5, workers=1) as env:
+        assert env.score("1").reward == 1.0
+        env.close()
+        assert env.score("2").reward == 2.0  # a closed env starts a fresh pool on demand
+
+
+# ---- WorkerPool directly ---------------------------------------------------------------------
+
+
+def _slow_double(sample: dict) -> Score:
+    time.sleep(sample.get("sleep", 0.0))
+    return Score.ok(2 * sample["x"])
+
+
+def test_pool_per_job_timeout_overrides_the_default():
+    pool = WorkerPool(_slow_double, workers=1, timeout_s=10)
+    try:
+        short = pool.submit({"x": 1, "sleep": 5}, timeout_s=0.3)
+        assert short.result(timeout=30).status == "timeout"
+        assert pool.submit({"x": 2}).result(timeout=30).reward == 4.0
+    finally:
+        pool.close()
+
+
+def test_pool_close_resolves_running_and_queued_jobs():
+    pool = WorkerPool(_slow_double, workers=1, timeout_s=30)
+    running = pool.submit({"x": 1, "sleep": 30})
+    queued = pool.submit({"x": 2})
+    deadline = time.monotonic() + 30
+    while not any(w.job for w in pool._workers) and time.monotonic() < deadline:
+        time.sleep(0.02)  # wait until the first job is on a worker
+    pool.close()
+    assert running.result(timeout=5).status == "error"
+    assert queued.result(timeout=5).info["reason"] == "scoring pool closed before the job ran"
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.submit({"x": 3})
+
+
+def test_pool_reports_a_scorer_that_cannot_start():
+    def _fail_on_load() -> None:
+        raise ImportError("a dependency is missing in the worker")
+
+    class LoadsBadly:
+        def __reduce__(self):
+            return (_fail_on_load, ())
+
+        def __call__(self, sample):
+            return Score.ok(1.0)
+
+    pool = WorkerPool(LoadsBadly(), workers=2, timeout_s=5)
+    try:
+        scores = [f.result(timeout=60) for f in [pool.submit({}) for _ in range(3)]]
+        assert {s.status for s in scores} == {"error"}
+        assert (
+            "cannot start" in scores[0].info["reason"] and "dependency is missing" in scores[0].info["reason"]
+        )
+        assert pool.submit({}).result(timeout=5).status == "error"  # fails fast from now on
+    finally:
+        pool.close()
+
+
+def test_pool_survives_a_worker_that_cannot_be_started(monkeypatch):
+    """A fork that fails (EAGAIN) must fail the waiting jobs, not leave callers blocked forever."""
+    pool = WorkerPool(_slow_double, workers=1, timeout_s=5)
+    real_process = pool._ctx.Process
+
+    class CannotFork(real_process):  # type: ignore[misc, valid-type]
+        def start(self):
+            raise OSError(11, "Resource temporarily unavailable")
+
+    try:
+        monkeypatch.setattr(pool._ctx, "Process", CannotFork)
+        failed = pool.submit({"x": 1}).result(timeout=10)
+        assert failed.status == "error" and "Resource temporarily unavailable" in failed.info["reason"]
+        monkeypatch.setattr(pool._ctx, "Process", real_process)
+        assert pool.submit({"x": 1}).result(timeout=60).reward == 2.0  # a fresh dispatcher takes over
+    finally:
+        pool.close()
+
+
+def test_unpicklable_sample_is_that_samples_problem(env):
+    lock = threading.Lock()
+    bad, good = env.score_batch([{"completion": "1", "answer": lock}, {"completion": "2"}])
+    assert (bad.status, good.reward) == ("invalid_input", 2.0)
+    assert "cannot be sent to a worker" in bad.info["reason"]
+
+
+# ---- caching ---------------------------------------------------------------------------------
+
+
+class Counting(Environment):
+    """Counts verify calls (inline executor, so the count lives in this process)."""
+
+    name = "counting"
+
+    def __init__(self, **config):
+        super().__init__(executor="inline", **config)
+        self.calls = 0
+
+    def verify(self, completion, *, answer, prompt, info):
+        self.calls += 1
+        if completion == "raise":
+            raise ValueError("flaky")
+        return float(len(completion))
+
+    def cache_key(self, completion, *, answer, prompt, info):
+        return (completion, answer)
+
+
+def test_cache_shares_verdicts_but_never_caches_failures():
+    env = Counting()
+    scores = env.score_batch([{"completion": "ab"}, {"completion": "ab"}, {"completion": "abc"}])
+    assert [s.reward for s in scores] == [2.0, 2.0, 3.0] and env.calls == 2
+    assert env.score("ab").reward == 2.0 and env.calls == 2
+    assert env.score("ab", answer="other").reward == 2.0 and env.calls == 3
+    env.score("raise")
+    env.score("raise")
+    assert env.calls == 5  # an error is retried, not replayed from the cache
+    uncached = Counting(cache_size=0)
+    uncached.score_batch([{"completion": "ab"}] * 3)
+    assert uncached.calls == 3
+
+
+def test_environment_config_errors_are_clear():
+    with pytest.raises(ValueError, match="executor"):
+        Misbehaving(executor="gpu")
+    with pytest.raises(ValueError, match="timeout_s"):
+        Misbehaving(timeout_s=0)
+    with pytest.raises(ValueError, match="workers"):
+        Misbehaving(workers=0)
