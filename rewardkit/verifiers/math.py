@@ -77,7 +77,10 @@ _DISJUNCTION_RE = re.compile(
 )
 
 
-def _boxed_contents(text: str) -> list[str]:
+_BRACE_RE = re.compile(r"[{}]")
+
+
+def boxed_contents(text: str) -> list[str]:
     """Contents of every ``\\boxed{...}`` (balanced braces) or ``\\boxed x`` in text, in order. Linear time."""
     out: list[str] = []
     pos = 0
@@ -90,13 +93,13 @@ def _boxed_contents(text: str) -> list[str]:
                 out.append(text[m.end() : end])
             pos = max(end, m.end())
             continue
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            out.append(text[m.end() : i - 1])
-        pos = i
+        depth, pos = 1, len(text)
+        for brace in _BRACE_RE.finditer(text, m.end()):
+            depth += 1 if brace.group() == "{" else -1
+            if depth == 0:
+                out.append(text[m.end() : brace.start()])
+                pos = brace.end()
+                break
     return out
 
 
@@ -138,10 +141,10 @@ def extract_answer(text: str) -> Extraction:
     if tags:
         parts = []
         for tag in tags:
-            parts.extend(_boxed_contents(tag) or [tag])
+            parts.extend(boxed_contents(tag) or [tag])
         cands = _unique(parts)
         return Extraction(cands[-1], "answer_tag", cands) if cands else Extraction(None, "none")
-    boxes = _unique(_boxed_contents(region))
+    boxes = _unique(boxed_contents(region))
     if boxes:
         return Extraction(boxes[-1], "boxed", boxes)
     tail = region[-FALLBACK_TAIL_CHARS:].strip()
@@ -192,7 +195,7 @@ def _strip_delimiters(text: str) -> str:
             if len(text) > len(left) + len(right) and text.startswith(left) and text.endswith(right):
                 text = text[len(left) : -len(right)].strip()
                 changed = True
-    boxes = _boxed_contents(text) if "\\boxed" in text or "\\fbox" in text else []
+    boxes = boxed_contents(text) if "\\boxed" in text or "\\fbox" in text else []
     return boxes[-1].strip() if boxes else text
 
 
@@ -491,9 +494,13 @@ def check(extraction: Extraction, gold: str, *, rel_tol: float = DEFAULT_REL_TOL
             return MathVerdict(False, False, shown, "no parseable answer in the text")
     else:
         pred, shown = parse_prediction(extraction.answer), extraction.answer
-    if not answers_equal(parsed_gold, pred, rel_tol=rel_tol):
-        return MathVerdict(False, True, shown, "not equivalent to the gold answer")
     single = not parsed_gold.exprs or is_single_valued(parsed_gold.exprs[0])
+    if not answers_equal(parsed_gold, pred, rel_tol=rel_tol):
+        many = any(isinstance(e, sympy.FiniteSet) and len(e) > 1 for e in pred.exprs)
+        reason = "hedging: several values for a single-valued answer" if single and many else "not equivalent"
+        return MathVerdict(
+            False, True, shown, reason + " to the gold answer" if reason == "not equivalent" else reason
+        )
     others = [c for c in extraction.candidates if c != extraction.answer]
     if single and others:
         if len(others) >= MAX_CANDIDATES:

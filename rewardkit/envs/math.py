@@ -1,0 +1,166 @@
+"""The ``math`` environment: reward 1.0 when the final answer is equivalent to the gold answer.
+
+Checking runs in the base's worker processes (hard timeout, memory cap, replaced workers), so a
+pathological answer costs one sample. For GRPO batches, where G completions share a gold answer and
+often repeat a final answer, ``cache_key`` is (gold, extracted answer): the base scores each distinct
+pair once per batch and caches the verdict across batches, and each worker parses a gold once.
+The answer rules are in ``rewardkit.verifiers.math`` and docs/math.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rewardkit.data.procedural import LEVELS, ProceduralConfig, generate_tasks
+from rewardkit.envs.base import Environment
+from rewardkit.types import Completion, Score, Task, completion_text
+from rewardkit.verifiers.math import DEFAULT_REL_TOL, check, extract_answer, normalize_gold, parse_gold
+
+_WARMUP_ANSWERS = ("\\frac{1}{2}", "x^2+1", "(1, 2]")
+
+
+@dataclass(frozen=True)
+class MathConfig:
+    """Configuration of the ``math`` environment (everything but the base's execution options)."""
+
+    rel_tol: float = DEFAULT_REL_TOL
+    """Relative tolerance for numbers when either side is inexact (a decimal or an irrational)."""
+    dataset: str | None = None
+    """Hugging Face dataset name or local file for ``tasks()``; None: the procedural generator."""
+    dataset_options: Mapping[str, Any] = field(default_factory=dict)
+    """Extra ``rewardkit.data.hf.HFMathConfig`` fields (name, question_key, answer_key, answer_format, ...)."""
+    seed: int = 0
+    """Seed of the procedural generator."""
+    levels: tuple[int, ...] = (1, 2, 3)
+    """Procedural difficulty levels (1: one operation ... 4: quadratics and systems)."""
+    num_tasks: Mapping[str, int] = field(default_factory=lambda: {"train": 1000, "test": 200})
+    """Procedural tasks per split."""
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.rel_tol, bool)
+            or not isinstance(self.rel_tol, int | float)
+            or not 0 <= self.rel_tol < 1
+        ):
+            raise ValueError(f"rel_tol must be a number in [0, 1), got {self.rel_tol!r}")
+        if self.dataset is not None and (not isinstance(self.dataset, str) or not self.dataset):
+            raise ValueError(f"dataset must be a dataset name or file path, got {self.dataset!r}")
+        if not isinstance(self.dataset_options, Mapping):
+            raise TypeError(f"dataset_options must be a dict, got {type(self.dataset_options).__name__}")
+        if (
+            isinstance(self.levels, str | int)
+            or not self.levels
+            or any(lv not in LEVELS for lv in self.levels)
+        ):
+            raise ValueError(f"levels must be a non-empty list drawn from {LEVELS}, got {self.levels!r}")
+        bad = {k: v for k, v in self.num_tasks.items() if not isinstance(v, int) or v < 0}
+        if bad:
+            raise ValueError(f"num_tasks must map split names to counts >= 0, got {bad!r}")
+
+
+class MathEnv(Environment):
+    """Symbolic answer checking built on math-verify, stricter where it is wrong (see docs/math.md).
+
+    Metrics: ``correct`` (1/0) and ``has_answer`` (an answer was found). ``info["extracted"]`` is the
+    answer that was checked and ``info["reason"]`` says why a found answer scored 0.
+    """
+
+    name = "math"
+
+    def __init__(
+        self,
+        *,
+        rel_tol: float = DEFAULT_REL_TOL,
+        dataset: str | None = None,
+        dataset_options: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        levels: Sequence[int] = (1, 2, 3),
+        num_tasks: Mapping[str, int] | None = None,
+        **config: Any,
+    ) -> None:
+        self.config = MathConfig(
+            rel_tol=rel_tol,
+            dataset=dataset,
+            dataset_options=dict(dataset_options or {}),
+            seed=seed,
+            levels=tuple(levels) if not isinstance(levels, str | int) else levels,
+            num_tasks=dict(num_tasks) if num_tasks is not None else {"train": 1000, "test": 200},
+        )
+        if dataset is not None:
+            self._hf_config("train")  # a bad option fails at load_env, not at tasks()
+        super().__init__(**config)
+
+    # ---- scoring -------------------------------------------------------------------------------------
+    def verify(self, completion: Completion, *, answer: Any, prompt: Any, info: Mapping[str, Any]) -> Score:
+        try:
+            gold = normalize_gold(answer)
+        except ValueError as exc:
+            return Score.failure("invalid_input", f"math needs a gold answer: {exc}")
+        verdict = check(extract_answer(completion_text(completion)), gold, rel_tol=self.config.rel_tol)
+        metrics = {"correct": float(verdict.correct), "has_answer": float(verdict.has_answer)}
+        extra = {"reason": verdict.reason} if verdict.reason else {}
+        return Score.ok(float(verdict.correct), metrics, extracted=verdict.extracted, **extra)
+
+    def cache_key(
+        self, completion: Completion, *, answer: Any, prompt: Any, info: Mapping[str, Any]
+    ) -> Hashable | None:
+        """(gold, where the answer came from, digest of the offered answers): cheap text work only.
+
+        The digest covers every candidate (a hedge changes the verdict) and, for answers left to
+        math-verify's free-text extraction, the text it will search.
+        """
+        try:
+            gold = normalize_gold(answer)
+        except ValueError:
+            return None  # verify() reports it
+        found = extract_answer(completion_text(completion))
+        payload = "\x00".join((found.answer or "", *found.candidates))
+        return ("math", gold, found.source, hashlib.blake2b(payload.encode(), digest_size=16).digest())
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Warm the LaTeX parser when the environment arrives in a worker, before any job's clock starts."""
+        super().__setstate__(state)
+        for text in _WARMUP_ANSWERS:
+            parse_gold(text)
+
+    # ---- data ----------------------------------------------------------------------------------------
+    def gold_examples(self) -> list[dict[str, Any]]:
+        long_int = "9" * 5000
+        return [
+            {"completion": "<think>2 + 2 = 4</think>\n<answer>4</answer>", "answer": "4"},
+            {"completion": "So the result is $\\boxed{\\dfrac{1}{2}}$.", "answer": "0.5"},
+            {"completion": "<answer>2\\sqrt{2}</answer>", "answer": "$\\sqrt{8}$"},
+            {"completion": "<answer>x = \\frac{\\pi}{3}</answer>", "answer": "\\frac{\\pi}{3}"},
+            {"completion": "<answer>\\{3, -2\\}</answer>", "answer": "-2, 3"},
+            {"completion": "The final answer is 1,234.", "answer": 1234},
+            {"completion": f"<answer>{long_int}</answer>", "answer": long_int},
+            {
+                "completion": [
+                    {"role": "user", "content": "What is 6 * 7?"},
+                    {"role": "assistant", "content": "<think>6*7=42</think><answer>42</answer>"},
+                ],
+                "answer": "42",
+            },
+        ]
+
+    def tasks(self, split: str = "train") -> Sequence[Task]:
+        """Procedural tasks by default; with ``dataset`` set, that dataset's split (``datasets`` needed)."""
+        if self.config.dataset is not None:
+            from rewardkit.data.hf import load_math_tasks
+
+            return load_math_tasks(self._hf_config(split), split)
+        if split not in self.config.num_tasks:
+            raise ValueError(f"unknown split {split!r}; procedural splits: {sorted(self.config.num_tasks)}")
+        procedural = ProceduralConfig(seed=self.config.seed, levels=self.config.levels)
+        return generate_tasks(split, self.config.num_tasks[split], procedural)
+
+    def _hf_config(self, split: str) -> Any:
+        from rewardkit.data.hf import HFMathConfig
+
+        try:
+            return HFMathConfig(path=self.config.dataset, **self.config.dataset_options)
+        except TypeError as exc:
+            raise ValueError(f"bad dataset_options for the math environment: {exc}") from exc
