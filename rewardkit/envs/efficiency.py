@@ -57,7 +57,10 @@ class EfficiencyEnv(Environment):
             raise ValueError("nothing to measure: set length_penalty or max_ops")
         if tokenizer is not None:
             _tokenizer_file(tokenizer)  # fail at load_env, not per sample
-        self.pattern = re.compile(op_pattern) if op_pattern else None
+        try:
+            self.pattern = re.compile(op_pattern) if op_pattern else None
+        except re.error as exc:  # re.error is no ValueError: callers expect one for bad config
+            raise ValueError(f"op_pattern {op_pattern!r} is not a valid regular expression: {exc}") from None
         config.setdefault("executor", "inline" if tokenizer is None else "process")
         super().__init__(**config)
         self.max_length, self.length_penalty, self.overlong_buffer = (
