@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import os
 import sys
 import threading
@@ -15,9 +16,12 @@ import time
 
 import cloudpickle
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
-from rewardkit import Environment, Score
+from rewardkit import Environment, Score, load_env
 from rewardkit.scoring import WorkerPool
+from rewardkit.types import STATUSES
 
 # Workers receive these classes by value, so they need not import this test module (any import mode).
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -285,3 +289,112 @@ def test_environment_config_errors_are_clear():
         Misbehaving(timeout_s=0)
     with pytest.raises(ValueError, match="workers"):
         Misbehaving(workers=0)
+
+
+# ---- property tests: score never raises ----------------------------------------------------------
+
+LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=30)
+    | st.binary(max_size=30)
+    | st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3)
+)
+MESSAGE_KEYS = st.sampled_from(["role", "content", "name", "tool_calls", "user", "assistant"])
+OBJECTS = st.recursive(
+    LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(MESSAGE_KEYS | st.text(max_size=5), inner, max_size=4)
+        | st.builds(dict, role=st.sampled_from(["user", "assistant", "tool", "robot"]) | inner, content=inner)
+    ),
+    max_leaves=12,
+)
+ANY_VALUE = OBJECTS | st.from_type(type).flatmap(st.from_type)
+MESSAGES = st.lists(
+    st.builds(dict, role=st.sampled_from(["user", "assistant", "tool"]), content=st.text(max_size=20)),
+    min_size=1,
+    max_size=3,
+)
+COMPLETIONS = st.text(max_size=50) | MESSAGES | ANY_VALUE  # valid often enough to reach the verifier
+INFOS = st.none() | st.dictionaries(st.text(max_size=5), ANY_VALUE, max_size=3) | ANY_VALUE
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def _well_formed(score: Score) -> None:
+    assert isinstance(score, Score)
+    assert score.status in STATUSES
+    assert isinstance(score.reward, float) and math.isfinite(score.reward)
+    if score.status != "ok":
+        assert score.reward == 0.0 and isinstance(score.info.get("reason"), str) and score.info["reason"]
+
+
+@pytest.fixture(scope="module")
+def fmt_inline():
+    with load_env("format", strict=False, max_completion_chars=2000) as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def fmt_process():
+    with load_env("format", strict=False, executor="process", workers=1) as env:
+        yield env
+
+
+@PROPERTY
+@given(text=st.text())
+def test_any_text_scores_ok(fmt_inline, text):
+    score = fmt_inline.score(text)
+    _well_formed(score)
+    assert score.status == "ok" and 0.0 <= score.reward <= 1.0
+
+
+@PROPERTY
+@given(data=st.binary())
+def test_bytes_are_invalid_input(fmt_inline, data):
+    score = fmt_inline.score(data)
+    assert (score.status, score.reward) == ("invalid_input", 0.0)
+
+
+@PROPERTY
+@given(
+    text=st.text(st.characters(codec="utf-8")), bad=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+)
+def test_broken_unicode_is_invalid_input(fmt_inline, text, bad):
+    score = fmt_inline.score(text[: len(text) // 2] + bad + text[len(text) // 2 :])
+    assert score.status == "invalid_input" and "unicode" in score.info["reason"]
+
+
+@PROPERTY
+@given(n=st.integers(2001, 50_000))
+def test_huge_strings_are_invalid_input(fmt_inline, n):
+    assert fmt_inline.score("x" * n).status == "invalid_input"
+    assert fmt_inline.score([{"role": "assistant", "content": "x" * n}]).status == "invalid_input"
+
+
+@PROPERTY
+@given(completion=COMPLETIONS, answer=ANY_VALUE, prompt=COMPLETIONS, info=INFOS)
+def test_arbitrary_objects_never_raise(fmt_inline, completion, answer, prompt, info):
+    score = fmt_inline.score(completion, answer=answer, prompt=prompt, info=info)
+    _well_formed(score)
+    event(score.status)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    samples=st.lists(
+        st.fixed_dictionaries({"completion": COMPLETIONS}, optional={"answer": ANY_VALUE, "info": INFOS})
+        | ANY_VALUE,
+        max_size=6,
+    )
+)
+def test_arbitrary_batches_through_worker_processes(fmt_process, samples):
+    """Through real workers: arbitrary answers and infos must also survive pickling (or be invalid)."""
+    scores = fmt_process.score_batch(samples)
+    assert len(scores) == len(samples)
+    for score in scores:
+        _well_formed(score)
+        event(score.status)  # --hypothesis-show-statistics: both ok and failure paths are exercised
