@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the IS correction is a torch function")
 
-from rewardkit.rl.rollout.is_correction import ISCorrectionConfig, truncated_is_weights  # noqa: E402
+from rewardkit.rl.rollout.is_correction import truncated_is_weights  # noqa: E402
 
 
 def _slow_weights(trainer, sampler, mask, level, cap):
@@ -28,7 +28,7 @@ def test_token_level_hand_values():
     trainer = torch.tensor([[math.log(0.5), math.log(0.9), math.log(0.2)]])
     sampler = torch.tensor([[math.log(0.5), math.log(0.3), math.log(0.4)]])
     mask = torch.tensor([[1, 1, 1]])
-    w, m = truncated_is_weights(trainer, sampler, mask, ISCorrectionConfig(cap=2.0))
+    w, m = truncated_is_weights(trainer, sampler, mask, cap=2.0)
     assert w.tolist()[0] == pytest.approx([1.0, 2.0, 0.5])  # 0.9/0.3 = 3 is capped at 2
     assert m["is_clip_frac"] == pytest.approx(1 / 3)
     assert m["mismatch_log_ratio_abs_max"] == pytest.approx(math.log(3))
@@ -43,12 +43,12 @@ def test_matches_slow_loop_and_ignores_masked_tokens(level):
     sampler = trainer + torch.randn(4, 7, generator=g) * 0.3
     mask = (torch.rand(4, 7, generator=g) > 0.3).long()
     mask[2] = 0  # a row with no policy tokens
-    w, metrics = truncated_is_weights(trainer, sampler, mask, ISCorrectionConfig(level=level, cap=1.5))
+    w, metrics = truncated_is_weights(trainer, sampler, mask, level=level, cap=1.5)
     assert torch.allclose(w, _slow_weights(trainer, sampler, mask, level, 1.5), atol=1e-5)
     assert not w.requires_grad
     # Changing logprobs under mask 0 changes nothing.
     noisy = sampler + (1 - mask) * 5.0
-    w2, metrics2 = truncated_is_weights(trainer, noisy, mask, ISCorrectionConfig(level=level, cap=1.5))
+    w2, metrics2 = truncated_is_weights(trainer, noisy, mask, level=level, cap=1.5)
     assert torch.equal(w, w2) and metrics == metrics2
 
 
@@ -56,7 +56,7 @@ def test_sequence_level_shares_one_weight_and_counts_sequences():
     trainer = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
     sampler = torch.tensor([[-0.5, -0.5], [0.1, 0.0]])  # row 0: ratio e^1 > 2 (clipped); row 1: e^-0.1
     mask = torch.ones(2, 2)
-    w, m = truncated_is_weights(trainer, sampler, mask, ISCorrectionConfig(level="sequence", cap=2.0))
+    w, m = truncated_is_weights(trainer, sampler, mask, level="sequence", cap=2.0)
     assert w[0].tolist() == pytest.approx([2.0, 2.0])
     assert w[1].tolist() == pytest.approx([math.exp(-0.1)] * 2)
     assert m["is_clip_frac"] == pytest.approx(0.5)
@@ -65,7 +65,7 @@ def test_sequence_level_shares_one_weight_and_counts_sequences():
 def test_disabled_gives_unit_weights_but_still_measures():
     trainer = torch.tensor([[0.0, -1.0]])
     sampler = torch.tensor([[-1.0, -1.0]])
-    w, m = truncated_is_weights(trainer, sampler, torch.ones(1, 2), ISCorrectionConfig(enabled=False))
+    w, m = truncated_is_weights(trainer, sampler, torch.ones(1, 2), enabled=False)
     assert torch.equal(w, torch.ones(1, 2))
     assert m["mismatch_log_ratio_abs_max"] == pytest.approx(1.0)
     assert m["mismatch_kl"] == pytest.approx((math.e - 2) / 2)
@@ -84,15 +84,16 @@ def test_weights_correct_the_sampling_distribution():
     q = torch.tensor([0.4, 0.4, 0.2])
     draws = torch.multinomial(q, 200_000, replacement=True, generator=torch.Generator().manual_seed(1))
     trainer, sampler = p.log()[draws][None], q.log()[draws][None]
-    w, _ = truncated_is_weights(trainer, sampler, torch.ones_like(trainer), ISCorrectionConfig(cap=100.0))
+    w, _ = truncated_is_weights(trainer, sampler, torch.ones_like(trainer), cap=100.0)
     f = draws.float()  # E_p[f] = 0*0.1 + 1*0.2 + 2*0.7 = 1.6; E_q[f] = 0.8
     assert float((w[0] * f).mean()) == pytest.approx(1.6, abs=0.03)
 
 
 def test_bad_config_and_shapes_raise():
+    ones = torch.ones(1, 2)
     with pytest.raises(ValueError, match="cap"):
-        ISCorrectionConfig(cap=0.5)
+        truncated_is_weights(ones, ones, ones, cap=0.5)
     with pytest.raises(ValueError, match="level"):
-        ISCorrectionConfig(level="batch")  # type: ignore[arg-type]
+        truncated_is_weights(ones, ones, ones, level="batch")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="shape mismatch"):
         truncated_is_weights(torch.zeros(2, 3), torch.zeros(2, 4), torch.ones(2, 3))

@@ -20,36 +20,19 @@ Only tokens with mask 1 (policy tokens) count; environment tokens get weight 1.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
-
-
-@dataclass(frozen=True)
-class ISCorrectionConfig:
-    """How the sampler/trainer mismatch is corrected."""
-
-    enabled: bool = True
-    """Apply the weights; when False the weights are all 1 but the mismatch metrics are still measured."""
-    level: Literal["token", "sequence"] = "token"
-    """``token``: one ratio per token. ``sequence``: the product of a sequence's ratios, shared by its tokens."""
-    cap: float = 2.0
-    """C, the truncation: weights above it are set to it (never below 1, or the correction would
-    down-weight tokens the trainer finds more likely than the sampler did)."""
-
-    def __post_init__(self) -> None:
-        if self.level not in ("token", "sequence"):
-            raise ValueError(f"level must be 'token' or 'sequence', got {self.level!r}")
-        if not self.cap >= 1.0:
-            raise ValueError(f"cap must be >= 1, got {self.cap}")
 
 
 def truncated_is_weights(
     trainer_logprobs: torch.Tensor,
     sampler_logprobs: torch.Tensor,
     mask: torch.Tensor,
-    config: ISCorrectionConfig | None = None,
+    *,
+    level: Literal["token", "sequence"] = "token",
+    cap: float = 2.0,
+    enabled: bool = True,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Per-token importance weights ([B, T], detached) and mismatch metrics.
 
@@ -57,8 +40,15 @@ def truncated_is_weights(
     tokens. Metrics (over masked tokens): ``mismatch_log_ratio_abs_mean``/``_max`` (|log pi_old -
     log pi_sampler|), ``mismatch_kl`` (k3 estimate of KL(sampler || trainer)), ``is_clip_frac`` (share of
     tokens, or of sequences at sequence level, whose weight hit the cap) and ``is_weight_mean``.
+
+    ``level``: ``token`` (one ratio per token) or ``sequence`` (the product of a sequence's ratios,
+    shared by its tokens). ``cap``: C, at least 1 (a cap below 1 would down-weight tokens the trainer
+    finds more likely than the sampler did). ``enabled=False`` returns unit weights but still measures.
     """
-    config = config or ISCorrectionConfig()
+    if level not in ("token", "sequence"):
+        raise ValueError(f"level must be 'token' or 'sequence', got {level!r}")
+    if not cap >= 1.0:
+        raise ValueError(f"cap must be >= 1, got {cap}")
     if not trainer_logprobs.shape == sampler_logprobs.shape == mask.shape:
         raise ValueError(
             f"shape mismatch: trainer {tuple(trainer_logprobs.shape)}, sampler "
@@ -66,8 +56,8 @@ def truncated_is_weights(
         )
     mask = mask.to(torch.float32)
     log_ratio = (trainer_logprobs.detach().float() - sampler_logprobs.detach().float()) * mask  # [B, T]
-    log_cap = math.log(config.cap)
-    if config.level == "token":
+    log_cap = math.log(cap)
+    if level == "token":
         clipped = (log_ratio > log_cap) & (mask > 0)  # [B, T]
         weights = torch.exp(log_ratio.clamp(max=log_cap))
         clip_frac = _masked_mean(clipped.float(), mask)
@@ -81,7 +71,7 @@ def truncated_is_weights(
     metrics = _mismatch_metrics(log_ratio, mask)
     metrics["is_clip_frac"] = clip_frac
     metrics["is_weight_mean"] = _masked_mean(weights, mask)
-    if not config.enabled:
+    if not enabled:
         weights = torch.ones_like(weights)
     return weights.detach(), metrics
 
