@@ -17,9 +17,25 @@ from typing import Any
 from rewardkit.data.procedural import LEVELS, ProceduralConfig, generate_tasks
 from rewardkit.envs.base import Environment
 from rewardkit.types import Completion, Score, Task, completion_text
-from rewardkit.verifiers.math import DEFAULT_REL_TOL, check, extract_answer, normalize_gold, parse_gold
+from rewardkit.verifiers.math import (
+    DEFAULT_REL_TOL,
+    check,
+    extract_answer,
+    normalize_gold,
+    parse_gold,
+    parse_text_fallback,
+)
 
-_WARMUP_ANSWERS = ("\\frac{1}{2}", "x^2+1", "(1, 2]")
+_WARMUP_ANSWERS = (
+    "\\frac{\\pi}{3}",
+    "2\\sqrt{2}",
+    "x^2+1",
+    "y = 2x + 1",
+    "(1, 2]",
+    "\\{1, 2\\}",
+    "\\begin{pmatrix}1 & 2\\end{pmatrix}",
+)
+"""Parsed once per worker at start-up: the ANTLR parser builds its prediction tables lazily, on first use."""
 
 
 @dataclass(frozen=True)
@@ -118,13 +134,17 @@ class MathEnv(Environment):
             return None  # verify() reports it
         found = extract_answer(completion_text(completion))
         payload = "\x00".join((found.answer or "", *found.candidates))
-        return ("math", gold, found.source, hashlib.blake2b(payload.encode(), digest_size=16).digest())
+        origin = (
+            "text" if found.source == "text" else "answer"
+        )  # a tag and a box holding "42" are one verdict
+        return ("math", gold, origin, hashlib.blake2b(payload.encode(), digest_size=16).digest())
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Warm the LaTeX parser when the environment arrives in a worker, before any job's clock starts."""
         super().__setstate__(state)
         for text in _WARMUP_ANSWERS:
             parse_gold(text)
+        parse_text_fallback("so $x = \\frac{3}{4}$ and the answer is $7$.")
 
     # ---- data ----------------------------------------------------------------------------------------
     def gold_examples(self) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ from functools import lru_cache
 from typing import Any
 
 import sympy
+from latex2sympy2_extended.sets import FiniteSet as LatexFiniteSet
 from math_verify import parse as mv_parse
 from math_verify import verify as mv_verify
 from math_verify.parser import ExprExtractionConfig, LatexExtractionConfig
@@ -173,6 +174,7 @@ class ParsedAnswer:
 
 _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _THOUSANDS_RE = re.compile(r"(?<=\d)(?:\\,|\\!|\\;|\\:|\\ |\{,\}|~|\u2009|\u202f| )(?=\d{3}(?!\d))")
+_LEFT_RIGHT_RE = re.compile(r"\\(?:left|right)\s*([()\[\]]|\\[{}])")
 _COMMA_INT_RE = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+")
 _SCI_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)[eE]([-+]?\d+)(?![\w.])")
 _BARE_PI_RE = re.compile(r"(?<![\\a-zA-Z])pi(?![a-zA-Z])")
@@ -202,7 +204,7 @@ def _strip_delimiters(text: str) -> str:
 def normalize_answer_text(text: str) -> str:
     """Rewrite forms the LaTeX parser gets wrong: delimiters, thousands separators, 1e-5, bare pi, units."""
     text = _strip_delimiters(str(text)).rstrip(".").strip()
-    text = _THOUSANDS_RE.sub("", text)
+    text = _LEFT_RIGHT_RE.sub(r"\1", _THOUSANDS_RE.sub("", text))
     if _COMMA_INT_RE.fullmatch(text):
         text = text.replace(",", "")
     text = _SCI_RE.sub(r"\1\\times 10^{\2}", text)
@@ -234,12 +236,83 @@ def _int_from_digits(digits: str) -> int:
     return sign * value
 
 
+_SIMPLE_RE = re.compile(
+    r"(?:(?P<var>[a-zA-Z])\s*=\s*)?(?P<neg>-)?\s*(?:"
+    r"\\[dt]?frac\{(?P<fn>\d+)\}\{(?P<fd>\d+)\}|\\[dt]?frac(?P<sn>\d)(?P<sd>\d)"
+    r"|(?P<sl>\d+)\s*/\s*(?P<sr>\d+)|(?P<dec>\d*\.\d+|\d+)"
+    r")"
+)
+
+
+_SIMPLE_CHARS_RE = re.compile(r"[-\d\s.,/=a-zA-Z{}()\[\]\\]*")
+
+
+def _simple_value(text: str) -> tuple[Any, bool] | None:
+    """(value, is_decimal) for an integer, decimal or fraction, optionally as ``x = ...``; else None."""
+    m = _SIMPLE_RE.fullmatch(text)
+    if m is None:
+        return None
+    g = m.groupdict()
+    if g["dec"] is not None:
+        value = sympy.Rational(g["dec"])
+    else:
+        num, den = (g["fn"], g["fd"]) if g["fn"] else (g["sn"], g["sd"]) if g["sn"] else (g["sl"], g["sr"])
+        if int(den) == 0:
+            return None
+        value = sympy.Rational(int(num), int(den))
+    value = -value if g["neg"] else value
+    if g["var"]:
+        value = sympy.Eq(sympy.Symbol(g["var"], real=True), value, evaluate=False)
+    return value, g["dec"] is not None and "." in g["dec"]
+
+
+def _simple_list(norm: str) -> tuple[Any, bool] | None:
+    """``a, b``, ``\\{a, b\\}``, ``(a, b)``, ``[a, b)`` of simple numbers, typed as math-verify types them:
+    a brace or bare list is a set; brackets around two increasing values an interval; else a tuple."""
+    if norm.startswith("\\{") and norm.endswith("\\}"):
+        kind, body = "set", norm[2:-2]
+    elif len(norm) > 2 and norm[0] in "([" and norm[-1] in ")]":
+        kind, body = "bracket", norm[1:-1]
+    else:
+        kind, body = "set", norm
+    parts = body.split(",")
+    if len(parts) < 2:
+        return None
+    values = [_simple_value(p.strip()) for p in parts]
+    if any(v is None or isinstance(v[0], sympy.Eq) for v in values):
+        return None
+    items = [v[0] for v in values]
+    inexact = any(v[1] for v in values)
+    if kind == "set":
+        return LatexFiniteSet(*items), inexact
+    if len(items) == 2 and items[0] < items[1]:
+        return sympy.Interval(items[0], items[1], norm[0] == "(", norm[-1] == ")"), inexact
+    return sympy.Tuple(*items), inexact
+
+
+def _parse_simple(norm: str) -> ParsedAnswer | None:
+    """Numbers, fractions and short lists of them without the LaTeX parser, else None.
+
+    Why: these are most answers in GRPO batches, and the ANTLR parser costs milliseconds (tens for
+    tuples) per string. The objects are what math-verify builds for the same text (exact rationals;
+    decimals flagged inexact), which tests/verifiers check against the parser.
+    """
+    if len(norm) > 200 or not _SIMPLE_CHARS_RE.fullmatch(norm):
+        return None
+    found = _simple_value(norm) or _simple_list(norm)
+    if found is None:
+        return None
+    return ParsedAnswer(norm, (found[0],), inexact=found[1])
+
+
 def parse_answer(text: Any) -> ParsedAnswer:
     """Parse one answer string (gold or extracted prediction), with or without ``$`` delimiters."""
     norm = normalize_answer_text(text)
     if _INT_RE.fullmatch(norm):
         value = _int_from_digits(norm)
         return ParsedAnswer(norm, (sympy.Integer(value),), integer=value)
+    if (simple := _parse_simple(norm)) is not None:
+        return simple
     inexact = bool(_DECIMAL_RE.search(norm))
     if not norm or len(norm) > MAX_ANSWER_CHARS or _nesting_depth(norm) > MAX_NESTING:
         return ParsedAnswer(norm, inexact=inexact)
@@ -328,7 +401,7 @@ def _unwrap(gold: Any, pred: Any) -> tuple[Any, Any]:
         gold = gold.rhs
     elif _is_assignment(pred) and not isinstance(gold, sympy.Eq):
         pred = pred.rhs
-    elif _is_assignment(gold) and _is_assignment(pred) and gold.lhs == pred.lhs:
+    elif _is_assignment(gold) and _is_assignment(pred) and gold.lhs.name == pred.lhs.name:
         gold, pred = gold.rhs, pred.rhs
     if isinstance(pred, sympy.FiniteSet) and len(pred) == 1 and not isinstance(gold, sympy.Set):
         pred = next(iter(pred))
@@ -402,12 +475,17 @@ def _pairwise(golds: list[Any], preds: list[Any], ordered: bool, rel_tol: float,
     return True
 
 
+def _written_order(expr: Any) -> list[Any]:
+    """Elements as written: the parser's sets remember it, so a tuple gold can be compared in order."""
+    return list(getattr(expr, "_unsorted_args", None) or expr.args)
+
+
 def _structured_equal(gold: Any, pred: Any, rel_tol: float, inexact: bool) -> bool | None:
     """Element-wise comparison (so the relative tolerance reaches inside) of sets, tuples, matrices, intervals."""
     if isinstance(gold, sympy.FiniteSet) and isinstance(pred, sympy.FiniteSet):
         return _pairwise(list(gold.args), list(pred.args), False, rel_tol, inexact)
     if isinstance(gold, sympy.Tuple | sympy.FiniteSet) and isinstance(pred, sympy.Tuple | sympy.FiniteSet):
-        return _pairwise(list(gold.args), list(pred.args), True, rel_tol, inexact)
+        return _pairwise(_written_order(gold), _written_order(pred), True, rel_tol, inexact)
     if isinstance(gold, sympy.MatrixBase) and isinstance(pred, sympy.MatrixBase):
         return gold.shape == pred.shape and _pairwise(list(gold), list(pred), True, rel_tol, inexact)
     if isinstance(gold, sympy.Interval) and isinstance(pred, sympy.Interval):
@@ -497,10 +575,13 @@ def check(extraction: Extraction, gold: str, *, rel_tol: float = DEFAULT_REL_TOL
     single = not parsed_gold.exprs or is_single_valued(parsed_gold.exprs[0])
     if not answers_equal(parsed_gold, pred, rel_tol=rel_tol):
         many = any(isinstance(e, sympy.FiniteSet) and len(e) > 1 for e in pred.exprs)
-        reason = "hedging: several values for a single-valued answer" if single and many else "not equivalent"
-        return MathVerdict(
-            False, True, shown, reason + " to the gold answer" if reason == "not equivalent" else reason
+        hedge = single and many
+        reason = (
+            "hedging: several values for a single-valued answer"
+            if hedge
+            else "not equivalent to the gold answer"
         )
+        return MathVerdict(False, True, shown, reason)
     others = [c for c in extraction.candidates if c != extraction.answer]
     if single and others:
         if len(others) >= MAX_CANDIDATES:
