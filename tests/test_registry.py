@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -255,3 +256,64 @@ def test_registered_factory_receives_config():
 def test_bad_configuration_raises_at_load_env(name, config, error):
     with pytest.raises(error):
         load_env(name, **config)
+
+
+# ---- docs/plugins.md -------------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+BLOCK_RE = re.compile(r"(?:<!-- file: (?P<file>\S+) -->\n)?```(?P<lang>\w+)\n(?P<code>.*?)```", re.S)
+
+
+def _doc_blocks() -> tuple[dict[str, str], list[str]]:
+    """The page's files (blocks marked ``<!-- file: NAME -->``) and its other python blocks, in order."""
+    files, scripts = {}, []
+    for match in BLOCK_RE.finditer(DOC.read_text()):
+        if match["file"]:
+            files[match["file"]] = match["code"]
+        elif match["lang"] == "python":
+            scripts.append(match["code"])
+    return files, scripts
+
+
+def _expected_prints(script: str) -> list[str]:
+    """``print(...)  # output`` comments that state the output in full (no "...")."""
+    return [
+        m.group(1).strip()
+        for m in re.finditer(r"print\(.*\)\s+# (.*)$", script, re.M)
+        if "..." not in m.group(1)
+    ]
+
+
+def test_plugin_docs_examples_run(tmp_path):
+    """Install the page's package exactly as written, then run its python blocks as one script."""
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is needed to build the docs' example package (--no-build-isolation)")
+    files, scripts = _doc_blocks()
+    assert set(files) == {"my_rewards.py", "pyproject.toml"} and len(scripts) >= 4
+    package = tmp_path / "my-rewards"
+    package.mkdir()
+    for name, code in files.items():
+        (package / name).write_text(code)
+    site = tmp_path / "site"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet"]
+        + ["--disable-pip-version-check", "--target", str(site), str(package)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"the docs' pyproject.toml does not install:\n{done.stderr}"
+
+    script = tmp_path / "plugins_doc_examples.py"  # a real script file: workers re-import it
+    script.write_text("\n\n".join(scripts))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, f"docs/plugins.md examples failed:\n{done.stdout}\n{done.stderr}"
+    printed = done.stdout.splitlines()
+    expected = _expected_prints("\n".join(scripts))
+    assert expected and all(line in printed for line in expected), (expected, printed)
+    assert "broken fails check_env" in done.stdout and "bad config:" in done.stdout
