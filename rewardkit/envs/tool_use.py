@@ -13,8 +13,10 @@ score it 0). Otherwise ``Trajectory.stop_reason`` does (``max_turns``, ``max_tot
 Reward (``verify``): the outcome, 1.0 when the final answer matches the gold answer (the math verifier
 for numbers, normalised exact match for names), plus optional weighted terms for format (one final
 answer, no malformed call) and efficiency (fewer tool calls). Tool-call and tool-error counts are
-always in the metrics. Per-turn rewards (the fraction of a turn's calls that ran) are recorded in
-``Trajectory.turn_rewards``; they are diagnostics, not part of the outcome.
+always in the metrics. Per-turn rewards are recorded in ``Trajectory.turn_rewards``, one per turn the environment answered
+or ended (a turn cut off by ``max_turns`` has none): the fraction of the turn's calls that ran, 0.0 for
+a nudged turn (``no_call_reply``), and for the ending turn 1.0 (an answer) or 0.0 (no tool call). They
+are diagnostics for per-turn credit assignment, not part of the outcome.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from rewardkit.envs.base import Environment, EnvStep
-from rewardkit.tools.execute import ToolExecutor
+from rewardkit.tools.execute import ToolExecutor, ToolResult
 from rewardkit.tools.parse import CLOSE_TAG, OPEN_TAG, ToolCall, parse_tool_calls
 from rewardkit.tools.schema import Tool
 from rewardkit.types import Completion, Message, Score, Task, completion_text
@@ -62,6 +64,10 @@ class ToolUseConfig:
     """Failed calls (malformed, unknown tool, bad arguments, exception, timeout) that end the episode."""
     max_output_chars: int = 2000
     """Longer tool results are cut."""
+    no_call_reply: str | None = None
+    """None: a turn with neither a tool call nor a final answer ends the episode. A string: that text
+    goes back as a user message instead (a nudge such as "Call a tool or give <answer>...</answer>."),
+    and the episode goes on until ``max_turns``."""
     answer_match: str = "auto"
     """``math`` (math verifier), ``exact`` (normalised text) or ``auto`` (each task says which)."""
     format_weight: float = 0.0
@@ -113,6 +119,7 @@ class _Counts:
     tool_timeouts: int = 0
     parse_errors: int = 0
     tool_time_s: float = 0.0
+    nudges: int = 0
     by_tool: dict[str, int] = field(default_factory=dict)
 
     def as_info(self) -> dict[str, Any]:
@@ -122,6 +129,7 @@ class _Counts:
             "tool_timeouts": self.tool_timeouts,
             "parse_errors": self.parse_errors,
             "tool_time_s": round(self.tool_time_s, 4),
+            "nudges": self.nudges,
             "calls_by_tool": dict(self.by_tool),
         }
 
@@ -264,24 +272,16 @@ class ToolUseEnv(Environment):
         if ANSWER_RE.search(text):
             return self._end(counts, "ok", "answer", reward=1.0)
         calls = parse_tool_calls(last)
-        if not calls:
-            return self._end(counts, "ok", "no_tool_call", reward=0.0)
         state["turns"] = state.get("turns", 0) + 1
-        if state["turns"] >= self.max_turns:  # the rollout stops here (max_turns): nobody would read results
+        if not calls and self.config.no_call_reply is None:
+            return self._end(counts, "ok", "no_tool_call", reward=0.0)
+        if state["turns"] >= self.max_turns:  # the rollout stops here (max_turns): nobody would read a reply
             return EnvStep((), False, None, {"status": "ok", **counts.as_info()})
-        results = []
-        for i, call in enumerate(calls):
-            if i >= self.config.max_calls_per_turn:
-                error = f"only {self.config.max_calls_per_turn} tool calls are run per turn"
-                call = ToolCall(call.name, call.arguments, call.id, error)
-            results.append(self.toolbox.run(call, deadline=state["deadline"]))
-        for r in results:
-            counts.tool_calls += 1
-            counts.tool_errors += not r.ok
-            counts.tool_timeouts += r.status == "timeout"
-            counts.parse_errors += r.status == "parse_error"
-            counts.tool_time_s += r.wall_s
-            counts.by_tool[r.call.name or "?"] = counts.by_tool.get(r.call.name or "?", 0) + 1
+        if not calls:
+            counts.nudges += 1
+            nudge = {"role": "user", "content": self.config.no_call_reply}
+            return EnvStep((nudge,), False, 0.0, {"status": "ok", **counts.as_info()})
+        results = self._run_calls(calls, state["deadline"], counts)
         turn_reward = sum(r.ok for r in results) / len(results)
         if time.monotonic() > state["deadline"]:
             return self._end(counts, "timeout", "episode_timeout", reward=turn_reward)
@@ -291,6 +291,23 @@ class ToolUseEnv(Environment):
             return self._end(counts, "error", "too_many_tool_errors", reward=turn_reward)
         info = {"status": "ok", **counts.as_info()}
         return EnvStep(tuple(r.message() for r in results), False, turn_reward, info)
+
+    def _run_calls(self, calls: list[ToolCall], deadline: float, counts: _Counts) -> list[ToolResult]:
+        """Run up to ``max_calls_per_turn`` calls (later ones get an error result) and tally them."""
+        results = []
+        for i, call in enumerate(calls):
+            if i >= self.config.max_calls_per_turn:
+                error = f"only {self.config.max_calls_per_turn} tool calls are run per turn"
+                call = ToolCall(call.name, call.arguments, call.id, error)
+            results.append(self.toolbox.run(call, deadline=deadline))
+        for r in results:
+            counts.tool_calls += 1
+            counts.tool_errors += not r.ok
+            counts.tool_timeouts += r.status == "timeout"
+            counts.parse_errors += r.status == "parse_error"
+            counts.tool_time_s += r.wall_s
+            counts.by_tool[r.call.name or "?"] = counts.by_tool.get(r.call.name or "?", 0) + 1
+        return results
 
     @staticmethod
     def _end(counts: _Counts, status: str, end: str, reward: float | None) -> EnvStep:

@@ -332,6 +332,19 @@ def test_no_tool_call_ends_the_episode_and_scores_zero(tokenizer):
     assert score.reward == 0.0 and score.status == "ok" and "no <answer>" in score.info["reason"]
 
 
+def test_no_call_reply_nudges_instead_of_ending(tokenizer):
+    env = ToolUseEnv(
+        task="calculator", no_call_reply="Call a tool or answer.", max_turns=3, executor="inline"
+    )
+    [traj] = rollout(env, ScriptedGenerator(tokenizer, lambda c, k: "hmm"), list(env.tasks("test"))[:1])
+    assert traj.stop_reason == "max_turns" and traj.turns == 3 and traj.info["nudges"] == 2
+    assert [m["role"] for m in traj.completion] == ["assistant", "user"] * 2 + ["assistant"]
+    env_runs = runs(traj.completion_mask, traj.completion_ids, 0)
+    assert tokenizer.decode(env_runs[0], skip_special_tokens=False) == (
+        "\n<|im_start|>user\nCall a tool or answer.<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
 def test_max_turns_and_max_total_tokens_stop_the_episode(tokenizer):
     loop = ScriptedGenerator(tokenizer, lambda c, k: call("calculator", expression="1 + 1"))
     env = ToolUseEnv(task="calculator", max_turns=3, max_tool_errors=10, executor="inline")
