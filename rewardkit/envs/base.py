@@ -174,7 +174,10 @@ class Environment:
         key = self.cache_key(
             sample["completion"], answer=sample["answer"], prompt=sample["prompt"], info=sample["info"]
         )
-        return None if key is None else (key,)
+        if key is None:
+            return None
+        hash(key)  # an unhashable key (e.g. a tuple of message dicts) is this sample's error, not a raise
+        return (key,)
 
     def _score_one(self, sample: dict[str, Any]) -> Score:
         """Runs in the worker: call ``verify`` and coerce its result into a Score."""
