@@ -282,6 +282,26 @@ def test_cache_shares_verdicts_but_never_caches_failures():
     assert uncached.calls == 3
 
 
+def test_unhashable_or_raising_cache_key_fails_only_that_sample():
+    class BadKey(Counting):
+        def cache_key(self, completion, *, answer, prompt, info):
+            if completion == "boom":
+                raise KeyError("no key")
+            return completion  # a tuple of message dicts is unhashable
+
+    env = BadKey()
+    messages, boom, fine = env.score_batch(
+        [
+            {"completion": [{"role": "assistant", "content": "hi"}]},
+            {"completion": "boom"},
+            {"completion": "abc"},
+        ]
+    )
+    assert (messages.status, boom.status, fine.reward) == ("error", "error", 3.0)
+    assert "cache_key failed: TypeError: unhashable" in messages.info["reason"]
+    assert "cache_key failed: KeyError" in boom.info["reason"]
+
+
 def test_environment_config_errors_are_clear():
     with pytest.raises(ValueError, match="executor"):
         Misbehaving(executor="gpu")
