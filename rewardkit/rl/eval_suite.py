@@ -1,0 +1,281 @@
+"""Evaluation suites: which environments, which tasks, how many samples, how to sample, which k.
+
+A suite is a YAML file (the built-in ones live in ``rewardkit/suites/``)::
+
+    name: smoke
+    defaults:                 # any per-environment key; an environment's own keys win
+      n: 2                    # samples per task
+      num_tasks: 4            # first N tasks of the source (omit: all)
+      sampling: {temperature: 1.0, max_tokens: 128, seed: 0}
+    environments:
+      - env: math             # a registered environment name
+        config: {levels: [1]} # its load_env(**config)
+        tasks: {split: test}  # env.tasks("test") ...
+      - env: format
+        tasks:                # ... or a "module:function" returning Tasks, with keyword arguments
+          generator: rewardkit.rl.demo:demo_tasks
+          kwargs: {split: test, n: 4, seed: 0}
+
+Derived defaults (written into the resolved suite, so the fingerprint sees them): ``temperature`` is
+0 (greedy) for ``n: 1`` and 1.0 otherwise; ``k`` is 1, 2, 4, ... up to ``n``, plus ``n``. Sampling is
+seeded (``seed: 0``) unless the suite says ``seed: null``, so an evaluation is reproducible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.resources
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rewardkit.rl.rollout.base import SamplingParams
+from rewardkit.types import Task
+
+_SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "stop", "seed")
+_ENV_KEYS = ("env", "label", "config", "tasks", "num_tasks", "n", "k", "sampling", "batch_tasks")
+_SUITE_KEYS = ("name", "description", "defaults", "environments")
+
+
+@dataclass(frozen=True)
+class TaskSource:
+    """Where an environment's tasks come from: ``env.tasks(split)``, or ``generator(**kwargs)``."""
+
+    split: str = "test"
+    """Split passed to ``env.tasks`` (ignored when ``generator`` is set)."""
+    generator: str | None = None
+    """``"package.module:function"`` returning a list of ``Task`` (or dicts with Task's fields)."""
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """Keyword arguments for ``generator``."""
+
+    def load(self, env: Any) -> list[Task]:
+        if self.generator is None:
+            try:
+                tasks = env.tasks(self.split)
+            except NotImplementedError as exc:
+                raise ValueError(
+                    f"{exc}; give its tasks with `tasks: {{generator: module:function}}` in a suite file"
+                ) from None
+        else:
+            tasks = _import(self.generator)(**self.kwargs)
+        return [t if isinstance(t, Task) else Task(**t) for t in tasks]
+
+
+@dataclass(frozen=True)
+class EnvEval:
+    """One environment of a suite, fully resolved."""
+
+    env: str
+    """Registered environment name (``rewardkit envs``)."""
+    label: str
+    """Name in the report and in ``rollouts.jsonl``; unique within the suite (default: ``env``)."""
+    config: Mapping[str, Any]
+    """Keyword config for ``load_env``."""
+    tasks: TaskSource
+    num_tasks: int | None
+    """Evaluate the first ``num_tasks`` tasks of the source; None: all of them."""
+    n: int
+    """Samples per task."""
+    k: tuple[int, ...]
+    """pass@k is reported for each k (each <= n)."""
+    sampling: SamplingParams
+    """How to sample (its ``n`` is ignored: ``EnvEval.n`` is used)."""
+    batch_tasks: int
+    """Tasks per generation call: the unit of generation, of seeding (seed + chunk index) and of
+    progress that a resumed run keeps."""
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"{self.label}: n must be >= 1, got {self.n}")
+        bad = [k for k in self.k if not 1 <= k <= self.n]
+        if not self.k or bad:
+            raise ValueError(f"{self.label}: every k must be in [1, n={self.n}], got k={list(self.k)}")
+        if self.num_tasks is not None and self.num_tasks < 1:
+            raise ValueError(f"{self.label}: num_tasks must be >= 1, got {self.num_tasks}")
+        if self.batch_tasks < 1:
+            raise ValueError(f"{self.label}: batch_tasks must be >= 1, got {self.batch_tasks}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["sampling"].pop("n")
+        out["sampling"]["stop"] = list(self.sampling.stop)
+        out["k"] = list(self.k)
+        return out
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named list of environments to evaluate."""
+
+    name: str
+    environments: tuple[EnvEval, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        labels = [e.label for e in self.environments]
+        if not labels:
+            raise ValueError(f"suite {self.name!r} lists no environments")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"suite {self.name!r}: environment labels must be unique, got {labels}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "environments": {e.label: e.to_dict() for e in self.environments},
+        }
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line settings that replace a suite's, in every environment (None: keep the suite's)."""
+
+    n: int | None = None
+    k: tuple[int, ...] | None = None
+    num_tasks: int | None = None
+    batch_tasks: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+
+    def apply(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Overlay these settings on one environment's raw (unresolved) entry."""
+        out = dict(raw)
+        for key in ("n", "k", "num_tasks", "batch_tasks"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        sampling = dict(out.get("sampling") or {})
+        for key in ("temperature", "top_p", "max_tokens", "seed"):
+            if getattr(self, key) is not None:
+                sampling[key] = getattr(self, key)
+        out["sampling"] = sampling
+        return out
+
+
+def builtin_suites() -> list[str]:
+    root = importlib.resources.files("rewardkit").joinpath("suites")
+    return sorted(p.name.rsplit(".", 1)[0] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_suite(name_or_file: str, overrides: Overrides = Overrides()) -> Suite:
+    """A built-in suite by name, or a suite YAML file, with command-line overrides applied."""
+    path = Path(name_or_file)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"suite file {name_or_file} does not exist")
+        text = path.read_text()
+    elif name_or_file in builtin_suites():
+        text = importlib.resources.files("rewardkit").joinpath(f"suites/{name_or_file}.yaml").read_text()
+    else:
+        raise ValueError(
+            f"unknown suite {name_or_file!r}: built-in suites are {builtin_suites()}, or give a YAML file"
+        )
+    raw = yaml.safe_load(text)
+    if not isinstance(raw, dict):
+        raise ValueError(f"suite {name_or_file}: expected a mapping at the top level")
+    raw.setdefault("name", path.stem)
+    return parse_suite(raw, overrides)
+
+
+def adhoc_suite(envs: Sequence[str], tasks: Mapping[str, Any], overrides: Overrides = Overrides()) -> Suite:
+    """The suite behind ``--envs a,b``: each environment with the same task source and defaults."""
+    raw = {
+        "name": "adhoc:" + ",".join(envs),
+        "environments": [{"env": e, "tasks": dict(tasks)} for e in envs],
+    }
+    return parse_suite(raw, overrides)
+
+
+def parse_suite(raw: Mapping[str, Any], overrides: Overrides = Overrides()) -> Suite:
+    _check_keys(raw, _SUITE_KEYS, "suite")
+    defaults = dict(raw.get("defaults") or {})
+    _check_keys(defaults, _ENV_KEYS, "suite defaults")
+    entries = raw.get("environments")
+    if not isinstance(entries, list):
+        raise ValueError("a suite needs `environments:`, a list of {env: NAME, ...} entries")
+    resolved = []
+    for entry in entries:
+        if not isinstance(entry, dict) or "env" not in entry:
+            raise ValueError(f"each suite environment needs an `env:` name, got {entry!r}")
+        _check_keys(entry, _ENV_KEYS, f"environment {entry['env']!r}")
+        merged = defaults | entry
+        merged["sampling"] = dict(defaults.get("sampling") or {}) | dict(entry.get("sampling") or {})
+        resolved.append(_resolve_env(overrides.apply(merged)))
+    return Suite(str(raw["name"]), tuple(resolved), str(raw.get("description") or ""))
+
+
+def _resolve_env(raw: Mapping[str, Any]) -> EnvEval:
+    label = str(raw.get("label") or raw["env"])
+    n = int(raw.get("n", 1))
+    sampling_raw = dict(raw.get("sampling") or {})
+    _check_keys(sampling_raw, _SAMPLING_KEYS, f"{label} sampling")
+    sampling_raw.setdefault("temperature", 0.0 if n == 1 else 1.0)
+    sampling_raw.setdefault("seed", 0)
+    sampling_raw["stop"] = tuple(sampling_raw.get("stop") or ())
+    tasks_raw = raw.get("tasks") or {}
+    if isinstance(tasks_raw, str):  # shorthand: a split name or a module:function
+        tasks_raw = {"generator": tasks_raw} if ":" in tasks_raw else {"split": tasks_raw}
+    _check_keys(tasks_raw, ("split", "generator", "kwargs"), f"{label} tasks")
+    k = raw.get("k")
+    return EnvEval(
+        env=str(raw["env"]),
+        label=label,
+        config=dict(raw.get("config") or {}),
+        tasks=TaskSource(**{"kwargs": {}, **tasks_raw}),
+        num_tasks=raw.get("num_tasks"),
+        n=n,
+        k=tuple(int(x) for x in k) if k is not None else default_ks(n),
+        sampling=SamplingParams(n=1, **sampling_raw),
+        batch_tasks=int(raw.get("batch_tasks", 64)),
+    )
+
+
+def env_tasks(env: str, split: str = "test", config: Mapping[str, Any] | None = None) -> list[Task]:
+    """Another environment's tasks, for an environment that has none of its own (e.g. ``format``)."""
+    from rewardkit.registry import load_env
+
+    with load_env(env, **dict(config or {})) as source:
+        return list(source.tasks(split))
+
+
+def default_ks(n: int) -> tuple[int, ...]:
+    """1, 2, 4, ... below ``n``, then ``n``."""
+    ks = [k for k in (2**i for i in range(n.bit_length())) if k < n]
+    return (*ks, n)
+
+
+def _check_keys(mapping: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+    if not isinstance(mapping, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {mapping!r}")
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {list(allowed)}")
+
+
+def _import(spec: str) -> Any:
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"a task generator is written 'package.module:function', got {spec!r}")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import task generator {spec!r}: {exc}") from exc
+
+
+__all__ = [
+    "EnvEval",
+    "Overrides",
+    "Suite",
+    "TaskSource",
+    "adhoc_suite",
+    "builtin_suites",
+    "default_ks",
+    "env_tasks",
+    "load_suite",
+    "parse_suite",
+]
