@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rewardkit.sandbox import runner
 from rewardkit.sandbox.base import (
     DEFAULT_MAX_OUTPUT_BYTES,
     PYTHON_COMMAND,
@@ -60,6 +61,8 @@ class DockerConfig:
         max_jobs_per_container: replace a container after this many jobs, for hygiene.
         start_timeout_s: how long a new container may take to report ready.
         user: uid:gid inside the container (never root).
+        fork_server: run Python programs in children forked from a warm, job-free interpreter
+            (skips interpreter start-up); False execs ``command`` for every run instead.
     """
 
     image: str = DEFAULT_IMAGE
@@ -75,6 +78,7 @@ class DockerConfig:
     max_jobs_per_container: int = 1000
     start_timeout_s: float = 30.0
     user: str = "65534:65534"
+    fork_server: bool = True
 
     def __post_init__(self) -> None:
         if self.pool_size is not None and self.pool_size < 1:
@@ -180,7 +184,7 @@ def _container_options(cfg: DockerConfig, labels: dict[str, str]) -> dict[str, A
 
     memory = f"{cfg.container_memory_mb}m"
     return {
-        "command": ["python3", "-I", "-u", "-c", RUNNER_SOURCE()],
+        "command": ["python3", "-I", "-u", "-c", runner.BOOTSTRAP, RUNNER_SOURCE(), "serve"],
         "user": cfg.user,
         "stdin_open": True,
         # docker-py sets StdinOnce with stdin_open: our connection closing ends the runner and container.
@@ -278,6 +282,7 @@ class DockerSandbox:
             "max_output_bytes": cfg.max_output_bytes,
             "argv": list(cfg.command),
             "filename": cfg.filename,
+            "fork": cfg.fork_server,
         }
         lost = None
         for _ in range(2):  # a container lost mid-job gets one fresh retry, then it is the sandbox's fault

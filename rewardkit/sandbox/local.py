@@ -320,7 +320,12 @@ def _release_uids(claims: dict[int, int]) -> None:
 
 
 def _namespace_refused(result: ExecResult) -> bool:
-    return result.exit_code == 1 and result.stderr.startswith("bwrap: Creating new namespace failed")
+    """bwrap could not start: the slot uid is at its process limit (EAGAIN), not the program's doing."""
+    return (
+        result.exit_code == 1
+        and result.stderr.startswith("bwrap: ")
+        and "Resource temporarily unavailable" in result.stderr
+    )
 
 
 def _claim_uids(cfg: LocalConfig) -> dict[int, int]:
@@ -338,12 +343,27 @@ def _claim_uids(cfg: LocalConfig) -> dict[int, int]:
             continue
         claims[uid] = fd
         if len(claims) == cfg.max_parallel:
+            _clear_uids(set(claims))
             return claims
     for fd in claims.values():
         os.close(fd)
     raise RuntimeError(
         f"no {cfg.max_parallel} free sandbox uids from {cfg.base_uid}: too many sandboxes running"
     )
+
+
+def _clear_uids(uids: set[int]) -> None:
+    """Kill what an earlier owner of these uids left (e.g. a crashed process), zombies waited out."""
+    for _ in range(200):
+        pids = [pid for pid, owner in _uids_of_processes(include_zombies=True) if owner in uids]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
 
 
 def _kill_uid(uid: int, include_zombies: bool = False) -> None:

@@ -20,8 +20,10 @@ def leftovers(sandbox) -> list:
         return [pid for pid, uid in _uids_of_processes() if uid in sandbox.slot_uids]
     stray = []
     for worker in list(sandbox._containers.workers):
-        processes = worker.container.top()["Processes"] or []
-        stray += processes[1:]  # the first is the runner, PID 1 of the container
+        for process in worker.container.top()["Processes"] or []:
+            command = process[-1]
+            if "exec(sys.argv[1])" not in command:  # the runner and its template are not leftovers
+                stray.append(command[:200])
     return stray
 
 
