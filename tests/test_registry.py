@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import rewardkit
-from rewardkit import Environment, load_env, register_env, reward_env
+from rewardkit import Environment, load_env, register_env, registry, reward_env
 from rewardkit.registry import ENTRY_POINT_GROUP, FunctionEnv, RewardFunction, env_specs
 
 PLUGIN_SRC = Path(__file__).parent / "fixtures" / "plugin_pkg"
@@ -130,6 +130,15 @@ def test_clashing_entry_point_is_skipped_with_a_warning(tmp_path):
 
 
 # ---- in-process registry ---------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _forget_names_registered_here():
+    """Names registered by a test are dropped afterwards, so other test files see a clean registry."""
+    before = set(registry._registry)
+    yield
+    for name in set(registry._registry) - before:
+        del registry._registry[name]
 
 
 def test_unknown_name_lists_known_names_and_how_to_register():

@@ -40,6 +40,10 @@ class Misbehaving(Environment):
                 time.sleep(60)
         if completion == "abort":
             os.abort()
+        if completion == "segfault":
+            import ctypes
+
+            ctypes.string_at(0)  # reads address 0: SIGSEGV
         if completion == "exit":
             os._exit(3)
         if completion == "raise":
@@ -70,25 +74,38 @@ def _pool(env: Environment) -> WorkerPool:
 
 
 def test_hang_and_abort_cost_one_sample_each(env):
-    batch = ["1", "hang", "2", "abort", "3", "raise", "4", "exit", "5"]
+    batch = ["1", "hang", "2", "abort", "3", "raise", "4", "exit", "5", "segfault", "6"]
     before = _pool(env).stats.copy()
     start = time.monotonic()
     scores = env.score_batch([{"completion": c} for c in batch])
     elapsed = time.monotonic() - start
 
-    assert [s.status for s in scores] == ["ok", "timeout", "ok", "error", "ok", "error", "ok", "error", "ok"]
-    assert [s.reward for s in scores] == [1.0, 0.0, 2.0, 0.0, 3.0, 0.0, 4.0, 0.0, 5.0]
+    assert [s.status for s in scores] == [
+        "ok",
+        "timeout",
+        "ok",
+        "error",
+        "ok",
+        "error",
+        "ok",
+        "error",
+        "ok",
+        "error",
+        "ok",
+    ]
+    assert [s.reward for s in scores] == [1.0, 0.0, 2.0, 0.0, 3.0, 0.0, 4.0, 0.0, 5.0, 0.0, 6.0]
     assert "1 s limit" in scores[1].info["reason"]
     assert "SIGABRT" in scores[3].info["reason"]
     assert "RuntimeError: verifier bug" in scores[5].info["reason"] and "traceback" in scores[5].info
     assert "exit code 3" in scores[7].info["reason"]
+    assert "SIGSEGV" in scores[9].info["reason"]
     assert elapsed < TIMEOUT_S + 20, "a hung verifier must not hold the batch much past its own timeout"
 
     stats = _pool(env).stats
     assert stats["timeouts"] - before["timeouts"] == 1
-    assert stats["crashes"] - before["crashes"] == 2  # abort and _exit; a raise is not a crash
-    assert stats["restarts"] - before["restarts"] == 3
-    assert stats["started"] - before["started"] >= 3  # killed workers were replaced
+    assert stats["crashes"] - before["crashes"] == 3  # abort, _exit, segfault; a raise is not a crash
+    assert stats["restarts"] - before["restarts"] == 4
+    assert stats["started"] - before["started"] >= 4  # killed workers were replaced
 
     # The replaced workers serve the next batch normally.
     assert [s.reward for s in env.score_batch([{"completion": str(i)} for i in range(6)])] == list(range(6))
