@@ -153,3 +153,77 @@ def test_missing_image_says_how_to_build_it():
 def test_bad_config_is_rejected(options):
     with pytest.raises(ValueError):
         DockerConfig(**options)
+
+
+EQUIVALENCE_PROGRAMS = [
+    "import sys\nprint(__name__, sys.argv[0].endswith('main.py'), __file__ == sys.argv[0])",
+    "import os\nprint(os.getcwd() == os.path.dirname(__file__), sorted(os.environ))",
+    "raise SystemExit(3)",
+    "import sys\nsys.exit('bye')",
+    "raise ValueError('boom')",
+    "def f(:\n    pass",
+    "import sys\nprint(sys.stdin.read()[::-1])",
+    "import threading, time\nthreading.Thread(target=lambda: (time.sleep(0.2), print('thread'))).start()",
+    "import atexit\natexit.register(print, 'atexit')\nprint('main')",
+    "import os\nprint('partial', end='')\nos._exit(4)",
+    "import pickle\nclass A: pass\nprint(type(pickle.loads(pickle.dumps(A()))).__name__)",
+    "import sys\nprint('é', file=sys.stderr)\nsys.stdout.write('ünïcode\\n')",
+]
+
+
+def normalized(result):
+    """Output with the per-job work dir masked: it is random in both modes."""
+    import re
+
+    def mask(text):
+        return re.sub(r"/tmp/job-[^/\s'\"]+", "/tmp/job-X", text)
+
+    return result.exit_code, mask(result.stdout), mask(result.stderr).splitlines()[-1:]
+
+
+def test_fork_server_behaves_like_a_fresh_interpreter(docker_sandbox):
+    """Equivalence: each program gives the same exit code and output forked as exec'd."""
+    with docker_or_skip(pool_size=1, fork_server=False) as exec_sandbox:
+        for code in EQUIVALENCE_PROGRAMS:
+            forked = docker_sandbox.run(code, stdin="abc")
+            execed = exec_sandbox.run(code, stdin="abc")
+            assert normalized(forked) == normalized(execed), code
+
+
+def test_forked_children_do_not_share_random_state(docker_sandbox):
+    draws = {docker_sandbox.run("import random\nprint(random.getrandbits(64))").stdout for _ in range(4)}
+    assert len(draws) == 4
+
+
+def test_no_job_finds_another_jobs_data_in_its_memory(docker_sandbox):
+    """The template never handles job data, so a child's memory holds only its own job."""
+    import secrets
+
+    secret = secrets.token_hex(8)
+    plant = f"key = 'RKSECRET-' + {secret!r}\nprint(len(key))"
+    scan = (
+        "import re\nfound = set()\npattern = re.compile(rb'RKSECRET-' + rb'[0-9a-f]{16}')\n"
+        "mem = open('/proc/self/mem', 'rb', buffering=0)\n"
+        "for line in open('/proc/self/maps'):\n"
+        "    span, perms = line.split()[:2]\n"
+        "    if 'r' not in perms or '[v' in line:\n        continue\n"
+        "    start, end = (int(x, 16) for x in span.split('-'))\n"
+        "    try:\n        mem.seek(start)\n        found.update(pattern.findall(mem.read(end - start)))\n"
+        "    except (OSError, OverflowError, ValueError):\n        pass\n"
+        "print(sorted(found))\n"
+    )
+    for _ in range(3):
+        assert docker_sandbox.run(plant).stdout == "25\n"
+    results = [docker_sandbox.run(scan, timeout_s=20) for _ in range(2)]
+    for result in results:
+        assert result.exit_code == 0, result
+        assert secret not in result.stdout, "a job's memory held another job's code"
+
+
+def test_a_frozen_template_is_replaced(docker_sandbox):
+    code = "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nprint('froze it')"
+    started = time.monotonic()
+    result = docker_sandbox.run(code)
+    assert result.exit_code is None and "template" in result.stderr
+    assert time.monotonic() - started < 8
+    assert docker_sandbox.run("print('fine')").stdout == "fine\n"
