@@ -14,7 +14,7 @@ Columns are mapped by name, and the gold answer is cut out of the answer column 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from rewardkit.types import Task
 from rewardkit.verifiers.math import boxed_contents
 
 ANSWER_FORMATS = ("auto", "gsm8k", "boxed", "plain")
+FORMAT_SAMPLE_ROWS = 20
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 QUESTION_COLUMNS = ("question", "problem", "prompt", "query", "input")
 ANSWER_COLUMNS = ("answer", "solution", "final_answer", "target", "output")
@@ -74,15 +75,23 @@ def boxed_answer(text: str) -> str | None:
     return boxes[-1].strip() if boxes and boxes[-1].strip() else None
 
 
+def detect_format(values: Iterable[Any]) -> str:
+    """The answer format of a dataset from sample values of its answer column."""
+    texts = [str(v) for v in values if v is not None]
+    if any("####" in t for t in texts):
+        return "gsm8k"
+    if any("\\boxed" in t or "\\fbox" in t for t in texts):
+        return "boxed"
+    return "plain"
+
+
 def extract_gold(text: Any, answer_format: str = "auto") -> str | None:
     """The gold answer string from an answer column value, or None when the format does not match."""
     if text is None:
         return None
     text = str(text)
     if answer_format == "auto":
-        answer_format = (
-            "gsm8k" if "####" in text else "boxed" if "\\boxed" in text or "\\fbox" in text else "plain"
-        )
+        answer_format = detect_format([text])
     if answer_format == "gsm8k":
         return gsm8k_answer(text)
     if answer_format == "boxed":
@@ -121,11 +130,14 @@ def load_math_tasks(config: HFMathConfig, split: str = "train") -> list[Task]:
     columns = list(rows.column_names)
     q_col = _pick_column(columns, config.question_key, QUESTION_COLUMNS, "question")
     a_col = _pick_column(columns, config.answer_key, ANSWER_COLUMNS, "answer")
+    answer_format = config.answer_format
+    if answer_format == "auto":
+        answer_format = detect_format(rows[a_col][:FORMAT_SAMPLE_ROWS])
     tasks: list[Task] = []
     for index, row in enumerate(rows):
         if config.limit is not None and len(tasks) >= config.limit:
             break
-        gold = extract_gold(row[a_col], config.answer_format)
+        gold = extract_gold(row[a_col], answer_format)
         question = row[q_col]
         if gold is None or not isinstance(question, str) or not question.strip():
             continue
