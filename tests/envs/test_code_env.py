@@ -26,8 +26,8 @@ def env(request):
         try:
             get_sandbox("docker", pool_size=1).close()
         except SandboxError as exc:
-            if os.environ.get("REWARDKIT_REQUIRE_DOCKER"):
-                pytest.fail(f"REWARDKIT_REQUIRE_DOCKER is set but docker is unavailable: {exc}")
+            if os.environ.get("REWARDKIT_NO_SKIP") or os.environ.get("REWARDKIT_REQUIRE_DOCKER"):
+                pytest.fail(f"REWARDKIT_NO_SKIP is set but docker is unavailable: {exc}")
             pytest.skip(f"docker sandbox unavailable: {exc}")
         environment = docker_env()
     else:
@@ -212,7 +212,7 @@ def test_batches_spread_over_the_docker_pool():
     try:
         assert env.sandbox.pool_size == 2
     except SandboxError as exc:
-        if os.environ.get("REWARDKIT_REQUIRE_DOCKER"):
+        if os.environ.get("REWARDKIT_NO_SKIP") or os.environ.get("REWARDKIT_REQUIRE_DOCKER"):
             pytest.fail(str(exc))
         pytest.skip(f"docker sandbox unavailable: {exc}")
     sample = {"completion": "import time\ntime.sleep(0.5)", "info": {"test_code": "pass"}}

@@ -53,8 +53,8 @@ def docker_or_skip(**options):
     try:
         return get_sandbox("docker", **options)
     except SandboxError as exc:
-        if os.environ.get("REWARDKIT_REQUIRE_DOCKER"):
-            pytest.fail(f"REWARDKIT_REQUIRE_DOCKER is set but the docker sandbox is unavailable: {exc}")
+        if os.environ.get("REWARDKIT_NO_SKIP") or os.environ.get("REWARDKIT_REQUIRE_DOCKER"):
+            pytest.fail(f"REWARDKIT_NO_SKIP is set but the docker sandbox is unavailable: {exc}")
         pytest.skip(f"docker sandbox unavailable: {exc}")
 
 
