@@ -228,8 +228,10 @@ class WorkerPool:
             if not worker.ready or worker.job is not None:
                 continue
             job = self._queue.popleft()
-            if job.future.cancelled():
-                continue
+            # From here the future is RUNNING and cannot be cancelled: a cancel() that succeeded while
+            # the job ran would make the later set_result raise inside the dispatcher.
+            if not job.future.running() and not job.future.set_running_or_notify_cancel():
+                continue  # cancelled while queued
             try:
                 data = pickle.dumps((job.id, job.sample), protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as exc:  # an unpicklable sample is that sample's problem only
