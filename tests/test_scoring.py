@@ -214,6 +214,25 @@ def test_pool_close_resolves_running_and_queued_jobs():
         pool.submit({"x": 3})
 
 
+def test_pool_cancelled_futures_do_not_disturb_other_jobs():
+    """asyncio.wait_for and concurrent.futures.wait may cancel futures; only queued ones can go."""
+    pool = WorkerPool(_slow_double, workers=1, timeout_s=30)
+    try:
+        running = pool.submit({"x": 1, "sleep": 0.5})
+        queued = pool.submit({"x": 2})
+        after = pool.submit({"x": 3})
+        deadline = time.monotonic() + 30
+        while not running.running() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert running.cancel() is False  # already on a worker
+        assert queued.cancel() is True
+        assert running.result(timeout=30).reward == 2.0
+        assert after.result(timeout=30).reward == 6.0
+        assert pool.stats["crashes"] == 0
+    finally:
+        pool.close()
+
+
 def test_pool_reports_a_scorer_that_cannot_start():
     def _fail_on_load() -> None:
         raise ImportError("a dependency is missing in the worker")
