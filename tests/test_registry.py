@@ -7,6 +7,7 @@ venv itself is never modified, so parallel or repeated runs cannot leave a stale
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -40,11 +41,21 @@ def _run_python(code: str, pythonpath: Path | None = None, timeout: int = 120) -
     )
 
 
+def _skip_unless_pip_can_build() -> None:
+    """Building without isolation needs pip and setuptools here (and wheel before setuptools 70.1)."""
+    for module in ("pip", "setuptools"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed: cannot pip-install the test plugin package")
+    version = importlib.metadata.version("setuptools")  # not imported: that would patch distutils here
+    major, minor = (int(x) for x in version.split(".")[:2])
+    if (major, minor) < (70, 1) and importlib.util.find_spec("wheel") is None:
+        pytest.skip("setuptools < 70.1 needs the wheel package to build the test plugin package")
+
+
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fixture plugin, pip-installed into its own folder (put on PYTHONPATH by the tests)."""
-    if importlib.util.find_spec("setuptools") is None:
-        pytest.skip("setuptools is needed to build the fixture plugin (--no-build-isolation)")
+    _skip_unless_pip_can_build()
     root = tmp_path_factory.mktemp("plugin")
     src = root / "src"
     shutil.copytree(PLUGIN_SRC, src)  # build in a copy: no build/ or egg-info in the repository
@@ -295,8 +306,7 @@ def _expected_prints(script: str) -> list[str]:
 
 def test_plugin_docs_examples_run(tmp_path):
     """Install the page's package exactly as written, then run its python blocks as one script."""
-    if importlib.util.find_spec("setuptools") is None:
-        pytest.skip("setuptools is needed to build the docs' example package (--no-build-isolation)")
+    _skip_unless_pip_can_build()
     files, scripts = _doc_blocks()
     assert set(files) == {"my_rewards.py", "pyproject.toml"} and len(scripts) >= 4
     package = tmp_path / "my-rewards"
