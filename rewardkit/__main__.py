@@ -2,4 +2,5 @@ import sys
 
 from rewardkit.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # worker processes may import this module: never re-run the CLI there
+    sys.exit(main())

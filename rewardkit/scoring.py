@@ -19,6 +19,9 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -68,6 +71,17 @@ def _worker_main(conn: Connection, payload: bytes, memory_mb: int | None) -> Non
             conn.send((job_id, Score.failure("error", f"result could not be sent back: {exc}")))
 
 
+def _worker_entry() -> None:
+    """``python -c`` entry of a worker: argv is (socket fd, memory cap in MB or 0)."""
+    conn = Connection(int(sys.argv[1]))
+    memory_mb = int(sys.argv[2]) or None
+    try:
+        payload = conn.recv_bytes()
+    except (EOFError, OSError):
+        return
+    _worker_main(conn, payload, memory_mb)
+
+
 @dataclass
 class _Job:
     sample: dict[str, Any]
@@ -94,7 +108,6 @@ class WorkerPool:
         workers: number of worker processes (default: the CPU count).
         timeout_s: default per-job limit, in seconds, counted from when a worker takes the job.
         memory_mb: address-space limit per worker (RLIMIT_AS), or None for none.
-        start_method: ``forkserver`` (default; cheap restarts, safe with threads in the parent) or ``spawn``.
         startup_timeout_s: how long a worker may take to import and unpickle before it is considered broken.
     """
 
@@ -105,7 +118,6 @@ class WorkerPool:
         workers: int | None = None,
         timeout_s: float = 10.0,
         memory_mb: int | None = None,
-        start_method: str = "forkserver",
         startup_timeout_s: float = 120.0,
     ) -> None:
         self._payload = cloudpickle.dumps(scorer)
@@ -113,7 +125,6 @@ class WorkerPool:
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.startup_timeout_s = startup_timeout_s
-        self._ctx = mp.get_context(start_method)
         self._lock = threading.Lock()
         self._queue: collections.deque[_Job] = collections.deque()
         self._workers: list[_Worker] = []
@@ -165,17 +176,22 @@ class WorkerPool:
             self._wake_w.send_bytes(b"x")
 
     def _spawn(self) -> _Worker:
-        parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(
-            target=_worker_main,
-            args=(child, self._payload, self.memory_mb),
-            daemon=True,
-            name="rewardkit-scorer",
-        )
-        proc.start()
-        child.close()
+        """Start a worker as a fresh interpreter (``python -c``) joined to us by a socket pair.
+
+        Not multiprocessing's spawn/forkserver: both re-import the caller's ``__main__`` in the child,
+        which re-runs any script that lacks an ``if __name__ == "__main__"`` guard. A clean interpreter
+        imports only rewardkit; the scorer arrives pickled by value.
+        """
+        parent_sock, child_sock = socket.socketpair()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        code = "from rewardkit.scoring import _worker_entry; _worker_entry()"
+        args = [sys.executable, "-c", code, str(child_sock.fileno()), str(self.memory_mb or 0)]
+        proc = subprocess.Popen(args, pass_fds=[child_sock.fileno()], stdin=subprocess.DEVNULL, env=env)
+        child_sock.close()
+        conn = Connection(parent_sock.detach())
+        conn.send_bytes(self._payload)
         self.stats["started"] += 1
-        return _Worker(proc, parent)
+        return _Worker(proc, conn)
 
     def _dispatch_loop(self) -> None:
         try:
@@ -284,8 +300,10 @@ class WorkerPool:
                 self._fail_queue(self._init_error)
 
     def _death_reason(self, worker: _Worker) -> str:
-        worker.process.join(timeout=1)
-        code = worker.process.exitcode
+        try:
+            code = worker.process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            code = None
         self.stats["crashes"] += 1
         if code is not None and code < 0:
             return f"scoring worker died from signal {signal.Signals(-code).name}"
@@ -318,8 +336,8 @@ class WorkerPool:
 def _kill(worker: _Worker) -> None:
     with contextlib.suppress(Exception):
         worker.conn.close()
-    if worker.process.is_alive():
+    if worker.process.poll() is None:
         with contextlib.suppress(Exception):
             worker.process.kill()
     with contextlib.suppress(Exception):
-        worker.process.join(timeout=2)
+        worker.process.wait(timeout=2)

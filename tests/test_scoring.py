@@ -257,19 +257,20 @@ def test_pool_reports_a_scorer_that_cannot_start():
 
 
 def test_pool_survives_a_worker_that_cannot_be_started(monkeypatch):
-    """A fork that fails (EAGAIN) must fail the waiting jobs, not leave callers blocked forever."""
-    pool = WorkerPool(_slow_double, workers=1, timeout_s=5)
-    real_process = pool._ctx.Process
+    """A process start that fails (EAGAIN) must fail the waiting jobs, not leave callers blocked forever."""
+    import subprocess
 
-    class CannotFork(real_process):  # type: ignore[misc, valid-type]
-        def start(self):
-            raise OSError(11, "Resource temporarily unavailable")
+    pool = WorkerPool(_slow_double, workers=1, timeout_s=5)
+    real_popen = subprocess.Popen
+
+    def cannot_start(*args, **kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
 
     try:
-        monkeypatch.setattr(pool._ctx, "Process", CannotFork)
+        monkeypatch.setattr(subprocess, "Popen", cannot_start)
         failed = pool.submit({"x": 1}).result(timeout=10)
         assert failed.status == "error" and "Resource temporarily unavailable" in failed.info["reason"]
-        monkeypatch.setattr(pool._ctx, "Process", real_process)
+        monkeypatch.setattr(subprocess, "Popen", real_popen)
         assert pool.submit({"x": 1}).result(timeout=60).reward == 2.0  # a fresh dispatcher takes over
     finally:
         pool.close()
