@@ -262,3 +262,43 @@ def test_max_total_tokens_ends_the_episode(hf_tokenizer):
 
 def _chat_task_for(game: str, target: int) -> Task:
     return Task(prompt=({"role": "user", "content": f"Game {game}: guess."},), answer=target, id=game)
+
+
+class StopStringGenerator(ScriptedGenerator):
+    """Ends "stop" turns on a stop string: no end-of-turn token is sampled."""
+
+    def _play(self, prompt: tuple[int, ...], game: str, j: int, turn: int) -> Generation:
+        gen = super()._play(prompt, game, j, turn)
+        if gen.finish_reason != "stop":
+            return gen
+        ids = gen.token_ids[:-1]
+        self._histories[-1] = (prompt + ids, game, j, turn)
+        return Generation(ids, gen.logprobs[:-1], "stop", text=gen.text)
+
+
+@pytest.mark.parametrize("trim", [False, True])
+def test_turn_closing_is_added_when_the_policy_did_not_sample_it(hf_tokenizer, trim):
+    """The template's end-of-turn text must separate turns even when the model stopped on a stop
+    string, also with templates that trim the content (Llama 3 style)."""
+    tokenizer = hf_tokenizer.__class__(
+        tokenizer_object=hf_tokenizer.backend_tokenizer, pad_token="<|pad|>", eos_token="<|end|>"
+    )
+    template = hf_tokenizer.chat_template
+    assert "{{ m['content'] }}" in template
+    tokenizer.chat_template = (
+        template.replace("{{ m['content'] }}", "{{ m['content'] | trim }}") if trim else template
+    )
+    gen = StopStringGenerator(tokenizer, {"ws": [[" 5 ", "8", "7"]]})
+    with GuessEnv(max_turns=4) as game:
+        (traj,) = game.rollout(gen, [_chat_task_for("ws", 7)])
+    assert (traj.turns, traj.stop_reason) == (3, "done")
+    env_text = [
+        tokenizer.decode(s, skip_special_tokens=False)
+        for s in _segments(traj.completion_mask, traj.completion_ids, 0)
+    ]
+    assert env_text == [
+        "<|end|>\n<|user|>higher<|end|>\n<|assistant|>",
+        "<|end|>\n<|user|>lower<|end|>\n<|assistant|>",
+    ]
+    policy = [tokenizer.decode(s) for s in _segments(traj.completion_mask, traj.completion_ids, 1)]
+    assert policy == [" 5 ", "8", "7"]  # exactly as sampled, never re-rendered
