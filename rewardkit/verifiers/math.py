@@ -39,8 +39,9 @@ from math_verify.parser import ExprExtractionConfig, LatexExtractionConfig
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 DEFAULT_REL_TOL = 1e-6
-MAX_ANSWER_CHARS = 20_000
-"""Answers longer than this (integer literals excepted) are compared as text, not parsed."""
+MAX_ANSWER_CHARS = 1_000
+"""Answers longer than this (integer literals excepted) are compared as text, not parsed: the LaTeX parser
+takes about a second per thousand characters of junk, and real final answers are far shorter."""
 MAX_NESTING = 60
 """Brace/parenthesis depth past which an answer is compared as text (the LaTeX parser recurses)."""
 MAX_EXACT_DIGITS = 50_000
@@ -175,17 +176,22 @@ class ParsedAnswer:
 _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _THOUSANDS_RE = re.compile(r"(?<=\d)(?:\\,|\\!|\\;|\\:|\\ |\{,\}|~|\u2009|\u202f| )(?=\d{3}(?!\d))")
 _LEFT_RIGHT_RE = re.compile(r"\\(?:left|right)\s*([()\[\]]|\\[{}])")
-_COMMA_INT_RE = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+")
+_COMMA_INT_RE = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _SCI_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)[eE]([-+]?\d+)(?![\w.])")
 _BARE_PI_RE = re.compile(r"(?<![\\a-zA-Z])pi(?![a-zA-Z])")
 _INT_RE = re.compile(r"[-+]?\d+")
 _DECIMAL_RE = re.compile(r"(?<![\d.])(?:\d+\.\d+|\.\d+)(?!\d)")
 _MATH_WORDS = r"sqrt|pi|ln|log|sin|cos|tan|cot|sec|csc|exp|arcsin|arccos|arctan|or|and|frac|infty|inf"
+_SHORT_UNITS = r"cm|mm|km|kg|mg|ml|mL|ft|in|yd|mi|lb|oz|hr|h|s|m|g|L|l"
 _UNIT_TAIL_RE = re.compile(
     r"^(?P<num>[-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:\\?%)?)\s*"
-    rf"(?P<unit>(?:\\(?:text|mathrm|mbox)\{{[^{{}}]*\}}|(?!(?:{_MATH_WORDS})\b)[a-zA-Z]{{2,}}\.?)"
+    rf"(?P<unit>(?:\\(?:text|mathrm|mbox)\{{[^{{}}]*\}}|(?!(?:{_MATH_WORDS})\b)[a-zA-Z]{{3,}}\.?|(?:{_SHORT_UNITS})\b)"
     r"(?:\s*\^\s*\{?[23]\}?)?(?:\s*(?:/|\\,|\s)\s*[a-zA-Z]{1,10}\.?)*)\s*$"
 )
+"""A number followed by unit words: "5 apples", "10 \text{ cm}^2", "3 km/h". Words of one or two letters
+count only when they are common unit symbols, so "5 xy" stays an expression."""
+_TEXT_NUMBER_RE = re.compile(r"^\\(?:text|textbf|mathrm|mbox)\{\s*([-+]?[\d.,]+[^{}]*)\}$")
+_ROOT_SIGN_RE = re.compile(r"√\s*(\{[^{}]*\}|\([^()]*\)|\d+(?:\.\d+)?|[a-zA-Z])")
 
 
 def _strip_delimiters(text: str) -> str:
@@ -204,11 +210,15 @@ def _strip_delimiters(text: str) -> str:
 def normalize_answer_text(text: str) -> str:
     """Rewrite forms the LaTeX parser gets wrong: delimiters, thousands separators, 1e-5, bare pi, units."""
     text = _strip_delimiters(str(text)).rstrip(".").strip()
+    if len(text) > MAX_ANSWER_CHARS:  # compared as text (or as a long integer): keep regex work linear
+        return text
+    text = _TEXT_NUMBER_RE.sub(r"\1", text)
     text = _LEFT_RIGHT_RE.sub(r"\1", _THOUSANDS_RE.sub("", text))
     if _COMMA_INT_RE.fullmatch(text):
         text = text.replace(",", "")
     text = _SCI_RE.sub(r"\1\\times 10^{\2}", text)
     text = _BARE_PI_RE.sub(r"\\pi", text.replace("**", "^").replace("×", "\\times "))
+    text = _ROOT_SIGN_RE.sub(lambda m: "\\sqrt{" + m.group(1).strip("{}()") + "}", text)
     if (m := _UNIT_TAIL_RE.match(text)) is not None:
         text = m.group("num")
     return text
