@@ -80,6 +80,7 @@ _DISJUNCTION_RE = re.compile(
 
 
 _BRACE_RE = re.compile(r"[{}]")
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+(?=\S)")
 
 
 def boxed_contents(text: str) -> list[str]:
@@ -152,7 +153,8 @@ def extract_answer(text: str) -> Extraction:
     tail = region[-FALLBACK_TAIL_CHARS:].strip()
     if not tail:
         return Extraction(None, "none")
-    hedges = _DISJUNCTION_RE.findall(tail[-500:])
+    last_sentence = _SENTENCE_END_RE.split(tail)[-1][-500:]  # "is it 7 or 8? ... it is 8." is no hedge
+    hedges = _DISJUNCTION_RE.findall(last_sentence)
     cands = _unique([v for pair in hedges for v in pair]) if hedges else ()
     return Extraction(tail, "text", cands)
 
@@ -475,7 +477,7 @@ def _pairwise(golds: list[Any], preds: list[Any], ordered: bool, rel_tol: float,
     if ordered:
         return all(exprs_equal(g, p, rel_tol=rel_tol, inexact=inexact) for g, p in zip(golds, preds))
     remaining = list(preds)
-    for g in golds:  # greedy matching is exact here: equivalence is transitive on answers
+    for g in golds:  # greedy matching: fine while elements are pairwise distinct beyond the tolerance
         hit = next(
             (i for i, p in enumerate(remaining) if exprs_equal(g, p, rel_tol=rel_tol, inexact=inexact)), None
         )
@@ -570,6 +572,17 @@ def normalize_gold(gold: Any) -> str:
     return normalize_answer_text(str(gold))
 
 
+def _other_candidate_mismatch(extraction: Extraction, gold: ParsedAnswer, rel_tol: float) -> str | None:
+    """Why the extra answers a completion offers disqualify it (hedging), or None if they all agree."""
+    others = [c for c in extraction.candidates if c != extraction.answer]
+    if len(others) >= MAX_CANDIDATES:
+        return f"hedging: {len(others) + 1} different candidate answers"
+    for cand in others:
+        if not answers_equal(gold, parse_prediction(cand), rel_tol=rel_tol):
+            return f"hedging: also offers {cand[:80]!r}"
+    return None
+
+
 def check(extraction: Extraction, gold: str, *, rel_tol: float = DEFAULT_REL_TOL) -> MathVerdict:
     """Decide one extracted answer against a normalised gold string (see ``normalize_gold``)."""
     if extraction.answer is None:
@@ -584,21 +597,11 @@ def check(extraction: Extraction, gold: str, *, rel_tol: float = DEFAULT_REL_TOL
         pred, shown = parse_prediction(extraction.answer), extraction.answer
     single = not parsed_gold.exprs or is_single_valued(parsed_gold.exprs[0])
     if not answers_equal(parsed_gold, pred, rel_tol=rel_tol):
-        many = any(isinstance(e, sympy.FiniteSet) and len(e) > 1 for e in pred.exprs)
-        hedge = single and many
-        reason = (
-            "hedging: several values for a single-valued answer"
-            if hedge
-            else "not equivalent to the gold answer"
-        )
-        return MathVerdict(False, True, shown, reason)
-    others = [c for c in extraction.candidates if c != extraction.answer]
-    if single and others:
-        if len(others) >= MAX_CANDIDATES:
-            return MathVerdict(False, True, shown, f"hedging: {len(others) + 1} different candidate answers")
-        for cand in others:
-            if not answers_equal(parsed_gold, parse_prediction(cand), rel_tol=rel_tol):
-                return MathVerdict(False, True, shown, f"hedging: also offers {cand[:80]!r}")
+        if single and any(isinstance(e, sympy.FiniteSet) and len(e) > 1 for e in pred.exprs):
+            return MathVerdict(False, True, shown, "hedging: several values for a single-valued answer")
+        return MathVerdict(False, True, shown, "not equivalent to the gold answer")
+    if single and (hedge := _other_candidate_mismatch(extraction, parsed_gold, rel_tol)) is not None:
+        return MathVerdict(False, True, shown, hedge)
     return MathVerdict(True, True, shown)
 
 

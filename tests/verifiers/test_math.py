@@ -107,6 +107,11 @@ def test_hedging_is_zero_only_for_single_valued_gold():
     assert verify_math("\\boxed{0.5} then \\boxed{\\frac{1}{2}}", "1/2").correct  # same value twice
 
 
+def test_plain_text_hedge_is_read_from_the_last_sentence_only():
+    assert verify_math("Is it 7 or 8? Checking again, it is 8.", "8").correct
+    assert not verify_math("Checking again, it is 7 or 8.", "8").correct
+
+
 def test_too_many_candidates_is_hedging():
     text = " ".join(f"\\boxed{{{i}}}" for i in range(20)) + " \\boxed{3}"
     verdict = verify_math(text, "3")
