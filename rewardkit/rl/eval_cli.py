@@ -94,9 +94,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
-    summary = evaluate(cfg, suite)
-    from rewardkit.rl.eval_report import env_table
+    try:
+        summary = evaluate(cfg, suite)
+    except KeyboardInterrupt:
+        print("interrupted: finished tasks are saved; run the same command with --resume", file=sys.stderr)
+        return 130
+    from rewardkit.rl.eval_report import env_table, overview_table
 
+    print("\n".join(overview_table(summary["environments"])))
     for label, stats in summary["environments"].items():
         print(f"\n## {label}\n")
         print("\n".join(env_table(stats)))

@@ -117,6 +117,19 @@ def env_table(stats: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def overview_table(environments: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """All environments in one table (the one to paste into a pull request)."""
+    ks = sorted({int(k) for s in environments.values() for k in s["pass_at_k"]})
+    head = ["env", "tasks", "samples", "mean reward", *(f"pass@{k}" for k in ks), "truncated"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, s in environments.items():
+        cells = [label, s["tasks"], s["samples"], s["mean_reward"]]
+        cells += [s["pass_at_k"].get(str(k), float("nan")) for k in ks]
+        cells.append(s["truncation_rate"])
+        lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    return lines
+
+
 def render_report(summary: Mapping[str, Any], chart: str | None) -> str:
     """The Markdown report: what was evaluated, then one table per environment."""
     model = summary["model"]
@@ -127,6 +140,7 @@ def render_report(summary: Mapping[str, Any], chart: str | None) -> str:
         f"- backend: {summary['backend']}",
         "",
     ]
+    lines += [*overview_table(summary["environments"]), ""]
     if chart:
         lines += [f"![pass@k and mean reward]({chart})", ""]
     for label, stats in summary["environments"].items():
@@ -242,6 +256,7 @@ __all__ = [
     "compare_summaries",
     "env_table",
     "load_summary",
+    "overview_table",
     "pass_at_k",
     "render_comparison",
     "render_report",

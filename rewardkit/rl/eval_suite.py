@@ -76,6 +76,7 @@ class EnvEval:
     config: Mapping[str, Any]
     """Keyword config for ``load_env``."""
     tasks: TaskSource
+    """Where the tasks come from."""
     num_tasks: int | None
     """Evaluate the first ``num_tasks`` tasks of the source; None: all of them."""
     n: int

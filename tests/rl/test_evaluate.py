@@ -22,7 +22,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rewardkit.rl.eval_report import compare_summaries, pass_at_k, render_comparison, summarize_env
-from rewardkit.rl.eval_suite import Overrides, builtin_suites, default_ks, load_suite, parse_suite
+from rewardkit.rl.eval_suite import (
+    Overrides,
+    TaskSource,
+    adhoc_suite,
+    builtin_suites,
+    default_ks,
+    load_suite,
+    parse_suite,
+)
 
 
 # ---- pass@k ---------------------------------------------------------------------------------------------
@@ -142,6 +150,20 @@ def test_suite_defaults_overrides_and_errors(tmp_path: Path) -> None:
     assert suite.name == "mine" and suite.environments[0].tasks.generator == "rewardkit.rl.demo:demo_tasks"
 
 
+def test_adhoc_suite_and_envs_without_a_dataset() -> None:
+    from rewardkit.registry import load_env
+
+    suite = adhoc_suite(["math", "format"], {"split": "test"}, Overrides(n=4, num_tasks=3))
+    assert [e.label for e in suite.environments] == ["math", "format"]
+    assert suite.environments[0].k == (1, 2, 4) and suite.environments[0].sampling.temperature == 1.0
+    with load_env("format") as fmt, pytest.raises(ValueError, match="generator"):
+        suite.environments[1].tasks.load(fmt)
+    with pytest.raises(ValueError, match="module:function"):
+        TaskSource(generator="no_colon").load(None)
+    with pytest.raises(ValueError, match="cannot import"):
+        TaskSource(generator="rewardkit.rl.demo:nope").load(None)
+
+
 # ---- runs on a tiny model ------------------------------------------------------------------------------------
 torch = pytest.importorskip("torch", reason="evaluation runs need torch ([train] extra)")
 pytest.importorskip("transformers", reason="evaluation runs need transformers ([train] extra)")
@@ -233,6 +255,10 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_model: Path
     evaluate(_config(tiny_model, out, resume=True), suite, on_task_done=lambda *a: nothing_left.append(a))
     assert nothing_left == [] and len(_rows(out)) == 20
 
+    fewer_k = parse_suite_with(suite, n=2)  # k is not part of the fingerprint: only the report changes
+    report = evaluate(_config(tiny_model, out, resume=True), fewer_k)
+    assert set(report["environments"]["math"]["pass_at_k"]) == {"1"}
+
 
 def test_refuses_to_mix_models_suites_or_sampling(tiny_model: Path, tmp_path: Path) -> None:
     suite = small_suite()
@@ -290,10 +316,12 @@ def test_reports_have_tables_chart_and_comparison(tiny_model: Path, tmp_path: Pa
     summary = json.loads((out / SUMMARY).read_text())
     assert set(summary["environments"]) == {"math", "format"}
     report = (out / REPORT).read_text()
+    assert "| env | tasks | samples | mean reward | pass@1 | pass@2 | truncated |" in report
+    assert "\n| math | 5 | 10 | " in report and "\n| format | 5 | 10 | " in report
     for heading in ("## math", "## format"):
         assert heading in report
     for row in ("| pass@1 |", "| pass@2 |", "| mean reward |", "| truncation rate |", "| status: timeout |"):
-        assert report.count(row) == 2, row
+        assert report.count("\n" + row) == 2, row
     assert f"]({CHART})" in report
     assert (out / CHART).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     row = _rows(out)[0]
