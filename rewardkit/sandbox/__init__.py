@@ -23,11 +23,11 @@ def get_sandbox(kind: str, **options: object) -> Sandbox:
     raise ValueError(f"unknown sandbox kind {kind!r}; known kinds: {', '.join(SANDBOX_KINDS)}")
 
 
-def build_image(**options: object) -> str:
-    """Build the default docker image (see rewardkit.sandbox.image.build_image); returns its name."""
+def build_image(name: str = "rewardkit-sandbox:latest", **options: object) -> str:
+    """Build the docker sandbox image (see rewardkit.sandbox.image.build_image); returns its name."""
     from rewardkit.sandbox.image import build_image as _build
 
-    return _build(**options)
+    return _build(name, **options)
 
 
 __all__ = ["ExecResult", "SANDBOX_KINDS", "Sandbox", "SandboxError", "build_image", "get_sandbox"]

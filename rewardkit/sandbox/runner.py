@@ -381,7 +381,7 @@ class _Template:
         try:
             socket.send_fds(self.sock, [json.dumps(request).encode()], fds)
         except OSError:
-            self.dead = True
+            self.kill()
             return None
         reply = self.reply()
         return None if reply is None else reply["pid"]
@@ -392,12 +392,13 @@ class _Template:
             data = self.sock.recv(4096)
         except OSError:
             data = b""
-        if not data:
-            self.dead = True
+        if not data:  # killed or frozen by a job: kill it now, so its children can be reaped
+            self.kill()
             return None
         return json.loads(data)
 
     def kill(self):
+        self.dead = True
         try:
             os.kill(self.pid, signal.SIGKILL)
         except OSError:
@@ -580,7 +581,6 @@ def serve(source, scratch="/tmp"):
     out.flush()
     for line in sys.stdin:
         if template.dead:
-            template.kill()
             template = _Template(source)
         try:
             answer = run_job(json.loads(line), scratch, template)

@@ -227,3 +227,16 @@ def test_a_frozen_template_is_replaced(docker_sandbox):
     assert result.exit_code is None and "template" in result.stderr
     assert time.monotonic() - started < 8
     assert docker_sandbox.run("print('fine')").stdout == "fine\n"
+
+
+def test_a_hung_container_times_out_and_is_replaced():
+    """If the runner itself stops answering, the host deadline still ends the run: timed_out."""
+    with docker_or_skip(pool_size=1, grace_s=1.0) as sandbox:
+        victim = next(iter(sandbox._containers.workers))
+        victim.container.pause()
+        started = time.monotonic()
+        result = sandbox.run("print(1)", timeout_s=1.0)
+        assert result.timed_out and result.exit_code is None
+        assert time.monotonic() - started < 6
+        assert victim not in sandbox._containers.workers
+        assert sandbox.run("print(2)").stdout == "2\n"
