@@ -207,7 +207,7 @@ def test_bad_config_raises_at_load_env(config):
 
 
 def test_batches_spread_over_the_docker_pool():
-    """Eight half-second programs on a pool of two take about two seconds, not four."""
+    """Eight one-second programs on a pool of two take about four seconds, not eight."""
     env = docker_env()
     try:
         assert env.sandbox.pool_size == 2
@@ -215,13 +215,13 @@ def test_batches_spread_over_the_docker_pool():
         if os.environ.get("REWARDKIT_NO_SKIP") or os.environ.get("REWARDKIT_REQUIRE_DOCKER"):
             pytest.fail(str(exc))
         pytest.skip(f"docker sandbox unavailable: {exc}")
-    sample = {"completion": "import time\ntime.sleep(0.5)", "info": {"test_code": "pass"}}
+    sample = {"completion": "import time\ntime.sleep(1)", "info": {"test_code": "pass"}}
     started = time.monotonic()
     scores = env.score_batch([{**sample, "completion": sample["completion"] + f"\n# {i}"} for i in range(8)])
     elapsed = time.monotonic() - started
     env.close()
     assert all(s.reward == 1.0 for s in scores)
-    assert env.workers == 2 and elapsed < 3.2
+    assert env.workers == 2 and elapsed < 6.5
 
 
 def test_a_failing_sandbox_is_an_error_not_a_zero():

@@ -58,14 +58,14 @@ def test_warm_container_is_reused_across_runs():
 
 
 def test_runs_spread_over_the_pool(docker_sandbox):
-    """Two one-second sleeps on a pool of two take about one second, not two."""
+    """Two two-second sleeps on a pool of two take about two seconds, not four."""
     import concurrent.futures
 
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda _: docker_sandbox.run("import time\ntime.sleep(1)"), range(2)))
+        results = list(pool.map(lambda _: docker_sandbox.run("import time\ntime.sleep(2)"), range(2)))
     assert all(r.exit_code == 0 for r in results)
-    assert time.monotonic() - started < 1.8
+    assert time.monotonic() - started < 3.5
 
 
 def test_dead_container_is_replaced_and_the_run_retried():

@@ -56,7 +56,7 @@ def assert_healthy(sandbox) -> None:
     started = time.monotonic()
     result = sandbox.run("print(6 * 7)", timeout_s=10)
     assert result.stdout == "42\n" and result.exit_code == 0, result
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0  # generous: CI machines are shared
 
 
 def test_infinite_loop_times_out(sandbox):
