@@ -335,6 +335,9 @@ class ToolUseEnv(Environment):
         )
         metrics = {"outcome": float(correct), "format_ok": format_ok, "efficiency": efficiency}
         metrics.update({k: float(v) for k, v in stats.items()})
+        metrics["tool_error_rate"] = (
+            stats["tool_errors"] / stats["tool_calls"] if stats["tool_calls"] else 0.0
+        )
         return Score.ok(reward, metrics, reason=reason, extracted=found[-1].strip() if found else None)
 
 

@@ -32,32 +32,48 @@ class RecordingToolEnv(ToolUseEnv):
         return trajectories
 
 
+ENV_CONFIG = {
+    "task": "calculator",
+    "max_turns": 3,
+    "max_total_tokens": 200,
+    "no_call_reply": "Call a tool or answer.",
+    "executor": "thread",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random Llama whose tokenizer was trained on the tool prompts (saved as an HF directory)."""
+    try:
+        from rewardkit.rl.tiny import TinyConfig, build_tiny
+    except ImportError as exc:
+        pytest.skip(f"rewardkit.rl.tiny is not available: {exc}")
+    env = ToolUseEnv(**ENV_CONFIG)
+    corpus = [env.system_prompt(), ENV_CONFIG["no_call_reply"]] + [
+        t.prompt[-1]["content"] for t in env.tasks()[:8]
+    ]
+    path = tmp_path_factory.mktemp("tool_tiny") / "tiny"
+    build_tiny(corpus * 4, TinyConfig(max_position_embeddings=1024), save_to=path)
+    return path
+
+
 @pytest.mark.parametrize("backend", ["hf", pytest.param("vllm", marks=pytest.mark.vllm)])
-def test_short_grpo_run_on_tool_task(tmp_path, backend):
+def test_short_grpo_run_on_tool_task(tmp_path, tiny_model_dir, backend):
     if backend == "vllm":
         pytest.importorskip("vllm", reason="vLLM is not installed")
     try:
         from rewardkit.rl.config import TrainConfig
-        from rewardkit.rl.tiny import TinyConfig, build_tiny
         from rewardkit.rl.trainer import train
     except ImportError as exc:
         pytest.skip(f"the trainer is not available: {exc}")
-    env = RecordingToolEnv(
-        task="calculator",
-        max_turns=3,
-        max_total_tokens=200,
-        no_call_reply="Call a tool or answer.",
-        executor="thread",
-    )
+    env = RecordingToolEnv(**ENV_CONFIG)
     tasks = list(env.tasks("train"))[:4]
-    corpus = [env.system_prompt(), "Call a tool or answer."] + [t.prompt[-1]["content"] for t in tasks]
-    build_tiny(corpus * 4, TinyConfig(max_position_embeddings=1024), save_to=tmp_path / "tiny")
     cfg = TrainConfig(
-        model=str(tmp_path / "tiny"),
+        model=str(tiny_model_dir),
         env="tool_use",
         rollout_backend=backend,
         steps=2,
-        prompts_per_step=2,
+        prompts_per_step=1,
         group_size=2,
         max_new_tokens=12,
         stop=(" ",),
@@ -77,3 +93,35 @@ def test_short_grpo_run_on_tool_task(tmp_path, backend):
     for traj in multi:
         assert 0 in traj.completion_mask and traj.completion_mask[0] == 1
         assert traj.info["nudges"] >= 1
+
+
+def test_tool_task_in_rewardkit_eval_reports_tool_metrics(tmp_path, tiny_model_dir):
+    try:
+        from rewardkit.rl.eval_suite import parse_suite
+        from rewardkit.rl.evaluate import EvalConfig, evaluate
+    except ImportError as exc:
+        pytest.skip(f"the evaluator is not available: {exc}")
+    suite = parse_suite(
+        {
+            "name": "tool",
+            "environments": [
+                {
+                    "env": "tool_use",
+                    "config": ENV_CONFIG,
+                    "tasks": {"split": "test"},
+                    "num_tasks": 2,
+                    "n": 2,
+                    "sampling": {"temperature": 1.0, "max_tokens": 12, "stop": [" "], "seed": 0},
+                }
+            ],
+        }
+    )
+    cfg = EvalConfig(model=str(tiny_model_dir), output_dir=str(tmp_path / "eval"), progress=False)
+    summary = evaluate(cfg, suite)
+    report = summary["environments"]["tool_use"]
+    assert report["samples"] == 4
+    for name in ("tool_calls", "tool_errors", "tool_error_rate", "parse_errors", "turns", "outcome"):
+        assert name in report["metrics"], sorted(report["metrics"])
+    assert report["metrics"]["turns"] > 1  # nudged multi-turn episodes went through the evaluator
+    records = [json.loads(line) for line in (tmp_path / "eval" / "rollouts.jsonl").read_text().splitlines()]
+    assert {r["turns"] for r in records} >= {3}
