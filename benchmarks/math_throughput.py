@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "..", "BENCHMARKS.md"))
     args = parser.parse_args(argv)
 
+    load = os.getloadavg()[0]
     batch = build_batch(args.prompts, args.group, args.seed)
     distinct = len({(s["answer"], s["completion"].rsplit(">", 1)[-1][-40:]) for s in batch})
     print(f"batch: {args.prompts} prompts x {args.group} = {len(batch)} samples", flush=True)
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
                 SECTION,
                 "",
                 f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-                f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+                f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+                f"load average {load:.1f} at the start (the CPUs are shared with other jobs)",
                 f"- command: `{command.strip()}`",
                 f"- batch: {args.prompts} prompts x G={args.group} completions ({len(batch)} samples), "
                 "answers repeated within each group, <answer>/\\boxed/plain-text styles in ratio 4:3:1",
@@ -212,7 +214,9 @@ def main(argv: list[str] | None = None) -> None:
                 table([raw, rk]),
                 "",
                 f"Speed-up: **{speedup:.2f}x** raw math-verify's throughput (target: >= 2x).",
-                "The two columns of correct counts differ where rewardkit is stricter (hedges, relative tolerance).",
+                "Latency is the time from the start of the batch until a sample's verdict is ready. The",
+                "correct counts differ because raw math-verify ignores <answer> tags and cannot parse golds",
+                "written without $ delimiters, and because rewardkit is stricter (hedging, relative tolerance).",
                 "",
             ]
         )

@@ -259,6 +259,9 @@ _SIMPLE_RE = re.compile(
 _SIMPLE_CHARS_RE = re.compile(r"[-\d\s.,/=a-zA-Z{}()\[\]\\]*")
 
 
+_VAR_PREFIX_RE = re.compile(r"([a-zA-Z])\s*=\s*")
+
+
 def _simple_value(text: str) -> tuple[Any, bool] | None:
     """(value, is_decimal) for an integer, decimal or fraction, optionally as ``x = ...``; else None."""
     m = _SIMPLE_RE.fullmatch(text)
@@ -311,7 +314,12 @@ def _parse_simple(norm: str) -> ParsedAnswer | None:
     """
     if len(norm) > 200 or not _SIMPLE_CHARS_RE.fullmatch(norm):
         return None
-    found = _simple_value(norm) or _simple_list(norm)
+    found = _simple_value(norm)
+    if found is None:
+        var = _VAR_PREFIX_RE.match(norm)
+        found = _simple_list(norm[var.end() :] if var else norm)
+        if found is not None and var:  # "x = 1, 2": math-verify reads Eq(x, {1, 2})
+            found = (sympy.Eq(sympy.Symbol(var.group(1), real=True), found[0], evaluate=False), found[1])
     if found is None:
         return None
     return ParsedAnswer(norm, (found[0],), inexact=found[1])
