@@ -243,3 +243,45 @@ def test_a_failing_sandbox_is_an_error_not_a_zero():
     env._sandbox = Broken()
     score = env.score("def square(x):\n    return x * x", info=SQUARE_TESTS)
     assert score.status == "error" and "engine went away" in score.info["reason"]
+
+
+def test_env_pickles_without_its_sandbox():
+    """Envs travel to worker processes by pickle; the sandbox (processes, sockets) is rebuilt there."""
+    import pickle
+
+    env = load_env("code", sandbox="local")
+    assert env.score("def square(x):\n    return x * x", info=SQUARE_TESTS).reward == 1.0
+    clone = pickle.loads(pickle.dumps(env))
+    assert clone._sandbox is None
+    assert clone.score("def square(x):\n    return x * x", info=SQUARE_TESTS).reward == 1.0
+    env.close()
+    clone.close()
+
+
+def test_equal_samples_share_one_verdict():
+    """GRPO groups repeat solutions: equal programs under equal tests are run once per batch."""
+    from rewardkit.sandbox.local import LocalSandbox
+
+    class CountingSandbox(LocalSandbox):
+        runs = 0
+
+        def run(self, code, **limits):
+            CountingSandbox.runs += 1
+            return super().run(code, **limits)
+
+    sandbox = CountingSandbox()
+    CountingSandbox.runs = 0  # construction runs a probe
+    env = load_env("code", sandbox=sandbox)
+    same = {"completion": "```python\ndef square(x):\n    return x * x\n```", "info": SQUARE_TESTS}
+    other_text = {
+        "completion": "Sure!\n```python\ndef square(x):\n    return x * x\n```",
+        "info": SQUARE_TESTS,
+    }
+    key = env.cache_key(same["completion"], answer=None, prompt=None, info=same["info"])
+    assert key == env.cache_key(other_text["completion"], answer=None, prompt=None, info=other_text["info"])
+    assert key != env.cache_key(same["completion"], answer=None, prompt=None, info={"test_code": "pass"})
+    assert [s.reward for s in env.score_batch([same, other_text, same])] == [1.0, 1.0, 1.0]
+    assert CountingSandbox.runs == 1
+    env.score_batch([same])  # and across batches, from the verdict cache
+    assert CountingSandbox.runs == 1
+    env.close()
