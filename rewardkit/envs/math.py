@@ -134,9 +134,8 @@ class MathEnv(Environment):
             return None  # verify() reports it
         found = extract_answer(completion_text(completion))
         payload = "\x00".join((found.answer or "", *found.candidates))
-        origin = (
-            "text" if found.source == "text" else "answer"
-        )  # a tag and a box holding "42" are one verdict
+        # a tag and a box holding "42" share a verdict; free text is searched differently
+        origin = "text" if found.source == "text" else "answer"
         return ("math", gold, origin, hashlib.blake2b(payload.encode(), digest_size=16).digest())
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -577,7 +577,10 @@ def normalize_gold(gold: Any) -> str:
         raise ValueError(f"gold answer must be a string or a number, got {gold!r}")
     if isinstance(gold, float) and gold.is_integer():
         gold = int(gold)
-    return normalize_answer_text(str(gold))
+    text = normalize_answer_text(str(gold))
+    if not text:
+        raise ValueError(f"gold answer is empty: {gold!r}")
+    return text
 
 
 def _other_candidate_mismatch(extraction: Extraction, gold: ParsedAnswer, rel_tol: float) -> str | None:

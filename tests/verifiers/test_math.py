@@ -93,7 +93,7 @@ def test_normalize_gold_accepts_numbers_and_rejects_missing():
     assert normalize_gold(7) == "7"
     assert normalize_gold(7.0) == "7"
     assert normalize_gold("$7$") == "7"
-    for bad in (None, True):
+    for bad in (None, True, "", "$ $"):
         with pytest.raises(ValueError, match="gold answer"):
             normalize_gold(bad)
 
