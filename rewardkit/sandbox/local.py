@@ -84,6 +84,7 @@ class LocalSandbox:
             self._slots.put(uid)
         self._argv0 = _resolve(self.config.command[0])
         self._prlimit = shutil.which("prlimit")
+        self._setpriv = shutil.which("setpriv")
         self._isolation = self._pick_isolation()
 
     def protections(self) -> dict[str, bool]:
@@ -145,7 +146,7 @@ class LocalSandbox:
                 )
             path = os.path.join(workdir, cfg.filename)
             program = [self._argv0] + [arg.replace("{file}", path) for arg in cfg.command[1:]]
-            argv = self._limits_argv(uid, timeout_s, memory_mb) + wrap + program
+            argv = self._user_argv(uid) + self._limits_argv(uid, timeout_s, memory_mb) + wrap + program
             started = time.monotonic()
             proc = subprocess.Popen(
                 argv,
@@ -156,7 +157,7 @@ class LocalSandbox:
                 stderr=subprocess.PIPE,
                 start_new_session=True,
                 pass_fds=fds,
-                **_user_kwargs(uid),
+                **self._user_kwargs(uid),
             )
             try:
                 out, err, timed_out, truncated = runner.communicate(
@@ -178,6 +179,21 @@ class LocalSandbox:
             wall_s=wall,
             truncated=truncated,
         )
+
+    def _user_argv(self, uid: int | None) -> list[str]:
+        """Drop to the slot uid with ``setpriv`` in the child's argv.
+
+        Popen's own ``user=``/``group=`` would make CPython fork instead of vfork, copying the whole
+        host process for every run: about 140 ms from a 1.5 GB trainer, against 4 ms this way.
+        """
+        if uid is None or self._setpriv is None:
+            return []
+        return [self._setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+
+    def _user_kwargs(self, uid: int | None) -> dict[str, object]:
+        if uid is None or self._setpriv is not None:
+            return {}
+        return {"user": uid, "group": uid, "extra_groups": []}  # slow path, see _user_argv
 
     def _limits_argv(self, uid: int | None, timeout_s: float, memory_mb: int) -> list[str]:
         cfg = self.config
@@ -288,12 +304,6 @@ def _place_source(hostdir: str, filename: str, code: str, uid: int | None) -> No
         f.write(code)
     if uid is not None:
         os.chown(path, uid, uid)
-
-
-def _user_kwargs(uid: int | None) -> dict[str, object]:
-    if uid is None:
-        return {}
-    return {"user": uid, "group": uid, "extra_groups": []}
 
 
 def _uids_of_processes(include_zombies: bool = False) -> list[tuple[int, int]]:
