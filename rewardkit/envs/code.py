@@ -2,7 +2,9 @@
 
 Two kinds of tests, per sample ``info``:
   * ``test_code``: Python source appended to the solution; the program passes iff it exits 0
-    (assert-style tests, as in MBPP / HumanEval).
+    and reaches its end (assert-style tests, as in MBPP / HumanEval). Exiting early counts as
+    failing, even with status 0, so tests must not call ``sys.exit`` on success (use
+    ``unittest.main(exit=False)``): a solution could otherwise exit 0 before or inside the tests.
   * ``io_tests``: a list of ``{"stdin", "stdout"}``; each passes iff the program exits 0 and its
     output matches, trailing whitespace ignored (optionally numbers within a tolerance).
 Reward is the fraction of tests passed. Scoring uses the base's ``thread`` executor: the sandbox
