@@ -93,6 +93,11 @@ def test_exiting_before_the_tests_does_not_pass(env, hack):
     assert env.score(completion, info=SQUARE_TESTS).reward == 0.0
 
 
+def test_exiting_from_inside_the_tests_does_not_pass(env):
+    completion = "import sys\ndef square(x):\n    sys.exit(0)\n"
+    assert env.score(completion, info=SQUARE_TESTS).reward == 0.0
+
+
 def test_io_tests_reward_is_the_fraction_passed(env):
     info = {
         "io_tests": [
