@@ -78,7 +78,8 @@ WORKER = textwrap.dedent(
         prompts = [tok.encode(t) for t in ["the quick brown", "1 + 2 =", "<think>the lazy dog"]]
         res = {}
         rng = torch.random.get_rng_state()
-        gen = make_generator("vllm", model, tok, dtype="float32", max_model_len=256,
+        # No dtype: "auto" must follow the in-memory model (float32), or logprobs would drift by ~1e-2.
+        gen = make_generator("vllm", model, tok, enable_sleep_mode=True, max_model_len=256,
                              gpu_memory_utilization=0.1, enforce_eager=True, max_batch_size=4)
         res["rng_untouched"] = bool(torch.equal(rng, torch.random.get_rng_state()))
 

@@ -72,6 +72,12 @@ class HFGenerator:
     def update_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
         """No-op: the module sampled from is the trainer's policy, already updated in place."""
 
+    def sleep(self) -> None:
+        """No-op (the vLLM back end frees its memory here); lets the trainer call it on any back end."""
+
+    def wake_up(self) -> None:
+        """No-op, see ``sleep``."""
+
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[list[Generation]]:
         """``params.n`` samples for each token-id prompt; see ``Generator`` in ``base.py``."""
         for i, prompt in enumerate(prompts):

@@ -48,13 +48,14 @@ class VLLMGeneratorConfig:
     """Fraction of GPU memory vLLM may take for weights + KV cache; the trainer needs the rest. On the
     CPU build it is the fraction of host RAM reserved for the KV cache (0.2 is plenty for small models)."""
     dtype: str = "auto"
-    """Engine dtype: ``auto`` follows the checkpoint (use ``bfloat16`` on GPU, ``float32`` on CPU)."""
+    """Engine dtype. ``auto``: an in-memory model's own parameter dtype, so sampler and trainer share
+    precision; for a checkpoint path, vLLM's choice (it downcasts float32 checkpoints to bfloat16)."""
     max_model_len: int | None = None
     """Longest prompt + response in tokens; None takes the model's maximum. Smaller means less KV cache."""
     seed: int = 0
     """Engine seed: makes unseeded requests reproducible across runs."""
     enable_sleep_mode: bool = False
-    """GPU only: allow ``sleep()``/``wake_up()`` to free vLLM's memory while the trainer steps."""
+    """GPU only: make ``sleep()`` free vLLM's memory while the trainer steps (otherwise it does nothing)."""
     sleep_level: Literal[1, 2] = 1
     """1: offload weights to CPU and drop the KV cache. 2: drop both (weights come back by the next
     ``update_weights``; generating before that would use garbage, so the back end refuses)."""
@@ -114,24 +115,28 @@ class VLLMGenerator:
         self.tokenizer = tokenizer
         self._vllm = import_vllm(self.config.allow_untested_version)
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
-        path = model if isinstance(model, str | os.PathLike) else self._save(model, tokenizer)
+        in_memory = not isinstance(model, str | os.PathLike)
+        path = self._save(model, tokenizer) if in_memory else model
+        dtype = self.config.dtype
+        if dtype == "auto" and in_memory:
+            dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
         with _preserved_rng():
-            self.llm = self._vllm.LLM(model=str(path), **self._engine_kwargs())
+            self.llm = self._vllm.LLM(model=str(path), **self._engine_kwargs(dtype))
         from vllm.platforms import current_platform
 
         self._on_gpu = torch.cuda.is_available() and not current_platform.is_cpu()
         self._asleep: Literal["no", "weights_and_kv", "kv"] = "no"
         self._weights_valid = True
 
-    def _engine_kwargs(self) -> dict[str, Any]:
+    def _engine_kwargs(self, dtype: str) -> dict[str, Any]:
         cfg = self.config
         kwargs: dict[str, Any] = {
             "gpu_memory_utilization": cfg.gpu_memory_utilization,
-            "dtype": cfg.dtype,
+            "dtype": dtype,
             "seed": cfg.seed,
             "enforce_eager": cfg.enforce_eager,
             "logprobs_mode": "processed_logprobs",  # logprobs of the distribution actually sampled
-            "enable_sleep_mode": cfg.enable_sleep_mode,
+            "enable_sleep_mode": cfg.enable_sleep_mode and torch.cuda.is_available(),  # GPU-only feature
         }
         if cfg.max_model_len is not None:
             kwargs["max_model_len"] = cfg.max_model_len
@@ -214,7 +219,9 @@ class VLLMGenerator:
         self._weights_valid = True
 
     def sleep(self) -> None:
-        """GPU: free the KV cache and offload (level 1) or drop (level 2) the weights. CPU: a no-op."""
+        """Free the KV cache and offload (level 1) or drop (level 2) the weights, until the next
+        ``update_weights`` (weights) / ``generate`` (everything). A no-op on CPU or without
+        ``enable_sleep_mode``, so a trainer may call it unconditionally after each rollout phase."""
         if not self._can_sleep("sleep"):
             return
         if self._asleep == "no":
@@ -223,17 +230,17 @@ class VLLMGenerator:
             self._weights_valid = self.config.sleep_level == 1
 
     def wake_up(self) -> None:
-        """GPU: bring weights and KV cache back. CPU: a no-op."""
+        """Bring weights and KV cache back now (``generate`` also does it). A no-op where sleep is."""
         if not self._can_sleep("wake_up"):
             return
         self._ensure_awake()
 
     def _can_sleep(self, what: str) -> bool:
+        if not self.config.enable_sleep_mode:
+            return False
         if not self._on_gpu:
             log.info("vLLM %s skipped: sleep mode needs a GPU", what)
             return False
-        if not self.config.enable_sleep_mode:
-            raise RuntimeError(f"{what}() needs enable_sleep_mode=True in the vLLM back end's config")
         return True
 
     def _ensure_awake(self) -> None:

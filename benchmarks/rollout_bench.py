@@ -1,0 +1,159 @@
+"""Rollout throughput: the vLLM back end vs the Hugging Face back end on the same model and prompts.
+
+Both back ends get the same tiny-ish Llama (built on the spot by ``rewardkit.rl.tiny``, no downloads),
+the same token-id prompts, G samples per prompt, temperature 1 and the same token budget, in this one
+run. Figures are generated tokens per second of wall time for one ``generate`` call over the whole
+batch, after a small warm-up call; vLLM's engine start-up is reported separately (a trainer pays it
+once per run). The HF back end runs first: starting vLLM binds the process's OpenMP threads on CPU.
+
+    python benchmarks/rollout_bench.py [--prompts 32 --group 8 --max-tokens 128] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import time
+from typing import Any
+
+SECTION = "## Rollout throughput"
+CORPUS = [
+    "What is 12 + 35? <think>12 + 35 = 47</think><answer>47</answer>",
+    "Compute 7 * 8. <think>7 * 8 = 56</think><answer>56</answer>",
+    "the quick brown fox jumps over the lazy dog",
+]
+
+
+def build(args: argparse.Namespace, path: str) -> tuple[Any, Any, list[list[int]]]:
+    """The model (saved to ``path`` too), its tokenizer, and ``args.prompts`` prompts of varied length."""
+    from rewardkit.rl.tiny import TinyConfig, build_tiny
+
+    size = TinyConfig(
+        hidden_size=args.hidden,
+        intermediate_size=3 * args.hidden,
+        num_layers=args.layers,
+        num_heads=args.hidden // 32,
+        max_position_embeddings=1024,
+    )
+    model, tok = build_tiny(CORPUS * 20, size, save_to=path)
+    prompts = [tok.encode(f"What is {i} + {3 * i + 7}? " * (1 + i % 3)) for i in range(args.prompts)]
+    return model, tok, prompts
+
+
+def timed(generator: Any, prompts: list[list[int]], params: Any) -> dict[str, float]:
+    """Warm up on two prompts, then time one call over all prompts."""
+    import dataclasses
+
+    generator.generate(prompts[:2], dataclasses.replace(params, max_tokens=8))
+    start = time.perf_counter()
+    out = generator.generate(prompts, params)
+    wall = time.perf_counter() - start
+    tokens = sum(len(g.token_ids) for group in out for g in group)
+    return {"tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from rewardkit.rl.rollout import make_generator
+    from rewardkit.rl.rollout.base import SamplingParams
+
+    on_gpu = torch.cuda.is_available()
+    params = SamplingParams(n=args.group, temperature=1.0, max_tokens=args.max_tokens, seed=0)
+    results: dict[str, Any] = {"load_before": os.getloadavg()}
+    with tempfile.TemporaryDirectory() as path:
+        model, tok, prompts = build(args, path)
+        if on_gpu:
+            model = model.to("cuda", torch.bfloat16)
+        hf = make_generator("hf", model, tok, max_batch_size=args.hf_batch or len(prompts) * args.group)
+        results["hf"] = timed(hf, prompts, params)
+        print("hf  :", results["hf"], flush=True)
+        start = time.perf_counter()
+        vllm = make_generator(
+            "vllm",
+            path,
+            tok,
+            dtype="bfloat16" if on_gpu else "float32",
+            gpu_memory_utilization=args.gpu_memory_utilization,
+            max_model_len=1024,
+        )
+        results["vllm_startup_s"] = time.perf_counter() - start
+        results["vllm"] = timed(vllm, prompts, params)
+        print("vllm:", results["vllm"], flush=True)
+    results["load_after"] = os.getloadavg()
+    results["device"] = torch.cuda.get_device_name() if on_gpu else f"CPU ({os.cpu_count()} cores)"
+    results["params"] = sum(p.numel() for p in model.parameters())
+    return results
+
+
+def section(args: argparse.Namespace, r: dict[str, Any]) -> str:
+    import torch
+    import transformers
+    import vllm
+
+    hf, vl = r["hf"], r["vllm"]
+    load = lambda x: ", ".join(f"{v:.1f}" for v in x)  # noqa: E731
+    return "\n".join(
+        [
+            SECTION,
+            "",
+            f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+            f"- machine: {platform.machine()}, {r['device']}, Python {platform.python_version()}; "
+            f"torch {torch.__version__}, transformers {transformers.__version__}, vLLM {vllm.__version__}",
+            f"- load average (1/5/15 min) before: {load(r['load_before'])}, after: {load(r['load_after'])} "
+            "(the machine is shared: figures move with the load)",
+            f"- command: `python {' '.join(sys.argv)}`",
+            f"- model: tiny Llama built on the spot, hidden {args.hidden}, {args.layers} layers, "
+            f"{r['params'] / 1e6:.1f} M parameters; {args.prompts} prompts x G={args.group}, temperature 1, "
+            f"max {args.max_tokens} new tokens",
+            "",
+            "| back end | generated tokens | wall s | tokens/s |",
+            "|---|---:|---:|---:|",
+            f"| hf (KV cache, left padding) | {hf['tokens']} | {hf['wall_s']:.2f} | {hf['tokens_per_s']:.0f} |",
+            f"| vllm (colocated) | {vl['tokens']} | {vl['wall_s']:.2f} | {vl['tokens_per_s']:.0f} |",
+            "",
+            f"vLLM / HF throughput: **{vl['tokens_per_s'] / hf['tokens_per_s']:.2f}x**; vLLM engine start-up "
+            f"(once per run, not in the figures): {r['vllm_startup_s']:.1f} s.",
+            "",
+        ]
+    )
+
+
+def write_section(path: str, body: str) -> None:
+    """Replace this benchmark's section of BENCHMARKS.md (or append it), leaving other sections alone."""
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    start = text.find(SECTION)
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + body
+    else:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + body + ("" if end == -1 else text[end:])
+    with open(path, "w") as f:
+        f.write(text.rstrip("\n") + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--group", type=int, default=8, help="samples per prompt (G)")
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--hidden", type=int, default=256, help="model width (head_dim is 32)")
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--hf-batch", type=int, default=0, help="HF micro-batch rows (0: the whole batch)")
+    parser.add_argument("--gpu-memory-utilization", type=float, default=0.2)
+    parser.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
+    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "..", "BENCHMARKS.md"))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    body = section(args, run(args))
+    print(body)
+    if args.write:
+        write_section(args.output, body)
+
+
+if __name__ == "__main__":
+    main()
