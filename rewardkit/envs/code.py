@@ -191,7 +191,7 @@ class CodeEnv(Environment):
             "timed_out": result.timed_out,
             "exit_code": result.exit_code,
             "truncated": result.truncated,
-            "stderr": result.stderr[-500:],
+            "stderr": "" if result.ok else result.stderr[-300:],  # why it failed, kept short for logs
         }
 
     def gold_examples(self) -> list[dict[str, Any]]:

@@ -85,6 +85,7 @@ class LocalSandbox:
         self._argv0 = _resolve(self.config.command[0])
         self._prlimit = shutil.which("prlimit")
         self._setpriv = shutil.which("setpriv")
+        self._own_processes = 0 if self._root else _count_own_processes()
         self._isolation = self._pick_isolation()
 
     def protections(self) -> dict[str, bool]:
@@ -198,7 +199,8 @@ class LocalSandbox:
     def _limits_argv(self, uid: int | None, timeout_s: float, memory_mb: int) -> list[str]:
         cfg = self.config
         cpu = int(timeout_s) + 1
-        nproc = cfg.nproc if uid is not None else _count_own_processes() + cfg.nproc
+        # Without a slot uid the count includes all of this user's processes: counted once, at start.
+        nproc = cfg.nproc if uid is not None else self._own_processes + cfg.nproc
         limits = [
             f"--cpu={cpu}:{cpu + 1}",
             f"--as={memory_mb << 20}",
