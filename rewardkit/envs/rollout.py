@@ -35,7 +35,10 @@ class ChatRenderer:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self._closing: str | None = None
-        self._special_ids = frozenset(getattr(tokenizer, "all_special_ids", ()) or ())
+        added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+        self._special_ids = frozenset(getattr(tokenizer, "all_special_ids", ()) or ()) | {
+            i for i, token in added.items() if getattr(token, "special", False)
+        }
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))

@@ -51,9 +51,18 @@ class ToolExecutor:
         tools: Tool objects or typed functions (turned into tools by ``tool``).
         timeout_s: default per-call limit (a Tool's own ``timeout_s`` wins when set).
         max_output_chars: longer results are cut, so one chatty tool cannot flood the context.
+        max_stuck_calls: timed-out calls whose threads are still running; past it new calls are refused
+            (status ``infra_error``) instead of piling up threads behind a tool that hangs.
     """
 
-    def __init__(self, tools: Iterable[Any], *, timeout_s: float = 5.0, max_output_chars: int = 2000) -> None:
+    def __init__(
+        self,
+        tools: Iterable[Any],
+        *,
+        timeout_s: float = 5.0,
+        max_output_chars: int = 2000,
+        max_stuck_calls: int = 16,
+    ) -> None:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
         if max_output_chars < 16:
@@ -66,6 +75,16 @@ class ToolExecutor:
             self.tools[t.name] = t
         self.timeout_s = float(timeout_s)
         self.max_output_chars = max_output_chars
+        self.max_stuck_calls = max_stuck_calls
+        self._stuck: list[threading.Thread] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_stuck": []}  # threads belong to this process only
+
+    def stuck_calls(self) -> int:
+        """Timed-out calls whose threads have not finished yet."""
+        self._stuck = [t for t in self._stuck if t.is_alive()]
+        return len(self._stuck)
 
     def schemas(self) -> list[dict[str, Any]]:
         return [t.schema for t in self.tools.values()]
@@ -81,6 +100,9 @@ class ToolExecutor:
         problem = check_arguments(found, call.arguments)
         if problem:
             return ToolResult(call, f"Error: {problem}", "error")
+        if self.stuck_calls() >= self.max_stuck_calls:
+            message = f"Error: {len(self._stuck)} earlier tool calls are still running; not starting another."
+            return ToolResult(call, message, "infra_error")
         limit = found.timeout_s or self.timeout_s
         if deadline is not None:
             limit = min(limit, max(0.0, deadline - time.monotonic()))
@@ -88,6 +110,8 @@ class ToolExecutor:
         status, value = call_with_timeout(found.fn, call.arguments, limit)
         wall = time.monotonic() - start
         if status == "timeout":
+            if value is not None:
+                self._stuck.append(value)
             return ToolResult(
                 call, f"Error: {call.name} did not finish within {limit:.3g} s.", "timeout", wall
             )
@@ -111,7 +135,8 @@ class ToolExecutor:
 
 
 def call_with_timeout(fn: Any, arguments: Mapping[str, Any], timeout_s: float) -> tuple[str, Any]:
-    """``("ok", value)``, ``("error", "Type: message")`` or ``("timeout", None)``."""
+    """``("ok", value)``, ``("error", "Type: message")`` or ``("timeout", thread)``, where ``thread`` is
+    the still-running daemon thread (None when the limit was already spent and nothing started)."""
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -126,7 +151,7 @@ def call_with_timeout(fn: Any, arguments: Mapping[str, Any], timeout_s: float) -
     thread.start()
     thread.join(timeout_s)
     if thread.is_alive():
-        return "timeout", None
+        return "timeout", thread
     if "error" in box:
         return "error", box["error"]
     return "ok", box.get("value")

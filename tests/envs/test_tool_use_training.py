@@ -90,9 +90,35 @@ def test_short_grpo_run_on_tool_task(tmp_path, tiny_model_dir, backend):
     assert all(r["reward_mean"] == r["reward_mean"] for r in rows)  # not NaN
     multi = [t for t in env.seen if t.turns >= 2]
     assert multi, f"no multi-turn episode: {[(t.turns, t.stop_reason) for t in env.seen]}"
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    nudge = f"<|im_end|>\n<|im_start|>user\n{ENV_CONFIG['no_call_reply']}<|im_end|>\n<|im_start|>assistant\n"
     for traj in multi:
-        assert 0 in traj.completion_mask and traj.completion_mask[0] == 1
-        assert traj.info["nudges"] >= 1
+        assert traj.info["nudges"] == traj.turns - 1
+        policy, between = _runs(traj.completion_mask, traj.completion_ids)
+        assert len(policy) == traj.turns and len(between) == traj.turns - 1
+        turns = [m["content"] for m in traj.completion if m["role"] == "assistant"]
+        for ids, text in zip(policy, turns):
+            # The sampler's text stops right after the stop string; its ids end with the token that
+            # completed it, which may carry a few more characters. Never anything else.
+            assert tokenizer.decode(ids, skip_special_tokens=True).startswith(text)
+        for ids in between:  # environment tokens: exactly the template's nudge, closing the turn first
+            assert tokenizer.decode(ids, skip_special_tokens=False) in (
+                nudge,
+                nudge.replace("<|im_end|>", "", 1),
+            )
+
+
+def _runs(mask, ids):
+    """(policy runs, environment runs): maximal spans of ``ids`` with mask 1 and mask 0."""
+    spans: list[tuple[int, list[int]]] = []
+    for m, i in zip(mask, ids):
+        if spans and spans[-1][0] == m:
+            spans[-1][1].append(i)
+        else:
+            spans.append((m, [i]))
+    return [s for m, s in spans if m == 1], [s for m, s in spans if m == 0]
 
 
 def test_tool_task_in_rewardkit_eval_reports_tool_metrics(tmp_path, tiny_model_dir):

@@ -73,6 +73,33 @@ def test_timeout_returns_promptly_and_the_next_call_still_runs():
     release.set()
 
 
+RELEASE = threading.Event()
+
+
+def hang_until_released(x: int) -> int:
+    """Blocks until the test releases it (module level, so an executor holding it can be pickled).
+
+    Args:
+        x: returned.
+    """
+    RELEASE.wait()
+    return x
+
+
+def test_stuck_calls_are_bounded_and_the_executor_still_pickles():
+    import cloudpickle
+
+    RELEASE.clear()
+    ex = ToolExecutor([hang_until_released], timeout_s=0.05, max_stuck_calls=2)
+    call = ToolCall("hang_until_released", {"x": 1})
+    assert [ex.run(call).status for _ in range(3)] == ["timeout", "timeout", "infra_error"]
+    assert ex.stuck_calls() == 2
+    assert cloudpickle.loads(cloudpickle.dumps(ex)).stuck_calls() == 0
+    RELEASE.set()
+    time.sleep(0.1)
+    assert ex.stuck_calls() == 0 and ex.run(call).status == "ok"
+
+
 def test_per_tool_timeout_wins_and_deadline_caps_it():
     @tool(timeout_s=0.1)
     def nap(s: float) -> str:
