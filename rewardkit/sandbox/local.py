@@ -130,7 +130,7 @@ class LocalSandbox:
     def _run_as(self, uid: int | None, code: str, stdin: str, timeout_s: float, memory_mb: int) -> ExecResult:
         cfg = self.config
         with tempfile.TemporaryFile() as source, _host_workdir(self._isolation, uid) as hostdir:
-            source.write(code.encode())
+            source.write(code.encode("utf-8", "surrogatepass"))
             source.flush()
             source.seek(0)
             if self._isolation == "bwrap":
@@ -162,7 +162,7 @@ class LocalSandbox:
             )
             try:
                 out, err, timed_out, truncated = runner.communicate(
-                    proc, stdin.encode(), timeout_s, cfg.max_output_bytes
+                    proc, stdin.encode("utf-8", "surrogatepass"), timeout_s, cfg.max_output_bytes
                 )
             finally:
                 runner.kill_group(proc)
@@ -302,7 +302,7 @@ class _host_workdir:
 
 def _place_source(hostdir: str, filename: str, code: str, uid: int | None) -> None:
     path = os.path.join(hostdir, filename)
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
         f.write(code)
     if uid is not None:
         os.chown(path, uid, uid)

@@ -410,10 +410,11 @@ def run_job(job, scratch, template=None):
     """Run one job in a fresh directory under ``scratch``; return the answer dict."""
     workdir = tempfile.mkdtemp(prefix="job-", dir=scratch)
     path = os.path.join(workdir, job.get("filename", "main.py"))
-    with open(path, "w", encoding="utf-8") as f:
+    # Lone surrogates pass through as bytes: the program then fails to decode, as it would anywhere.
+    with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
         f.write(job["code"])
     argv = job.get("argv", PYTHON_ARGV)
-    stdin = job.get("stdin", "").encode()
+    stdin = job.get("stdin", "").encode("utf-8", "surrogatepass")
     started = time.monotonic()
     if job.get("fork", True) and argv == PYTHON_ARGV and template is not None and not template.dead:
         returncode, out, err, timed_out, truncated = _run_forked(job, workdir, path, stdin, template)

@@ -291,3 +291,9 @@ def test_stdin_flood_and_ignored_stdin(sandbox):
     assert result.exit_code == 0 and result.stdout == "ignored\n", result
     echo = sandbox.run("import sys\nprint(len(sys.stdin.read()))", stdin="z" * (600 << 10), timeout_s=10.0)
     assert echo.stdout == f"{600 << 10}\n"
+
+
+def test_undecodable_text_is_the_programs_failure_not_the_sandboxs(sandbox):
+    result = sandbox.run("x = '\udcff'\nprint(x)", stdin="\udcff", timeout_s=10.0)
+    assert result.exit_code not in (0, None), result
+    assert sandbox.run("import sys\nprint(len(sys.stdin.buffer.read()))", stdin="a\udcffb").stdout == "5\n"
