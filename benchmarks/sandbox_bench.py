@@ -139,7 +139,11 @@ def machine() -> str:
     docker_version = subprocess.run(
         ["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True
     ).stdout.strip()
-    return f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Docker engine {docker_version}"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Docker engine {docker_version}; "
+        f"load average {load} when the figures were taken (the machine is shared)"
+    )
 
 
 def report(lat: dict[str, float], batch: dict[str, float], n: int) -> str:
