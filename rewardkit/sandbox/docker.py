@@ -325,6 +325,9 @@ class DockerSandbox:
         worker = _Worker(self._client, self.config, self._labels)
         with self._containers.lock:
             self._containers.workers.add(worker)
+        if not self._finalizer.alive:  # closed while this one was starting: it must not outlive close()
+            self._containers.destroy_all()
+            raise SandboxError("the sandbox is closed")
         self._idle.put(worker)
         return worker
 
