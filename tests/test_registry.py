@@ -8,7 +8,6 @@ venv itself is never modified, so parallel or repeated runs cannot leave a stale
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import json
 import os
 import re
@@ -43,12 +42,20 @@ def _run_python(code: str, pythonpath: Path | None = None, timeout: int = 120) -
 
 def _skip_unless_pip_can_build() -> None:
     """Building without isolation needs pip and setuptools here (and wheel before setuptools 70.1)."""
-    for module in ("pip", "setuptools"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed: cannot pip-install the test plugin package")
-    version = importlib.metadata.version("setuptools")  # not imported: that would patch distutils here
-    major, minor = (int(x) for x in version.split(".")[:2])
-    if (major, minor) < (70, 1) and importlib.util.find_spec("wheel") is None:
+    # Installed distributions are looked up, never imported or even find_spec'd: setuptools'
+    # distutils hack reacts to a find_spec("pip") by switching this process to the stdlib distutils,
+    # which then breaks a later import of setuptools (trl, torch) in the same test session.
+    versions = {}
+    for dist in ("pip", "setuptools", "wheel"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    for dist in ("pip", "setuptools"):
+        if versions[dist] is None:
+            pytest.skip(f"{dist} is not installed: cannot pip-install the test plugin package")
+    major, minor = (int(x) for x in versions["setuptools"].split(".")[:2])
+    if (major, minor) < (70, 1) and versions["wheel"] is None:
         pytest.skip("setuptools < 70.1 needs the wheel package to build the test plugin package")
 
 
