@@ -519,3 +519,23 @@ def test_docs_example_env_runs_episodes(tokenizer):
     trajectories = rollout(env, ScriptedGenerator(tokenizer, policy), list(env.tasks("train")), n=2)
     scores = [env.score(t.completion, answer=t.task.answer, info=t.task.info).reward for t in trajectories]
     assert scores == [1.0] * 4
+
+
+def test_docs_train_config_and_eval_suite_parse():
+    yaml = pytest.importorskip("yaml")
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.S)]
+    train_raw = next(b for b in blocks if "algorithm" in b)
+    suite_raw = next(b for b in blocks if "environments" in b)
+    try:
+        from rewardkit.rl.config import TrainConfig
+        from rewardkit.rl.eval_suite import parse_suite
+    except ImportError as exc:
+        pytest.skip(f"trainer/evaluator config is not available: {exc}")
+    cfg = TrainConfig.from_dict(train_raw)
+    assert cfg.env == "tool_use" and tuple(cfg.stop) == ("</tool_call>",)
+    load_env(cfg.env, **cfg.env_config).close()
+    suite = parse_suite(suite_raw)
+    for entry in suite.environments:
+        env = load_env(entry.env, **entry.config)
+        assert entry.tasks.load(env)
+        env.close()
