@@ -57,7 +57,7 @@ class EvalConfig:
     step: int | None = None
     """With a training output directory: the checkpoint step (None: the latest)."""
     backend: str = "hf"
-    """``hf``, ``vllm``, or ``auto`` (vLLM when installed and a GPU is present)."""
+    """``hf``, ``vllm``, or ``auto`` (vLLM when installed, as in training)."""
     dtype: str = "auto"
     """Weights dtype for the ``hf`` back end: ``auto`` (bf16 on GPU, fp32 on CPU), ``bf16``, ``fp32``."""
     max_batch_size: int = 64
@@ -123,42 +123,20 @@ def _local(path: Path, step: int | None, source: str) -> ModelRef:
     return ModelRef(path=str(path.resolve()), step=step, digest=h.hexdigest(), source=source)
 
 
-def resolve_backend(backend: str) -> str:
-    if backend != "auto":
-        return backend
-    import importlib.util
-
-    import torch
-
-    return "vllm" if importlib.util.find_spec("vllm") is not None and torch.cuda.is_available() else "hf"
-
-
 def build_generator(model: ModelRef, backend: str, cfg: EvalConfig) -> Any:
     """A ``Generator`` for the model: the HF back end loads the weights here, vLLM from the directory."""
     from transformers import AutoTokenizer
 
+    from rewardkit.rl.rollout import make_generator
+
     if backend == "vllm":
         tokenizer = AutoTokenizer.from_pretrained(model.path)
-        return _make_generator("vllm", model.path, tokenizer)
+        return make_generator("vllm", model.path, tokenizer)
     from rewardkit.rl.model import load_policy
 
     policy, tokenizer = load_policy(model.path, None, cfg.dtype, False, None)
     policy.eval()
-    return _make_generator("hf", policy, tokenizer, max_batch_size=cfg.max_batch_size)
-
-
-def _make_generator(backend: str, model: Any, tokenizer: Any, **options: Any) -> Any:
-    try:
-        from rewardkit.rl.rollout import make_generator
-    except ImportError:  # rewardkit.rl.rollout.make_generator is being written: the same choice by hand
-        if backend == "vllm":
-            from rewardkit.rl.rollout.vllm import VLLMGenerator, VLLMGeneratorConfig
-
-            return VLLMGenerator(model, tokenizer, VLLMGeneratorConfig(**options))
-        from rewardkit.rl.rollout.hf import HFGenerator, HFGeneratorConfig
-
-        return HFGenerator(model, tokenizer, HFGeneratorConfig(**options))
-    return make_generator(backend, model, tokenizer, **options)
+    return make_generator("hf", policy, tokenizer, max_batch_size=cfg.max_batch_size)
 
 
 # ---- the output directory -----------------------------------------------------------------------------
@@ -281,6 +259,7 @@ TaskHook = Callable[[str, int], None]
 def evaluate(cfg: EvalConfig, suite: Suite, *, on_task_done: TaskHook | None = None) -> dict[str, Any]:
     """Run (or finish) the evaluation and write the outputs; returns the summary."""
     from rewardkit.registry import load_env
+    from rewardkit.rl.rollout import resolve_backend
 
     out = Path(cfg.output_dir)
     model = resolve_model(cfg.model, cfg.step)

