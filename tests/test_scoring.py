@@ -348,6 +348,65 @@ def test_environment_config_errors_are_clear():
         Misbehaving(workers=0)
 
 
+# ---- bad input, case by case ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("completion", "reason"),
+    [
+        (None, "completion is None"),
+        (b"4", "bytes"),
+        (bytearray(b"4"), "bytes"),
+        (4, "got int"),
+        (4.5, "got float"),
+        ("x" * 1_000_001, "over the limit"),
+        ("ok \ud800 broken", "not valid unicode"),
+        ([], "empty message list"),
+        ({"role": "assistant", "content": "4"}, "single dict"),
+        (["4"], "message 0 is a str"),
+        ([None], "message 0 is a NoneType"),
+        ([{"content": "4"}], "message 0 has role None"),
+        ([{"role": "robot", "content": "4"}], "message 0 has role 'robot'"),
+        ([{"role": "assistant", "content": 4}], "content is a int"),
+        ([{"role": "assistant", "content": [{"type": "text", "text": "4"}]}], "content is a list"),
+        ([{"role": "assistant", "content": "\udfff"}], "not valid unicode"),
+    ],
+)
+def test_bad_completions_are_invalid_input_with_a_reason(fmt_inline_default, completion, reason):
+    score = fmt_inline_default.score(completion)
+    assert (score.reward, score.status) == (0.0, "invalid_input")
+    assert reason in score.info["reason"]
+
+
+@pytest.mark.parametrize(
+    ("sample", "reason"),
+    [
+        ("just a string", "a sample must be a dict"),
+        ({"answer": "4"}, "no 'completion' key"),
+        ({"completion": "4", "info": "not a dict"}, "info must be a dict"),
+        ({"completion": "4", "prompt": [{"role": "wizard", "content": "q"}]}, "role 'wizard'"),
+    ],
+)
+def test_bad_samples_are_invalid_input(fmt_inline_default, sample, reason):
+    scores = fmt_inline_default.score_batch([sample, {"completion": "<think>a</think><answer>b</answer>"}])
+    assert scores[0].status == "invalid_input" and reason in scores[0].info["reason"]
+    assert scores[1].reward == 1.0  # the rest of the batch is unaffected
+
+
+def test_content_none_and_extra_keys_are_tolerated(fmt_inline_default):
+    messages = [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}], "weird": object()},
+        {"role": "assistant", "content": "<think>a</think><answer>b</answer>"},
+    ]
+    assert fmt_inline_default.score(messages).reward == 1.0
+
+
+@pytest.fixture(scope="module")
+def fmt_inline_default():
+    with load_env("format") as env:
+        yield env
+
+
 # ---- property tests: score never raises ----------------------------------------------------------
 
 LEAVES = (
