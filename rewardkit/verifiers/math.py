@@ -22,6 +22,7 @@ See docs/math.md for the rules with examples.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import re
@@ -72,7 +73,9 @@ class Extraction:
 
 _ANSWER_OPEN = "<answer>"
 _ANSWER_CLOSE = "</answer>"
-_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*(\{)?")
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?:\s*(\{)|\s+([^\s${}]+))")
+_ANSWER_OPEN_RE = re.compile(re.escape(_ANSWER_OPEN))
+_ANSWER_CLOSE_RE = re.compile(re.escape(_ANSWER_CLOSE))
 _DISJUNCTION_RE = re.compile(
     r"(?<![\w.])(-?\d+(?:\.\d+)?(?:/\d+)?)\s*(?:,?\s*\bor\b|\\text\{\s*or\s*\}|\\lor|\\vee)\s*"
     r"(-?\d+(?:\.\d+)?(?:/\d+)?)(?!\.?\d)(?!\w)"
@@ -88,15 +91,11 @@ def boxed_contents(text: str) -> list[str]:
     out: list[str] = []
     pos = 0
     while (m := _BOX_RE.search(text, pos)) is not None:
-        if m.group(1) is None:  # "\boxed 5": up to the next space, $ or end
-            end = m.end()
-            while end < len(text) and text[end] not in " \t\n$":
-                end += 1
-            if end > m.end():
-                out.append(text[m.end() : end])
-            pos = max(end, m.end())
+        if m.group(1) is None:  # "\boxed 5": one token
+            out.append(m.group(2))
+            pos = m.end()
             continue
-        depth, pos = 1, len(text)
+        depth, pos = 1, len(text)  # an unclosed box swallows the rest: nothing after it can close
         for brace in _BRACE_RE.finditer(text, m.end()):
             depth += 1 if brace.group() == "{" else -1
             if depth == 0:
@@ -107,17 +106,18 @@ def boxed_contents(text: str) -> list[str]:
 
 
 def _answer_tag_contents(text: str) -> list[str]:
-    """Contents of each ``<answer>...</answer>``; an unclosed last tag runs to the end of the text."""
-    out: list[str] = []
-    pos = 0
-    while (start := text.find(_ANSWER_OPEN, pos)) != -1:
-        start += len(_ANSWER_OPEN)
-        end = text.find(_ANSWER_CLOSE, start)
-        nxt = text.find(_ANSWER_OPEN, start)
-        if end == -1 or (nxt != -1 and nxt < end):
-            end = nxt if nxt != -1 else len(text)
+    """Contents of each ``<answer>...</answer>``; an unclosed tag runs to the next tag or the end.
+
+    Linear: the closing tags are found once, not searched for again from every opening tag.
+    """
+    opens = [m.end() for m in _ANSWER_OPEN_RE.finditer(text)]
+    closes = [m.start() for m in _ANSWER_CLOSE_RE.finditer(text)]
+    out = []
+    for i, start in enumerate(opens):
+        next_open = opens[i + 1] - len(_ANSWER_OPEN) if i + 1 < len(opens) else len(text)
+        j = bisect.bisect_left(closes, start)
+        end = closes[j] if j < len(closes) and closes[j] < next_open else next_open
         out.append(text[start:end])
-        pos = end
     return out
 
 

@@ -145,6 +145,27 @@ def test_pathological_inputs_return_within_the_bound(env, completion, gold):
     assert elapsed < BOUND_S, f"took {elapsed:.1f}s"
 
 
+ADVERSARIAL_MB = {
+    "open-boxes": "\\boxed{" * 140_000,
+    "open-tags": "<answer>" * 120_000,
+    "space-boxes": "\\boxed " * 140_000,
+    "many-boxes": "\\boxed{1}" * 110_000,
+    "many-tags": "<answer>1</answer>" * 55_000,
+    "tags-and-boxes": "<answer>\\boxed{" * 60_000,
+    "braces": "{" * 999_000,
+}
+
+
+@pytest.mark.parametrize("text", ADVERSARIAL_MB.values(), ids=ADVERSARIAL_MB.keys())
+def test_cache_key_is_fast_on_megabyte_inputs(env, text):
+    """cache_key runs in the caller's process, outside the worker timeout: it must stay linear."""
+    start = time.monotonic()
+    env.cache_key(text, answer="7", prompt=None, info={})
+    assert time.monotonic() - start < 1.5
+    assert env.score(text, answer="7").status in ("ok", "timeout")
+    assert time.monotonic() - start < 1.5 + BOUND_S
+
+
 def test_a_pathological_batch_does_not_delay_the_normal_samples(env):
     batch = [{"completion": c, "answer": g} for c, g in PATHOLOGICAL[:3]]
     batch += [{"completion": f"<answer>{i}</answer>", "answer": str(i)} for i in range(20)]
