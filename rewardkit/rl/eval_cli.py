@@ -48,6 +48,11 @@ def add_parser(sub: Any) -> None:
     how.add_argument("--top-p", type=float)
     how.add_argument("--max-new-tokens", type=int)
     how.add_argument("--seed", type=int)
+    how.add_argument(
+        "--chat",
+        action="store_true",
+        help="send plain-text prompts through the chat template (instruct models)",
+    )
     how.add_argument("--batch-tasks", type=int, help="tasks per generation call (the unit of resumption)")
     run = p.add_argument_group("running")
     run.add_argument("--backend", choices=("hf", "vllm", "auto"), default="hf")
@@ -118,6 +123,7 @@ def _suite(args: argparse.Namespace) -> Any:
         k=tuple(int(x) for x in args.k.split(",")) if args.k else None,
         num_tasks=args.num_tasks,
         batch_tasks=args.batch_tasks,
+        chat=True if args.chat else None,
         temperature=args.temperature,
         top_p=args.top_p,
         max_tokens=args.max_new_tokens,

@@ -37,7 +37,7 @@ from rewardkit.rl.rollout.base import SamplingParams
 from rewardkit.types import Task
 
 _SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "stop", "seed")
-_ENV_KEYS = ("env", "label", "config", "tasks", "num_tasks", "n", "k", "sampling", "batch_tasks")
+_ENV_KEYS = ("env", "label", "config", "tasks", "num_tasks", "n", "k", "sampling", "batch_tasks", "chat")
 _SUITE_KEYS = ("name", "description", "defaults", "environments")
 
 
@@ -88,6 +88,9 @@ class EnvEval:
     batch_tasks: int
     """Tasks per generation call: the unit of generation, of seeding (seed + chunk index) and of
     progress that a resumed run keeps."""
+    chat: bool = False
+    """Send plain-text prompts as one user message, through the tokenizer's chat template (instruct
+    models); False sends them as they are (base models, and what training does)."""
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -139,6 +142,7 @@ class Overrides:
     k: tuple[int, ...] | None = None
     num_tasks: int | None = None
     batch_tasks: int | None = None
+    chat: bool | None = None
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
@@ -147,7 +151,7 @@ class Overrides:
     def apply(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Overlay these settings on one environment's raw (unresolved) entry."""
         out = dict(raw)
-        for key in ("n", "k", "num_tasks", "batch_tasks"):
+        for key in ("n", "k", "num_tasks", "batch_tasks", "chat"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         sampling = dict(out.get("sampling") or {})
@@ -233,6 +237,7 @@ def _resolve_env(raw: Mapping[str, Any]) -> EnvEval:
         k=tuple(int(x) for x in k) if k is not None else default_ks(n),
         sampling=SamplingParams(n=1, **sampling_raw),
         batch_tasks=int(raw.get("batch_tasks", 64)),
+        chat=bool(raw.get("chat", False)),
     )
 
 

@@ -293,7 +293,11 @@ def _tasks(entry: EnvEval, env: Any) -> list[Task]:
     tasks = entry.tasks.load(env)
     if not tasks:
         raise ValueError(f"{entry.label}: the task source gave no tasks")
-    return tasks[: entry.num_tasks] if entry.num_tasks is not None else tasks
+    tasks = tasks[: entry.num_tasks] if entry.num_tasks is not None else tasks
+    if entry.chat:
+        user = [dataclasses.replace(t, prompt=({"role": "user", "content": t.prompt},)) for t in tasks]
+        tasks = [u if isinstance(t.prompt, str) else t for t, u in zip(tasks, user)]
+    return tasks
 
 
 def _warn_greedy(entry: EnvEval) -> None:

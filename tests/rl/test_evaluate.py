@@ -400,3 +400,13 @@ def test_cli_vllm_backend_and_backend_mismatch(tiny_model: Path, tmp_path: Path)
     assert len(rows) == 2 * 2 * 2 and all(0 < r["num_tokens"] <= 6 for r in rows)
     mixed = subprocess.run([*cmd, "--backend", "hf", "--resume"], capture_output=True, text=True, env=env)
     assert mixed.returncode == 2 and "sampling.backend" in mixed.stderr
+
+
+def test_chat_option_sends_prompts_through_the_chat_template(tiny_model: Path, tmp_path: Path) -> None:
+    suite = small_suite()
+    chat = dataclasses.replace(suite, environments=(dataclasses.replace(suite.environments[0], chat=True),))
+    evaluate(_config(tiny_model, tmp_path / "chat"), chat)
+    row = _rows(tmp_path / "chat")[0]
+    assert row["prompt"][0]["role"] == "user" and row["prompt"][0]["content"].startswith("Q: ")
+    assert row["completion"][-1]["role"] == "assistant"
+    assert json.loads((tmp_path / "chat" / FINGERPRINT).read_text())["suite"]["environments"]["math"]["chat"]
