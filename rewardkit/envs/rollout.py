@@ -25,16 +25,18 @@ class ChatRenderer:
     """Turns prompts and environment messages into token ids for a tokenizer.
 
     Plain-text prompts (``Task.prompt`` is a str) are encoded as they are, and environment replies are
-    appended as their raw text. Chat prompts use the tokenizer's chat template; an environment reply
-    is the template's text between the history so far and the next generation prompt.
+    appended as their raw text. Chat prompts use the tokenizer's chat template. An environment reply is
+    the template's text from the end of the policy's turn through the reply's messages and the next
+    generation prompt, read off a probe conversation (``reply_text``) rather than a re-render of the
+    real history: templates that render the last assistant message differently (Qwen3 adds an empty
+    think block), trim content (Llama 3) or rewrite earlier turns cannot change what is appended.
     """
 
     PROBE = "RewardkitProbe7f3a"
-    """Sentinel assistant content used to read what the template writes after an assistant turn."""
+    """Sentinel assistant content: where it ends in a rendered probe, the policy's turn ends."""
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
-        self._closing: str | None = None
         added = getattr(tokenizer, "added_tokens_decoder", None) or {}
         self._special_ids = frozenset(getattr(tokenizer, "all_special_ids", ()) or ()) | {
             i for i, token in added.items() if getattr(token, "special", False)
@@ -58,6 +60,32 @@ class ChatRenderer:
         """Ids for the environment's ``reply`` after ``history`` (whose last message is the policy's turn)."""
         if not chat:
             return self.encode("".join(m.get("content") or "" for m in reply))
+        text = self.reply_text(reply)
+        if text is None:
+            return self.encode(self._reply_text_from_history(history, sampled_ids, reply))
+        # The template's end-of-turn text (e.g. "<|im_end|>\n") belongs to the environment's part, minus
+        # the end-of-turn tokens the model sampled itself; a turn cut by a stop string gets all of it.
+        tail = self.decode_special_tail(sampled_ids)
+        if tail and text.startswith(tail):
+            text = text[len(tail) :]
+        return self.encode(text)
+
+    def reply_text(self, reply: Sequence[Message]) -> str | None:
+        """Template text after an assistant turn's content: its closing, ``reply``, the generation
+        prompt. None when the template cannot render the probe ``[user, assistant, *reply]``."""
+        probe = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": self.PROBE}, *reply]
+        try:
+            text = self.tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+        except Exception:  # noqa: BLE001 - a template with its own rules (e.g. system first): use history
+            return None
+        if text.count(self.PROBE) != 1:
+            return None
+        return text[text.index(self.PROBE) + len(self.PROBE) :]
+
+    def _reply_text_from_history(
+        self, history: list[Message], sampled_ids: Sequence[int], reply: Sequence[Message]
+    ) -> str:
+        """Fallback: the difference between renders of the real history with and without ``reply``."""
         before = self.tokenizer.apply_chat_template(history, tokenize=False)
         after = self.tokenizer.apply_chat_template(
             history + list(reply), tokenize=False, add_generation_prompt=True
@@ -66,34 +94,9 @@ class ChatRenderer:
             raise ValueError(
                 "the chat template re-renders earlier turns differently; cannot append a reply exactly"
             )
-        # What the template puts after the assistant's text (an end-of-turn token, "\n") belongs to the
-        # environment's part, minus the end-of-turn tokens the model sampled itself. It is read from the
-        # template (``turn_closing``), not searched for in ``before``: a template that trims or rewrites
-        # the content (Llama 3's ``| trim``) would hide the sampled text and drop the closing tokens.
-        closing = self.turn_closing()
-        if closing is None:
-            sampled = self.tokenizer.decode(list(sampled_ids), skip_special_tokens=False)
-            end = before.rfind(sampled) + len(sampled) if sampled and sampled in before else len(before)
-            closing = before[end:]
-        else:
-            tail = self.decode_special_tail(sampled_ids)
-            if tail and closing.startswith(tail):
-                closing = closing[len(tail) :]
-        return self.encode(closing + after[len(before) :])
-
-    def turn_closing(self) -> str | None:
-        """The text the template writes after the content of a final assistant message (e.g.
-        ``"<|im_end|>\n"``), or None when a probe conversation cannot be rendered."""
-        if self._closing is None:
-            probe = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": self.PROBE}]
-            try:
-                text = self.tokenizer.apply_chat_template(probe, tokenize=False)
-            except Exception:  # noqa: BLE001 - a template with its own rules (roles, system first)
-                return None
-            if self.PROBE not in text:
-                return None
-            self._closing = text[text.rindex(self.PROBE) + len(self.PROBE) :]
-        return self._closing
+        sampled = self.tokenizer.decode(list(sampled_ids), skip_special_tokens=False)
+        end = before.rfind(sampled) + len(sampled) if sampled and sampled in before else len(before)
+        return before[end:] + after[len(before) :]
 
     def decode_special_tail(self, ids: Sequence[int]) -> str:
         """The text of the special tokens (e.g. ``<|im_end|>``) that end a sampled turn, or ""."""

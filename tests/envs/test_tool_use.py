@@ -9,6 +9,7 @@ it receives is recorded, so the tests can check that the sampler saw exactly wha
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pathlib
@@ -31,6 +32,19 @@ tokenizers = pytest.importorskip("tokenizers")
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# Qwen3 style: the last assistant message gets an empty think block, earlier ones do not, so a
+# re-render of the history is not a prefix of the render with the environment's reply.
+QWEN3_LIKE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['role'] == 'assistant' and loop.last %}<think>\n\n</think>\n\n{% endif %}"
+    "{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# A template with its own rules: the probe conversation is refused, so the history fallback is used.
+SYSTEM_FIRST = (
+    "{% if messages[0]['role'] != 'system' %}{{ raise_exception('a system message must come first') }}"
+    "{% endif %}" + CHATML
 )
 # Llama 3 style: the content is trimmed, so the sampled text does not appear verbatim in a re-render.
 TRIMMING = (
@@ -153,7 +167,12 @@ def rollout(env, generator, tasks, n=1, max_tokens=128):
 
 
 # ---- exact masks and no re-tokenisation -------------------------------------------------------------
-def test_multi_turn_mask_is_exactly_the_policy_turns(tokenizer):
+@pytest.mark.parametrize("template", ["chatml", "qwen3_like", "system_first"])
+def test_multi_turn_mask_is_exactly_the_policy_turns(tokenizer, template):
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.chat_template = {"chatml": CHATML, "qwen3_like": QWEN3_LIKE, "system_first": SYSTEM_FIRST}[
+        template
+    ]
     env = ToolUseEnv(task="calculator", executor="inline")
     tasks = list(env.tasks("test"))[:2]
     gen = ScriptedGenerator(tokenizer, calculator_policy)
