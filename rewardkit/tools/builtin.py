@@ -119,6 +119,14 @@ class SandboxPython:
             text += f"\n(exit code {result.exit_code})"
         return text if text.strip() else "(the program printed nothing; use print())"
 
+    def available(self) -> bool:
+        """Whether the sandbox can be built here (it is built on first use otherwise)."""
+        try:
+            self._get()
+        except Exception:  # noqa: BLE001 - any failure means: not here
+            return False
+        return True
+
     def _get(self) -> Any:
         with self._lock:
             if self._sandbox is None:

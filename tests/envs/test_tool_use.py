@@ -375,6 +375,26 @@ def test_max_turns_and_max_total_tokens_stop_the_episode(tokenizer):
     assert traj.stop_reason == "max_total_tokens" and len(traj.completion_ids) >= 120
 
 
+def test_python_tool_runs_code_in_the_sandbox_during_episodes(tokenizer):
+    env = ToolUseEnv(task="calculator", tools=["calculator", "python"], executor="inline")
+    if not env.tools["python"].fn.available():
+        pytest.skip("the local sandbox cannot run here")
+
+    def policy(context, k):
+        result = last_tool_result(context)
+        if result is None:
+            expression = re.search(r"What is (.*?)\? Give", context).group(1)
+            return call("python", code=f"print({expression})")
+        return f"<answer>{result.strip()}</answer>"
+
+    tasks = list(env.tasks("test"))[:2]
+    trajectories = rollout(env, ScriptedGenerator(tokenizer, policy), tasks, n=2)
+    assert all(t.info["calls_by_tool"] == {"python": 1} for t in trajectories)
+    assert [env.score(t.completion, answer=t.task.answer, info=t.task.info).reward for t in trajectories] == [
+        1.0
+    ] * 4
+
+
 def test_lookup_two_hop_episode(tokenizer):
     env = ToolUseEnv(task="lookup", executor="inline")
     task = next(t for t in env.tasks("test") if "founder of" in t.prompt[-1]["content"])
