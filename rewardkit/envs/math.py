@@ -26,6 +26,10 @@ from rewardkit.verifiers.math import (
     parse_text_fallback,
 )
 
+DEFAULT_MEMORY_MB = 1024
+"""Address-space cap per scoring worker unless the caller sets ``memory_mb``."""
+MAX_INFO_CHARS = 500
+"""``info["extracted"]`` is cut to this length."""
 _WARMUP_ANSWERS = (
     "\\frac{\\pi}{3}",
     "2\\sqrt{2}",
@@ -107,6 +111,8 @@ class MathEnv(Environment):
         )
         if dataset is not None:
             self._hf_config("train")  # a bad option fails at load_env, not at tasks()
+        # A worker needs ~75 MB; sympy asked for a huge exact value can take gigabytes. memory_mb=None lifts it.
+        config.setdefault("memory_mb", DEFAULT_MEMORY_MB)
         super().__init__(**config)
 
     # ---- scoring -------------------------------------------------------------------------------------
@@ -118,7 +124,10 @@ class MathEnv(Environment):
         verdict = check(extract_answer(completion_text(completion)), gold, rel_tol=self.config.rel_tol)
         metrics = {"correct": float(verdict.correct), "has_answer": float(verdict.has_answer)}
         extra = {"reason": verdict.reason} if verdict.reason else {}
-        return Score.ok(float(verdict.correct), metrics, extracted=verdict.extracted, **extra)
+        extracted = verdict.extracted
+        if extracted is not None and len(extracted) > MAX_INFO_CHARS:  # scores are logged and cached
+            extracted = extracted[:MAX_INFO_CHARS] + f"... [{len(extracted):,} chars]"
+        return Score.ok(float(verdict.correct), metrics, extracted=extracted, **extra)
 
     def cache_key(
         self, completion: Completion, *, answer: Any, prompt: Any, info: Mapping[str, Any]

@@ -47,6 +47,13 @@ def test_score_has_metrics_and_extracted_answer(env):
     assert none.metrics == {"correct": 0.0, "has_answer": 0.0}
 
 
+def test_memory_cap_by_default_and_long_answers_cut_in_info(env):
+    assert env.memory_mb == 1024
+    assert MathEnv(memory_mb=None, executor="inline").memory_mb is None
+    score = env.score("<answer>" + "7" * 5000 + "</answer>", answer="7" * 5000)
+    assert score.reward == 1.0 and len(score.info["extracted"]) < 600
+
+
 def test_chat_messages_score_the_last_assistant_turn(env):
     messages = [
         {"role": "user", "content": "What is 2+2? Say 5 if unsure."},
