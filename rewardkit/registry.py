@@ -97,7 +97,10 @@ def load_env(name: str, **config: Any) -> Environment:
             f"rewardkit.register_env, the @rewardkit.reward_env decorator, or an entry point in the "
             f"'{ENTRY_POINT_GROUP}' group of your package's pyproject.toml."
         )
-    factory = _resolve(spec.target)
+    try:
+        factory = _resolve(spec.target)
+    except (ImportError, AttributeError) as exc:  # say which plugin is broken, not just which module
+        raise ImportError(f"environment {name!r} from {spec.source} cannot be imported: {exc}") from exc
     if isinstance(factory, RewardFunction):
         return factory.env(**config)
     env = factory(**config)
