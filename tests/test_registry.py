@@ -147,6 +147,26 @@ def test_clashing_entry_point_is_skipped_with_a_warning(tmp_path):
     assert "ignoring entry point format" in warned and "clash-plugin" in warned
 
 
+def test_broken_plugin_fails_only_its_own_name(tmp_path):
+    dist = tmp_path / "broken_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nrkbroken = no_such_module_rk:Env\n")
+    code = """
+        import rewardkit
+        assert "rkbroken" in rewardkit.list_envs()  # listed: entry points are imported only when loaded
+        assert rewardkit.load_env("format").score("x").status == "ok"
+        try:
+            rewardkit.load_env("rkbroken")
+        except ImportError as exc:
+            print(exc)
+    """
+    done = _run_python(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "environment 'rkbroken' from broken-plugin cannot be imported" in done.stdout
+    assert "no_such_module_rk" in done.stdout
+
+
 # ---- in-process registry ---------------------------------------------------------------------
 
 
