@@ -119,6 +119,19 @@ def test_plugin_env_scores_in_worker_processes(plugin_site):
     assert done.stdout.strip().splitlines()[-1] == "[1.0, 0.0, 1.0]"
 
 
+def test_cli_envs_table_shows_the_plugin_and_its_package(plugin_site):
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(plugin_site), os.environ.get("PYTHONPATH")]))
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "rewardkit", "envs"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line.strip()}
+    assert all(rows[name] == ["rk-demo-plugin"] for name in PLUGIN_ENVS), done.stdout
+    assert rows["format"] == ["rewardkit"]
+
+
 def test_plugin_is_absent_without_the_install():
     done = _run_python("import rewardkit; print(rewardkit.list_envs())")
     assert done.returncode == 0, done.stderr
