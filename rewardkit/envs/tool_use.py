@@ -267,10 +267,10 @@ class ToolUseEnv(Environment):
         counts: _Counts = state["counts"]
         last = messages[-1]
         text = last.get("content") or ""
+        if ANSWER_RE.search(text):  # even past the deadline: nothing is left to run
+            return self._end(counts, "ok", "answer", reward=1.0)
         if time.monotonic() > state["deadline"]:
             return self._end(counts, "timeout", "episode_timeout", reward=None)
-        if ANSWER_RE.search(text):
-            return self._end(counts, "ok", "answer", reward=1.0)
         calls = parse_tool_calls(last)
         state["turns"] = state.get("turns", 0) + 1
         if not calls and self.config.no_call_reply is None:

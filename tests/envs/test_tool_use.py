@@ -341,6 +341,17 @@ def test_sandbox_failure_ends_the_episode_as_an_infrastructure_error(tokenizer):
     assert traj.info["status"] == "error" and traj.info["end"] == "tool_infrastructure_error"
 
 
+def test_past_the_deadline_an_answer_still_ends_as_an_answer():
+    env = ToolUseEnv(task="calculator", executor="inline")
+    state = env.initial_state(env.make_task("?", "1"))
+    state["deadline"] = time.monotonic() - 1.0
+    answer = env.env_response([{"role": "assistant", "content": "<answer>1</answer>"}], state)
+    assert answer.done and answer.info["end"] == "answer" and answer.info["status"] == "ok"
+    late = env.env_response([{"role": "assistant", "content": call("calculator", expression="1")}], state)
+    assert late.done and late.info["end"] == "episode_timeout" and late.info["status"] == "timeout"
+    assert late.info["tool_calls"] == 0  # nothing was started after the deadline
+
+
 def test_no_tool_call_ends_the_episode_and_scores_zero(tokenizer):
     env = ToolUseEnv(task="calculator", executor="inline")
     [traj] = rollout(
