@@ -47,7 +47,7 @@ class MathConfig:
     """Configuration of the ``math`` environment (everything but the base's execution options)."""
 
     rel_tol: float = DEFAULT_REL_TOL
-    """Relative tolerance for numbers when either side is inexact (a decimal or an irrational)."""
+    """Relative tolerance for numbers when either side is written as a decimal (see docs/math.md)."""
     dataset: str | None = None
     """Hugging Face dataset name or local file for ``tasks()``; None: the procedural generator."""
     dataset_options: Mapping[str, Any] = field(default_factory=dict)

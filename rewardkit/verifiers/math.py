@@ -6,7 +6,7 @@ equations and symbolic expressions) with stricter rules where math-verify is wro
 * **Hedging**: a prediction that offers several different values for a single-valued gold answer
   (``7 or 8``, ``\\pm 2``, two boxes that disagree) scores 0, even if one of them is right.
 * **Relative tolerance**: numbers compare with ``|a - b| <= rel_tol * max(|a|, |b|)`` when either side
-  is inexact (a decimal or an irrational); exact values (integers, fractions) must be exactly equal.
+  was written with a decimal; exact values (integers, fractions, exact irrationals) must be equal.
   math-verify's absolute tolerance makes ``1/3^{50}`` equal ``1/3^{49}``.
 * **Long integers**: integer literals of any length compare digit by digit, past Python's
   4,300-digit ``int(str)`` limit.
@@ -49,6 +49,8 @@ MAX_EXACT_DIGITS = 50_000
 """Values whose exact form could need more digits than this are compared structurally, never evaluated."""
 FALLBACK_TAIL_CHARS = 4_000
 """Without <answer> or \\boxed, math-verify's extraction looks at this many trailing characters only."""
+IRRATIONAL_REL_TOL = 1e-30
+"""Two exact values, one irrational, are equal when they agree this closely at 40-digit precision."""
 MAX_CANDIDATES = 8
 """More distinct candidate answers than this is hedging by itself."""
 
@@ -251,7 +253,7 @@ def _int_from_digits(digits: str) -> int:
 _SIMPLE_RE = re.compile(
     r"(?:(?P<var>[a-zA-Z])\s*=\s*)?(?P<neg>-)?\s*(?:"
     r"\\[dt]?frac\{(?P<fn>\d+)\}\{(?P<fd>\d+)\}|\\[dt]?frac(?P<sn>\d)(?P<sd>\d)"
-    r"|(?P<sl>\d+)\s*/\s*(?P<sr>\d+)|(?P<dec>\d*\.\d+|\d+)"
+    r"|(?P<sl>\d+)\s*/\s*(?P<sr>\d+)|(?P<dec>\d*\.\d+|\d+)|(?P<inf>\\infty)"
     r")"
 )
 
@@ -263,12 +265,14 @@ _VAR_PREFIX_RE = re.compile(r"([a-zA-Z])\s*=\s*")
 
 
 def _simple_value(text: str) -> tuple[Any, bool] | None:
-    """(value, is_decimal) for an integer, decimal or fraction, optionally as ``x = ...``; else None."""
+    """(value, is_decimal) for an integer, decimal, fraction or infinity, optionally as ``x = ...``; else None."""
     m = _SIMPLE_RE.fullmatch(text)
     if m is None:
         return None
     g = m.groupdict()
-    if g["dec"] is not None:
+    if g["inf"] is not None:
+        value = sympy.oo
+    elif g["dec"] is not None:
         value = sympy.Rational(g["dec"])
     else:
         num, den = (g["fn"], g["fd"]) if g["fn"] else (g["sn"], g["sd"]) if g["sn"] else (g["sl"], g["sr"])
@@ -460,15 +464,19 @@ def _numeric_values(expr: Any) -> list[tuple[Any, bool]] | None:
 
 
 def _close(a: tuple[Any, bool], b: tuple[Any, bool], rel_tol: float, inexact: bool) -> bool:
-    """Exact equality for two exact values; else ``|a - b| <= rel_tol * max(|a|, |b|)``."""
+    """``|a - b| <= tol * max(|a|, |b|)``: tol is ``rel_tol`` when a decimal was written, else exact.
+
+    Exact means equal rationals, or irrationals equal to 30 significant digits (``\\pi`` is not 355/113).
+    """
     (va, exact_a), (vb, exact_b) = a, b
     if exact_a and exact_b:
         if not inexact:
             return bool(va == vb)
         return bool(abs(va - vb) <= sympy.Rational(repr(rel_tol)) * max(abs(va), abs(vb)))
+    tol = rel_tol * (1 + 1e-12) if inexact else IRRATIONAL_REL_TOL
     diff = abs(sympy.N(va - vb, 40))
     scale = max(abs(sympy.N(va, 40)), abs(sympy.N(vb, 40)))
-    return bool(diff <= rel_tol * scale * (1 + 1e-12))
+    return bool(diff <= tol * scale)
 
 
 def _numbers_equal(gold: Any, pred: Any, rel_tol: float, inexact: bool) -> bool | None:
@@ -502,6 +510,10 @@ def _written_order(expr: Any) -> list[Any]:
 
 def _structured_equal(gold: Any, pred: Any, rel_tol: float, inexact: bool) -> bool | None:
     """Element-wise comparison (so the relative tolerance reaches inside) of sets, tuples, matrices, intervals."""
+    if isinstance(gold, _MULTI_TYPES) != isinstance(pred, _MULTI_TYPES):
+        scalar = pred if isinstance(gold, _MULTI_TYPES) else gold
+        if isinstance(scalar, sympy.Expr):  # an interval or set is never one number (relations go on)
+            return False
     if isinstance(gold, sympy.FiniteSet) and isinstance(pred, sympy.FiniteSet):
         return _pairwise(list(gold.args), list(pred.args), False, rel_tol, inexact)
     if isinstance(gold, sympy.Tuple | sympy.FiniteSet) and isinstance(pred, sympy.Tuple | sympy.FiniteSet):

@@ -170,6 +170,9 @@ NOT_EQUIVALENT = [
     # plain wrong values and near misses
     ("\\frac{1}{3}", A("0.3333")),
     ("\\pi", A("3.14")),
+    ("\\pi", A("\\frac{355}{113}")),  # exact vs exact: no tolerance
+    ("\\sqrt{2}", A("\\frac{99}{70}")),
+    ("(-\\infty, 2]", A("2")),
     ("100", A("100.001")),
     ("42", A("24")),
     ("1234", A("1.234")),
