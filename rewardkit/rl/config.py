@@ -22,7 +22,8 @@ from rewardkit.rl.algorithms import AlgorithmConfig, preset
 class TrainConfig:
     # ---- what to train, against what ----
     model: str = ""
-    """Hugging Face model id or local directory of the policy (a causal LM)."""
+    """Hugging Face model id or local directory of the policy (a causal LM), or ``tiny``: a random tiny
+    Llama built on the spot (tokenizer trained on the tasks), for CPU smoke runs with no download."""
     tokenizer: str | None = None
     """Tokenizer id or directory; defaults to ``model``."""
     env: str = "math"

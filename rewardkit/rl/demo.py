@@ -70,11 +70,14 @@ def solution(task: Task) -> str:
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    from transformers.utils import logging as hf_logging
+
     from rewardkit.registry import load_env
     from rewardkit.rl.config import TrainConfig
     from rewardkit.rl.tiny import TinyConfig, build_tiny
     from rewardkit.rl.trainer import train
 
+    hf_logging.disable_progress_bar()  # the demo prints its own progress
     t_start = time.perf_counter()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

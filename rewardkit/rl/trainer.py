@@ -28,6 +28,7 @@ from rewardkit.rl.algorithms import (
     AlgorithmConfig,
     StepNorm,
     policy_loss,
+    token_mean,
     token_rewards,
     value_loss,
 )
@@ -69,7 +70,10 @@ def train(
     out = Path(cfg.output_dir)
     env = env or load_env(cfg.env, **cfg.env_config)
     tasks = list(tasks if tasks is not None else env.tasks(cfg.train_split))[: cfg.max_tasks]
-    policy, tokenizer = load_policy(cfg.model, cfg.tokenizer, cfg.dtype, cfg.gradient_checkpointing, cfg.lora)
+    model_path = build_tiny_for(tasks, out / "tiny_model", cfg.seed) if cfg.model == "tiny" else cfg.model
+    policy, tokenizer = load_policy(
+        model_path, cfg.tokenizer, cfg.dtype, cfg.gradient_checkpointing, cfg.lora
+    )
     reference = frozen_copy(policy) if algo.needs_reference and not cfg.lora else None
     critic = ValueModel(policy).to(policy.device) if algo.needs_values else None
     generator = _make_generator(cfg, policy, tokenizer)
@@ -227,7 +231,7 @@ def optimize(
                 if (
                     reference is None and "kl" not in m
                 ):  # no reference model: report the drift from the rollout policy
-                    m["kl"] = _token_mean(KL_ESTIMATORS["k3"](logprobs.detach(), old), loss_mask[sl], norm)
+                    m["kl"] = token_mean(KL_ESTIMATORS["k3"](logprobs.detach(), old), loss_mask[sl], norm)
                 if critic is not None:
                     values = completion_values(critic, packed)
                     v_loss, vm = value_loss(
@@ -315,10 +319,6 @@ def _is_weights(
     )
 
 
-def _token_mean(x: torch.Tensor, mask: torch.Tensor, norm: StepNorm) -> torch.Tensor:
-    return torch.where(mask, x, 0.0).sum() / max(norm.num_tokens, 1)
-
-
 def _rows(values: list[Any], T: int, device: Any) -> torch.Tensor:
     out = torch.zeros(len(values), T, dtype=torch.float32)
     for i, v in enumerate(values):
@@ -330,6 +330,20 @@ def _rows(values: list[Any], T: int, device: Any) -> torch.Tensor:
 def _chunks(items: list[int], size: int) -> list[list[int]]:
     size = max(1, size)
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def build_tiny_for(tasks: list[Task], path: Path, seed: int) -> str:
+    """``model: tiny``: a random tiny Llama whose tokenizer is trained on the tasks' prompts and answers,
+    so every example config runs on a CPU with nothing downloaded. Reused if already built."""
+    from rewardkit.rl.tiny import TinyConfig, build_tiny
+
+    if not (path / "config.json").exists():
+        corpus = [
+            f"{t.prompt if isinstance(t.prompt, str) else str(t.prompt)} <think></think><answer>{t.answer}</answer>"
+            for t in tasks[:2000]
+        ]
+        build_tiny(corpus, TinyConfig(seed=seed), save_to=path)
+    return str(path)
 
 
 def _seed_everything(seed: int) -> None:
