@@ -264,8 +264,10 @@ def evaluate(cfg: EvalConfig, suite: Suite, *, on_task_done: TaskHook | None = N
     out = Path(cfg.output_dir)
     model = resolve_model(cfg.model, cfg.step)
     backend = resolve_backend(cfg.backend)
-    envs = {e.label: load_env(e.env, **e.config) for e in suite.environments}
+    envs: dict[str, Any] = {}
     try:
+        for e in suite.environments:
+            envs[e.label] = load_env(e.env, **e.config)
         tasks = {e.label: _tasks(e, envs[e.label]) for e in suite.environments}
         current = fingerprint(model, suite, {k: tasks_digest(v) for k, v in tasks.items()}, backend)
         records = prepare_output(out, current, cfg)
