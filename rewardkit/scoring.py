@@ -37,6 +37,7 @@ import cloudpickle
 from rewardkit.types import Score
 
 ScoreFn = Callable[[dict[str, Any]], Score]
+MAX_STARTUP_DEATHS = 3
 
 
 def _worker_main(conn: Connection, payload: bytes, memory_mb: int | None) -> None:
@@ -131,6 +132,7 @@ class WorkerPool:
         self._wake_r, self._wake_w = mp.Pipe(duplex=False)
         self._closed = False
         self._init_error: str | None = None
+        self._startup_deaths = 0
         self._next_id = 0
         self.stats = collections.Counter()  # timeouts, crashes, restarts: for logs and tests
         self._thread: threading.Thread | None = None
@@ -274,10 +276,19 @@ class WorkerPool:
         try:
             kind, value = worker.conn.recv()
         except (EOFError, OSError):
-            self._replace(worker, "error", self._death_reason(worker))
+            reason = self._death_reason(worker)
+            if not worker.ready:  # died while starting: retrying forever would spin, so give up after a few
+                self._startup_deaths += 1
+                if self._startup_deaths >= MAX_STARTUP_DEATHS:
+                    self._init_error = f"{MAX_STARTUP_DEATHS} workers in a row died while starting ({reason})"
+                    self._remove(worker)
+                    self._fail_queue(f"scoring workers cannot start: {self._init_error}")
+                    return
+            self._replace(worker, "error", reason)
             return
         if kind == "ready":
             worker.ready = True
+            self._startup_deaths = 0
         elif kind == "init_error":
             self._init_error = value
             self._remove(worker)

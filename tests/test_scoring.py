@@ -514,3 +514,23 @@ def test_arbitrary_batches_through_worker_processes(fmt_process, samples):
     for score in scores:
         _well_formed(score)
         event(score.status)  # --hypothesis-show-statistics: both ok and failure paths are exercised
+
+
+class _DiesOnLoad:
+    """Unpickling it kills the worker process outright (like a crashing import)."""
+
+    def __reduce__(self):
+        import os
+
+        return (os._exit, (3,))
+
+
+def test_workers_that_die_while_starting_fail_the_jobs_instead_of_respawning_forever():
+    pool = WorkerPool(_DiesOnLoad(), workers=1, timeout_s=5)
+    try:
+        score = pool.submit({}).result(timeout=60)
+        assert score.status == "error" and "died while starting" in score.info["reason"]
+        assert pool.stats["started"] <= 3
+        assert pool.submit({}).result(timeout=5).status == "error"
+    finally:
+        pool.close()
