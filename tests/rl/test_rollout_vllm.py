@@ -80,7 +80,9 @@ WORKER = textwrap.dedent(
         rng = torch.random.get_rng_state()
         # No dtype: "auto" must follow the in-memory model (float32), or logprobs would drift by ~1e-2.
         gen = make_generator("vllm", model, tok, enable_sleep_mode=True, max_model_len=256,
-                             gpu_memory_utilization=0.1, enforce_eager=True, max_batch_size=4)
+                             gpu_memory_utilization=0.1, enforce_eager=True, max_batch_size=4,
+                             # small prefill chunks: seeded sampling must survive chunked prefill
+                             engine_kwargs={"max_num_batched_tokens": 32})
         res["rng_untouched"] = bool(torch.equal(rng, torch.random.get_rng_state()))
 
         diffs = {}

@@ -120,11 +120,11 @@ class VLLMGenerator:
         dtype = self.config.dtype
         if dtype == "auto" and in_memory:
             dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-        with _preserved_rng():
-            self.llm = self._vllm.LLM(model=str(path), **self._engine_kwargs(dtype))
         from vllm.platforms import current_platform
 
-        self._on_gpu = torch.cuda.is_available() and not current_platform.is_cpu()
+        self._on_gpu = not current_platform.is_cpu()
+        with _preserved_rng():
+            self.llm = self._vllm.LLM(model=str(path), **self._engine_kwargs(dtype))
         self._asleep: Literal["no", "weights_and_kv", "kv"] = "no"
         self._weights_valid = True
 
@@ -136,7 +136,7 @@ class VLLMGenerator:
             "seed": cfg.seed,
             "enforce_eager": cfg.enforce_eager,
             "logprobs_mode": "processed_logprobs",  # logprobs of the distribution actually sampled
-            "enable_sleep_mode": cfg.enable_sleep_mode and torch.cuda.is_available(),  # GPU-only feature
+            "enable_sleep_mode": cfg.enable_sleep_mode and self._on_gpu,  # a GPU-only feature
         }
         if cfg.max_model_len is not None:
             kwargs["max_model_len"] = cfg.max_model_len
@@ -165,14 +165,21 @@ class VLLMGenerator:
         self._ensure_awake()
         # vLLM refuses n > 1 for greedy requests; greedy samples are identical, so repeat the prompt.
         copies = params.n if params.temperature == 0 else 1
+        # The CPU build crashes when a seeded request's prefill is split into chunks ("CPU Generator
+        # does not use offset"), so there the whole call is seeded through the global torch RNG, which
+        # unseeded requests draw from (forked: the trainer's stream is left as it was).
+        per_request_seeds = params.seed is not None and self._on_gpu
         requests, sampling = [], []
         for i, prompt in enumerate(prompts):
             # Distinct seeds per prompt so that samples of different prompts are not driven by one noise.
-            seed = None if params.seed is None else params.seed + i
+            seed = params.seed + i if per_request_seeds else None
             for _ in range(copies):
                 requests.append(self._vllm.TokensPrompt(prompt_token_ids=list(prompt)))
                 sampling.append(self._sampling_params(params, seed, n=params.n // copies))
-        outputs = self.llm.generate(requests, sampling, use_tqdm=False)
+        with torch.random.fork_rng(devices=[], enabled=params.seed is not None and not per_request_seeds):
+            if params.seed is not None and not per_request_seeds:
+                torch.manual_seed(params.seed)
+            outputs = self.llm.generate(requests, sampling, use_tqdm=False)
         groups: list[list[Generation]] = [[] for _ in prompts]
         for k, request_output in enumerate(outputs):
             for completion in sorted(request_output.outputs, key=lambda c: c.index):
@@ -215,7 +222,8 @@ class VLLMGenerator:
         )
         if count[0] == 0:
             raise ValueError("update_weights got no tensors")
-        self.llm.reset_prefix_cache()
+        if self._asleep == "no":  # sleeping already dropped the prefix cache with the KV cache
+            self.llm.reset_prefix_cache()
         self._weights_valid = True
 
     def sleep(self) -> None:
@@ -250,9 +258,9 @@ class VLLMGenerator:
             raise RuntimeError(
                 "vLLM slept at level 2 (weights dropped): call update_weights before generating"
             )
-        self.llm.wake_up(tags=["weights"] if self._asleep == "weights_and_kv" else None)
         if self._asleep == "weights_and_kv":
-            self.llm.wake_up(tags=["kv_cache"])
+            self.llm.wake_up(tags=["weights"])
+        self.llm.wake_up(tags=["kv_cache"])  # fully resident again: vLLM resumes scheduling
         self._asleep = "no"
 
     def close(self) -> None:
