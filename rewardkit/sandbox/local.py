@@ -24,7 +24,14 @@ import weakref
 from dataclasses import dataclass
 
 from rewardkit.sandbox import runner
-from rewardkit.sandbox.base import DEFAULT_MAX_OUTPUT_BYTES, PYTHON_COMMAND, ExecResult, check_limits
+from rewardkit.sandbox.base import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    PYTHON_COMMAND,
+    ExecResult,
+    SandboxError,
+    check_limits,
+)
+from rewardkit.sandbox.local_warm import SlotLost, WarmSlot, WarmSlots
 
 ISOLATION_MODES = ("auto", "bwrap", "unshare", "none")
 
@@ -47,6 +54,12 @@ class LocalConfig:
         work_mb: size of the tmpfs work dir (bwrap only): stops disk filling.
         fsize_mb: largest file a run may write.
         max_output_bytes: per-stream output cap; passing it stops the run.
+        warm: with bubblewrap, keep one sandbox per slot alive and run jobs in it through the job
+            runner (the docker back end's, Python forked from a warm interpreter): a run then costs
+            milliseconds instead of a namespace set-up plus interpreter start-up. False builds a
+            fresh sandbox for every run.
+        grace_s: (warm) how long past a run's timeout the host waits before it gives the slot up.
+        max_jobs_per_slot: (warm) replace a slot after this many jobs, for hygiene.
     """
 
     isolation: str = "auto"
@@ -58,6 +71,9 @@ class LocalConfig:
     work_mb: int = 64
     fsize_mb: int = 16
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    warm: bool = True
+    grace_s: float = 5.0
+    max_jobs_per_slot: int = 1000
 
     def __post_init__(self) -> None:
         if self.isolation not in ISOLATION_MODES:
@@ -77,16 +93,26 @@ class LocalSandbox:
     def __init__(self, **options: object) -> None:
         self.config = LocalConfig(**options)  # type: ignore[arg-type]
         self._root = os.geteuid() == 0
-        self._slots: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        # Warm: reuse the most recently used uid (its slot is running); cold: rotate through them all,
+        # so a uid's killed processes have time to be reaped before it is used again.
+        self._slots: queue.Queue[int | None] = queue.LifoQueue() if self.config.warm else queue.Queue()
         self._claims = _claim_uids(self.config) if self._root else {}
         self._release = weakref.finalize(self, _release_uids, dict(self._claims))
         for uid in self._claims or [None] * self.config.max_parallel:
             self._slots.put(uid)
         self._argv0 = _resolve(self.config.command[0])
+        self._python = _resolve("python3")  # runs the warm slots' job runner, whatever the command
         self._prlimit = shutil.which("prlimit")
         self._setpriv = shutil.which("setpriv")
         self._own_processes = 0 if self._root else _count_own_processes()
+        self._warm = False  # probes run cold
         self._isolation = self._pick_isolation()
+        self._warm_slots = WarmSlots()
+        self._stop_warm = weakref.finalize(self, self._warm_slots.destroy_all)
+        # As root, a warm slot must drop to its uid through setpriv (it is not spawned per run).
+        self._warm = (
+            self.config.warm and self._isolation == "bwrap" and (not self._root or bool(self._setpriv))
+        )
 
     def protections(self) -> dict[str, bool]:
         bwrap = self._isolation == "bwrap"
@@ -108,13 +134,16 @@ class LocalSandbox:
         return sorted(self._claims)
 
     def close(self) -> None:
-        """Give the slot uids back (no process outlives a run, so nothing else is held)."""
+        """Stop the warm slots and give the slot uids back. Idempotent; also runs at exit."""
+        self._stop_warm()
         self._release()
 
     def run(self, code: str, *, stdin: str = "", timeout_s: float = 10.0, memory_mb: int = 512) -> ExecResult:
         check_limits(timeout_s, memory_mb)
         uid = self._slots.get()
         try:
+            if self._warm:
+                return self._run_warm(uid, code, stdin, timeout_s, memory_mb)
             result = self._run_as(uid, code, stdin, timeout_s, memory_mb)
             if uid is not None and _namespace_refused(result):
                 # The slot's last processes were killed but not yet reaped, and still count against
@@ -126,6 +155,57 @@ class LocalSandbox:
             if uid is not None and self._isolation != "bwrap":
                 _kill_uid(uid)  # the bwrap pid namespace already took everything down
             self._slots.put(uid)
+
+    def _run_warm(
+        self, uid: int | None, code: str, stdin: str, timeout_s: float, memory_mb: int
+    ) -> ExecResult:
+        cfg = self.config
+        job = {
+            "code": code,
+            "stdin": stdin,
+            "timeout_s": timeout_s,
+            "memory_mb": memory_mb,
+            "max_output_bytes": cfg.max_output_bytes,
+            "argv": list(cfg.command),
+            "filename": cfg.filename,
+            "fsize_mb": cfg.fsize_mb,
+        }
+        lost = None
+        for _ in range(2):  # a slot lost mid-job gets one fresh retry, then it is the sandbox's fault
+            slot = self._warm_slots.take(uid) or self._start_slot(uid)
+            started = time.monotonic()
+            try:
+                answer = slot.execute(job, started + timeout_s + cfg.grace_s)
+            except SlotLost as exc:
+                slot.destroy()
+                if exc.hung:  # the runner is stuck past the deadline: the program's doing, a timeout
+                    return ExecResult(None, "", "", timed_out=True, wall_s=time.monotonic() - started)
+                lost = exc
+                continue
+            keep = answer.get("clean") is True and "error" not in answer and slot.jobs < cfg.max_jobs_per_slot
+            if keep and self._stop_warm.alive:
+                self._warm_slots.put(uid, slot)
+            else:
+                slot.destroy()
+            if "error" in answer:
+                raise SandboxError(f"sandbox runner failed: {answer['error']}")
+            fields = ("exit_code", "stdout", "stderr", "timed_out", "wall_s", "truncated")
+            return ExecResult(**{name: answer[name] for name in fields})
+        raise SandboxError(f"local sandbox slot lost twice running one program: {lost}")
+
+    def _start_slot(self, uid: int | None) -> WarmSlot:
+        cfg = self.config
+        nproc = cfg.nproc if uid is not None else self._own_processes + cfg.nproc
+        limits = [f"--nproc={nproc}", f"--fsize={cfg.fsize_mb << 20}", "--nofile=256", "--core=0"]
+        scratch = ["--size", str(cfg.work_mb << 20), "--tmpfs", "/tmp"]
+        tail = ["--remount-ro", "/", "--chdir", "/tmp", "--as-pid-1", "--"]
+        wrapper = (
+            self._user_argv(uid) + [self._prlimit, *limits, "--"] + self._bwrap_common() + scratch + tail
+        )
+        try:
+            return WarmSlot(wrapper, self._python)
+        except SlotLost as exc:
+            raise SandboxError(f"could not start a local sandbox slot: {exc}") from exc
 
     def _run_as(self, uid: int | None, code: str, stdin: str, timeout_s: float, memory_mb: int) -> ExecResult:
         cfg = self.config
@@ -214,6 +294,15 @@ class LocalSandbox:
         return [self._prlimit, *limits, "--"]
 
     def _bwrap_argv(self, source_fd: int) -> list[str]:
+        """A fresh sandbox for one run: the program's source is copied into a tmpfs /work."""
+        cfg = self.config
+        work = ["--size", str(cfg.work_mb << 20), "--tmpfs", "/work"]
+        argv = self._bwrap_common() + work + ["--file", str(source_fd), f"/work/{cfg.filename}"]
+        # The root and /dev are bwrap's own tmpfs mounts: left writable they would be unbounded RAM.
+        return argv + ["--remount-ro", "/", "--chdir", "/work", "--"]
+
+    def _bwrap_common(self) -> list[str]:
+        """Namespaces, read-only /usr, a private /proc, read-only /dev with a size-capped /dev/shm."""
         cfg = self.config
         argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
         argv += ["--ro-bind", "/usr", "/usr"]
@@ -222,26 +311,10 @@ class LocalSandbox:
                 argv += ["--symlink", os.readlink(top), top]
             elif os.path.isdir(top):
                 argv += ["--ro-bind", top, top]
-        prefix = _interpreter_root(self._argv0)
-        if prefix is not None:
+        for prefix in sorted({_interpreter_root(self._argv0), _interpreter_root(self._python)} - {None}):
             argv += ["--ro-bind", prefix, prefix]
-        work = ["--size", str(cfg.work_mb << 20), "--tmpfs"]
-        argv += [
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--remount-ro",
-            "/dev",
-            *work,
-            "/dev/shm",
-            *work,
-            "/work",
-        ]
-        argv += ["--file", str(source_fd), f"/work/{cfg.filename}"]
-        # The root and /dev are bwrap's own tmpfs mounts: left writable they would be unbounded RAM.
-        argv += ["--remount-ro", "/", "--chdir", "/work", "--"]
-        return argv
+        shm = ["--size", str(cfg.work_mb << 20), "--tmpfs", "/dev/shm"]
+        return argv + ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev", *shm]
 
     def _pick_isolation(self) -> str:
         wanted = self.config.isolation

@@ -66,13 +66,21 @@ def local_sandbox():
 
 
 @pytest.fixture(scope="session")
+def local_cold_sandbox():
+    """The local back end building a fresh bubblewrap sandbox for every run (``warm=False``)."""
+    sandbox = get_sandbox("local", warm=False)
+    yield sandbox
+    sandbox.close()
+
+
+@pytest.fixture(scope="session")
 def docker_sandbox():
     sandbox = docker_or_skip(pool_size=2)
     yield sandbox
     sandbox.close()
 
 
-@pytest.fixture(params=["local", "docker"])
+@pytest.fixture(params=["local", "local_cold", "docker"])
 def sandbox(request):
-    """Each hostile test runs against both back ends."""
+    """Each hostile test runs against both back ends (the local one warm and cold)."""
     return request.getfixturevalue(f"{request.param}_sandbox")

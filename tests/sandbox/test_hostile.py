@@ -11,20 +11,34 @@ import time
 
 import pytest
 
+from rewardkit.sandbox import runner
 from rewardkit.sandbox.local import LocalSandbox, _uids_of_processes
 
 
 def leftovers(sandbox) -> list:
     """Processes a sandbox still runs for finished jobs (a docker runner itself does not count)."""
     if isinstance(sandbox, LocalSandbox):
-        return [pid for pid, uid in _uids_of_processes() if uid in sandbox.slot_uids]
+        stray = []
+        for pid, uid in _uids_of_processes():
+            if uid in sandbox.slot_uids and not is_runner(f"/proc/{pid}/cmdline"):
+                stray.append(pid)
+        return stray
     stray = []
     for worker in list(sandbox._containers.workers):
         for process in worker.container.top()["Processes"] or []:
             command = process[-1]
-            if "exec(sys.argv[1])" not in command:  # the runner and its template are not leftovers
+            if runner.BOOTSTRAP not in command:  # the runner and its template are not leftovers
                 stray.append(command[:200])
     return stray
+
+
+def is_runner(cmdline_path: str) -> bool:
+    """A warm slot's own processes (wrappers, runner, template) carry the runner's bootstrap."""
+    try:
+        with open(cmdline_path, "rb") as f:
+            return runner.BOOTSTRAP.encode() in f.read()
+    except OSError:
+        return False
 
 
 def processes_with(marker: str) -> list[int]:
