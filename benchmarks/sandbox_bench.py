@@ -80,8 +80,10 @@ def median_latency(run, n: int) -> float:
 
 def latencies(runs: int) -> dict[str, float]:
     figures = {}
-    local = get_sandbox("local")
-    figures["local"] = median_latency(lambda: local.run("pass"), runs)
+    with get_sandbox("local") as local:
+        figures["local"] = median_latency(lambda: local.run("pass"), runs)
+    with get_sandbox("local", warm=False) as local_cold:
+        figures["local_cold"] = median_latency(lambda: local_cold.run("pass"), runs)
     with get_sandbox("docker", pool_size=WORKERS) as docker_sandbox:
         figures["docker_warm"] = median_latency(lambda: docker_sandbox.run("pass"), runs)
     cmd = ["docker", "run", "--rm", "--network", "none", DEFAULT_IMAGE, "python3", "-c", "pass"]
@@ -162,7 +164,8 @@ def report(lat: dict[str, float], batch: dict[str, float], n: int) -> str:
             "",
             "| back end | median ms |",
             "|---|---|",
-            f"| local (bwrap + rlimits + slot uid) | {ms['local']:.1f} |",
+            f"| local, warm slots (bwrap + rlimits + slot uid) | {ms['local']:.1f} |",
+            f"| local, a fresh bwrap sandbox per run (`warm=False`) | {ms['local_cold']:.1f} |",
             f"| docker warm pool | {ms['docker_warm']:.1f} |",
             f"| `docker run --rm` (peer) | {ms['docker_run_rm']:.1f} |",
             "",
@@ -178,7 +181,7 @@ def report(lat: dict[str, float], batch: dict[str, float], n: int) -> str:
             "Why the sandboxed batch can beat bare subprocesses: each container's runner forks Python",
             "jobs from a warm, job-free interpreter, so no run pays interpreter start-up, which",
             "dominates small test programs; the bare baseline starts `python3` for every program.",
-            "The local back end pays start-up plus bubblewrap's namespace setup on every run.",
+            "The local back end's warm slots run the same runner inside one bubblewrap sandbox per slot.",
             "",
         ]
     )
@@ -204,7 +207,7 @@ def main() -> None:
     lat = latencies(args.runs)
     batch = {
         UNSANDBOXED: unsandboxed(samples),
-        "code env, local sandbox": through_env("local", samples),
+        "code env, local sandbox (warm slots)": through_env("local", samples),
         DOCKER_BATCH: through_env("docker", samples),
         "code env, docker, exec per run (fork_server=False)": through_env(
             "docker", samples, fork_server=False
