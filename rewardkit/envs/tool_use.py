@@ -9,6 +9,8 @@ the tool counts and a ``status`` (``ok``, ``timeout``, ``error``); when the envi
 episode, ``info["end"]`` says why: ``answer``, ``no_tool_call``, ``too_many_tool_errors``,
 ``episode_timeout`` or ``tool_infrastructure_error`` (a sandbox failure: drop the episode, do not
 score it 0). Otherwise ``Trajectory.stop_reason`` does (``max_turns``, ``max_total_tokens``, ``length``).
+A caller that scores with ``info={**task.info, "episode": trajectory.info}`` gets status ``error``
+(not a 0 reward) for an episode that ended on an infrastructure error.
 
 Reward (``verify``): the outcome, 1.0 when the final answer matches the gold answer (the math verifier
 for numbers, normalised exact match for names), plus optional weighted terms for format (one final
@@ -317,6 +319,11 @@ class ToolUseEnv(Environment):
     def verify(self, completion: Completion, *, answer: Any, prompt: Any, info: Mapping[str, Any]) -> Score:
         if answer is None:
             return Score.failure("invalid_input", "tool_use needs the gold answer (answer=...)")
+        episode = info.get("episode")  # Trajectory.info, when the caller passes it along
+        if isinstance(episode, Mapping) and episode.get("end") == "tool_infrastructure_error":
+            return Score.failure(
+                "error", "a tool's infrastructure failed (e.g. the sandbox); drop this episode"
+            )
         final = completion_text(completion)
         found = ANSWER_RE.findall(final)
         stats = episode_stats(completion)

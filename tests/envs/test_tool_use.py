@@ -339,6 +339,8 @@ def test_sandbox_failure_ends_the_episode_as_an_infrastructure_error(tokenizer):
     )
     assert traj.turns == 1
     assert traj.info["status"] == "error" and traj.info["end"] == "tool_infrastructure_error"
+    score = env.score(traj.completion, answer="1", info={**traj.task.info, "episode": traj.info})
+    assert score.status == "error" and "drop this episode" in score.info["reason"]
 
 
 def test_past_the_deadline_an_answer_still_ends_as_an_answer():
