@@ -77,14 +77,22 @@ class ToolExecutor:
         self.max_output_chars = max_output_chars
         self.max_stuck_calls = max_stuck_calls
         self._stuck: list[threading.Thread] = []
+        self._lock = threading.Lock()  # episodes may run their calls from several threads at once
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_stuck": []}  # threads belong to this process only
+        state = {**self.__dict__, "_stuck": []}  # threads and locks belong to this process only
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def stuck_calls(self) -> int:
         """Timed-out calls whose threads have not finished yet."""
-        self._stuck = [t for t in self._stuck if t.is_alive()]
-        return len(self._stuck)
+        with self._lock:
+            self._stuck = [t for t in self._stuck if t.is_alive()]
+            return len(self._stuck)
 
     def schemas(self) -> list[dict[str, Any]]:
         return [t.schema for t in self.tools.values()]
@@ -100,8 +108,8 @@ class ToolExecutor:
         problem = check_arguments(found, call.arguments)
         if problem:
             return ToolResult(call, f"Error: {problem}", "error")
-        if self.stuck_calls() >= self.max_stuck_calls:
-            message = f"Error: {len(self._stuck)} earlier tool calls are still running; not starting another."
+        if (stuck := self.stuck_calls()) >= self.max_stuck_calls:
+            message = f"Error: {stuck} earlier tool calls are still running; not starting another."
             return ToolResult(call, message, "infra_error")
         limit = found.timeout_s or self.timeout_s
         if deadline is not None:
@@ -111,7 +119,8 @@ class ToolExecutor:
         wall = time.monotonic() - start
         if status == "timeout":
             if value is not None:
-                self._stuck.append(value)
+                with self._lock:
+                    self._stuck.append(value)
             return ToolResult(
                 call, f"Error: {call.name} did not finish within {limit:.3g} s.", "timeout", wall
             )
