@@ -6,7 +6,7 @@ run. Figures are generated tokens per second of wall time for one ``generate`` c
 batch, after a small warm-up call; vLLM's engine start-up is reported separately (a trainer pays it
 once per run). The HF back end runs first: starting vLLM binds the process's OpenMP threads on CPU.
 
-    python benchmarks/rollout_bench.py [--prompts 32 --group 8 --max-tokens 128] [--write]
+    python benchmarks/rollout_bench.py [--prompts 16 --group 8 --max-tokens 96] [--write]
 """
 
 from __future__ import annotations
@@ -138,9 +138,9 @@ def write_section(path: str, body: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--group", type=int, default=8, help="samples per prompt (G)")
-    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--hidden", type=int, default=256, help="model width (head_dim is 32)")
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--hf-batch", type=int, default=0, help="HF micro-batch rows (0: the whole batch)")

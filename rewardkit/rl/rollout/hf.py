@@ -84,7 +84,9 @@ class HFGenerator:
             if len(prompt) == 0:
                 raise ValueError(f"prompt {i} is empty; every prompt needs at least one token id")
         rows = [_Row(p, s, list(prompt), [], []) for p, prompt in enumerate(prompts) for s in range(params.n)]
-        order = sorted(rows, key=lambda r: len(r.prompt)) if self.config.sort_by_length else rows
+        order = (
+            sorted(rows, key=lambda r: (len(r.prompt), r.prompt_idx)) if self.config.sort_by_length else rows
+        )
         rng = self._rng if params.seed is None else self._seeded(params.seed)
         was_training = self.model.training
         self.model.eval()
@@ -108,13 +110,27 @@ class HFGenerator:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
     def _run_batch(self, rows: list[_Row], params: SamplingParams, rng: torch.Generator) -> None:
-        """Prefill the micro-batch, then sample one token per step until every row has finished."""
-        input_ids, mask, positions = _left_pad([r.prompt for r in rows], self._pad_id, self._device)
+        """Prefill the micro-batch, then sample one token per step until every row has finished.
+
+        Each distinct prompt is prefilled once; its KV cache is then repeated for its samples.
+        """
+        prefill: dict[int, list[int]] = {}  # prompt_idx -> prompt, in order of first appearance
+        for row in rows:
+            prefill.setdefault(row.prompt_idx, row.prompt)
+        slot = {prompt_idx: i for i, prompt_idx in enumerate(prefill)}
+        input_ids, mask, positions = _left_pad(list(prefill.values()), self._pad_id, self._device)
         out = self.model(
             input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
         )
-        cache, logits = out.past_key_values, out.logits[:, -1, :]  # logits: [B, V]
-        positions = positions[:, -1:]  # [B, 1]: position of each row's last token
+        cache, logits = out.past_key_values, out.logits[:, -1, :]  # logits: [U, V], U distinct prompts
+        expand = torch.tensor([slot[row.prompt_idx] for row in rows], device=self._device)  # [B]
+        if len(expand) > len(slot):
+            cache.reorder_cache(expand)
+        logits, mask, positions = (
+            logits[expand],
+            mask[expand],
+            positions[expand, -1:],
+        )  # [B, V], [B, L], [B, 1]
         active = list(rows)
         for step in range(params.max_tokens):
             tokens, logprobs = sample_tokens(logits, params, rng)  # [B], [B]
