@@ -17,6 +17,12 @@ from rewardkit.sandbox.docker import LABEL, DockerConfig
 from .conftest import docker_or_skip
 
 
+@pytest.fixture(params=["local", "docker"])
+def runner_sandbox(request):
+    """Back ends whose jobs go through the job runner: docker, and local warm slots."""
+    return request.getfixturevalue(f"{request.param}_sandbox")
+
+
 def owned_containers(client, owner: str, key: str = "owner") -> list:
     return client.containers.list(all=True, filters={"label": f"{LABEL}.{key}={owner}"})
 
@@ -77,7 +83,7 @@ def test_dead_container_is_replaced_and_the_run_retried():
         assert victim not in sandbox._containers.workers and sandbox.pool_size == 1
 
 
-def test_runner_answers_cannot_be_forged(docker_sandbox):
+def test_runner_answers_cannot_be_forged(runner_sandbox):
     """A job cannot write to the runner's pipes, and look-alike output stays mere output."""
     fake = '{"exit_code": 0, "stdout": "", "stderr": "", "timed_out": false, "truncated": false, "wall_s": 0, "clean": true}'
     code = textwrap.dedent(f"""
@@ -90,7 +96,7 @@ def test_runner_answers_cannot_be_forged(docker_sandbox):
         print({fake!r})
         sys.exit(3)
     """)
-    result = docker_sandbox.run(code)
+    result = runner_sandbox.run(code)
     assert result.exit_code == 3
     assert result.stderr.count("denied") == 3
 
@@ -133,7 +139,7 @@ def test_no_container_outlives_its_owner(how):
     proc.wait(timeout=60)
     if how == "sigkill":
         assert proc.returncode == -signal.SIGKILL
-    assert wait_until(lambda: not owned_containers(client, owner), 15), owned_containers(client, owner)
+    assert wait_until(lambda: not owned_containers(client, owner), 30), owned_containers(client, owner)
 
 
 def test_missing_image_says_how_to_build_it():
@@ -190,12 +196,12 @@ def test_fork_server_behaves_like_a_fresh_interpreter(docker_sandbox):
             assert normalized(forked) == normalized(execed), code
 
 
-def test_forked_children_do_not_share_random_state(docker_sandbox):
-    draws = {docker_sandbox.run("import random\nprint(random.getrandbits(64))").stdout for _ in range(4)}
+def test_forked_children_do_not_share_random_state(runner_sandbox):
+    draws = {runner_sandbox.run("import random\nprint(random.getrandbits(64))").stdout for _ in range(4)}
     assert len(draws) == 4
 
 
-def test_no_job_finds_another_jobs_data_in_its_memory(docker_sandbox):
+def test_no_job_finds_another_jobs_data_in_its_memory(runner_sandbox):
     """The template never handles job data, so a child's memory holds only its own job."""
     import secrets
 
@@ -213,20 +219,20 @@ def test_no_job_finds_another_jobs_data_in_its_memory(docker_sandbox):
         "print(sorted(found))\n"
     )
     for _ in range(3):
-        assert docker_sandbox.run(plant).stdout == "25\n"
-    results = [docker_sandbox.run(scan, timeout_s=20) for _ in range(2)]
+        assert runner_sandbox.run(plant).stdout == "25\n"
+    results = [runner_sandbox.run(scan, timeout_s=20) for _ in range(2)]
     for result in results:
         assert result.exit_code == 0, result
         assert secret not in result.stdout, "a job's memory held another job's code"
 
 
-def test_a_frozen_template_is_replaced(docker_sandbox):
+def test_a_frozen_template_is_replaced(runner_sandbox):
     code = "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nprint('froze it')"
     started = time.monotonic()
-    result = docker_sandbox.run(code)
+    result = runner_sandbox.run(code)
     assert result.exit_code is None and "template" in result.stderr
     assert time.monotonic() - started < 8
-    assert docker_sandbox.run("print('fine')").stdout == "fine\n"
+    assert runner_sandbox.run("print('fine')").stdout == "fine\n"
 
 
 def test_a_hung_container_times_out_and_is_replaced():
