@@ -107,6 +107,7 @@ def test_hang_and_abort_cost_one_sample_each(env):
     assert stats["restarts"] - before["restarts"] == 4
     assert stats["started"] - before["started"] >= 4  # killed workers were replaced
 
+    assert len(_pool(env)._workers) <= 2  # replacements never exceed the configured pool size
     # The replaced workers serve the next batch normally.
     assert [s.reward for s in env.score_batch([{"completion": str(i)} for i in range(6)])] == list(range(6))
 
@@ -534,3 +535,21 @@ def test_workers_that_die_while_starting_fail_the_jobs_instead_of_respawning_for
         assert pool.submit({}).result(timeout=5).status == "error"
     finally:
         pool.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(items=st.lists(st.integers(0, 99).map(str) | st.sampled_from(["raise", "nan", "dict"]), max_size=12))
+def test_order_and_isolation_hold_for_any_batch(env, items):
+    """Any mix of good and failing samples: each result lands at its own index."""
+    scores = env.score_batch([{"completion": c} for c in items])
+    assert [s.reward for s in scores] == [float(c) if c.isdigit() else 0.0 for c in items]
+    assert [s.status for s in scores] == ["ok" if c.isdigit() else "error" for c in items]
+
+
+@pytest.mark.parametrize("executor", ["thread", "inline"])
+def test_executors_agree(env, executor):
+    samples = [{"completion": c} for c in ["3", "raise", "nan", "12", None]]
+    with Misbehaving(executor=executor, timeout_s=5, workers=2) as other:
+        theirs = other.score_batch(samples)
+    ours = env.score_batch(samples)
+    assert [(s.reward, s.status) for s in theirs] == [(s.reward, s.status) for s in ours]
