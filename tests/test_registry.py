@@ -363,7 +363,8 @@ def test_plugin_docs_examples_run(tmp_path):
     )
     assert done.returncode == 0, f"the docs' pyproject.toml does not install:\n{done.stderr}"
 
-    script = tmp_path / "plugins_doc_examples.py"  # a real script file: workers re-import it
+    # A real script without a __main__ guard: workers must not re-run it (they are clean interpreters).
+    script = tmp_path / "plugins_doc_examples.py"
     script.write_text("\n\n".join(scripts))
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
@@ -376,3 +377,4 @@ def test_plugin_docs_examples_run(tmp_path):
     expected = _expected_prints("\n".join(scripts))
     assert expected and all(line in printed for line in expected), (expected, printed)
     assert "broken fails check_env" in done.stdout and "bad config:" in done.stdout
+    assert all(printed.count(line) == 1 for line in expected), "the script ran more than once"
