@@ -387,12 +387,18 @@ def _owner_id() -> str:
 
 def _reap_orphans(client: Any) -> None:
     """Remove containers left by a rewardkit process on this host that no longer exists."""
+    import docker.errors
+
     host = socket.gethostname()
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
-        owner = container.labels.get(f"{LABEL}.owner", "")
+    # The low-level list does not inspect each container, so one vanishing meanwhile is no error.
+    for summary in client.api.containers(all=True, filters={"label": LABEL}):
+        owner = (summary.get("Labels") or {}).get(f"{LABEL}.owner", "")
         owner_host, _, pid = owner.rpartition(":")
         if owner_host == host and pid.isdigit() and not _alive(int(pid)):
-            _remove(container)
+            try:
+                client.api.remove_container(summary["Id"], force=True)
+            except (docker.errors.NotFound, docker.errors.APIError):
+                pass
 
 
 def _alive(pid: int) -> bool:

@@ -23,8 +23,9 @@ def runner_sandbox(request):
     return request.getfixturevalue(f"{request.param}_sandbox")
 
 
-def owned_containers(client, owner: str, key: str = "owner") -> list:
-    return client.containers.list(all=True, filters={"label": f"{LABEL}.{key}={owner}"})
+def owned_containers(client, owner: str, key: str = "owner") -> list[str]:
+    """Ids of the containers with this label (low-level list: no race with auto-removal)."""
+    return [c["Id"] for c in client.api.containers(all=True, filters={"label": f"{LABEL}.{key}={owner}"})]
 
 
 def wait_until(predicate, timeout_s: float) -> bool:
@@ -246,3 +247,28 @@ def test_a_hung_container_times_out_and_is_replaced():
         assert time.monotonic() - started < 6
         assert victim not in sandbox._containers.workers
         assert sandbox.run("print(2)").stdout == "2\n"
+
+
+def test_containers_of_dead_owners_are_reaped_by_the_next_sandbox():
+    """Belt and braces for leaks: a new sandbox removes containers whose owner process is gone."""
+    probe = docker_or_skip(pool_size=1)
+    client = probe._client
+    probe.close()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    owner = f"{os.uname().nodename}:{dead.pid}"
+    orphan = client.containers.run(
+        DockerConfig().image,
+        ["sleep", "300"],
+        detach=True,
+        network_mode="none",
+        labels={LABEL: "1", f"{LABEL}.owner": owner},
+    )
+    try:
+        with docker_or_skip(pool_size=1):
+            assert wait_until(lambda: not owned_containers(client, owner), 10)
+    finally:
+        try:
+            orphan.remove(force=True)
+        except Exception:
+            pass
