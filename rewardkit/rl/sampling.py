@@ -107,7 +107,8 @@ def collect_batch(
                 "completion": t.completion,
                 "answer": t.task.answer,
                 "prompt": t.task.prompt,
-                "info": t.task.info,
+                # the episode's own info (e.g. a tool sandbox failure) lets the environment report a status
+                "info": {**t.task.info, "episode": dict(t.info)},
             }
             for t in trajectories
         )

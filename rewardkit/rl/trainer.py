@@ -9,6 +9,7 @@ plug in unchanged because every sample is a ``Trajectory`` whose mask marks the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
@@ -65,6 +66,11 @@ def train(
     cfg: TrainConfig, *, env: Environment | None = None, tasks: list[Task] | None = None, resume: bool = False
 ) -> TrainResult:
     """Train ``cfg.model`` against ``cfg.env``; returns where the run was written and its last metrics."""
+    from rewardkit.rl.rollout import resolve_backend
+
+    cfg = dataclasses.replace(
+        cfg, rollout_backend=resolve_backend(cfg.rollout_backend)
+    )  # "auto" -> hf | vllm
     algo = cfg.algorithm_config
     _seed_everything(cfg.seed)
     out = Path(cfg.output_dir)
@@ -309,14 +315,20 @@ def _is_weights(
     sampler_logprobs: torch.Tensor,
     mask: torch.Tensor,
 ) -> tuple[torch.Tensor | None, dict[str, float]]:
-    """Truncated importance weights for the sampler/trainer mismatch (vLLM samples with other numerics)."""
-    if cfg.rollout_backend == "hf" or cfg.is_correction == "none" or trainer_logprobs is None:
+    """Truncated importance weights for the sampler/trainer mismatch (vLLM samples with other numerics).
+
+    The mismatch metrics are logged whenever the sampler is not the trained module, even with the
+    correction off, so a user can see whether it is needed."""
+    if cfg.rollout_backend == "hf" or trainer_logprobs is None:
         return None, {}
     from rewardkit.rl.rollout.is_correction import truncated_is_weights
 
-    return truncated_is_weights(
-        trainer_logprobs, sampler_logprobs, mask, level=cfg.is_correction, cap=cfg.is_cap
+    enabled = cfg.is_correction != "none"
+    level = cfg.is_correction if enabled else "token"
+    weights, metrics = truncated_is_weights(
+        trainer_logprobs, sampler_logprobs, mask, level=level, cap=cfg.is_cap, enabled=enabled
     )
+    return (weights if enabled else None), metrics
 
 
 def _rows(values: list[Any], T: int, device: Any) -> torch.Tensor:
