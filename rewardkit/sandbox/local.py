@@ -106,9 +106,9 @@ class LocalSandbox:
         self._setpriv = shutil.which("setpriv")
         self._own_processes = 0 if self._root else _count_own_processes()
         self._warm = False  # probes run cold
-        self._isolation = self._pick_isolation()
         self._warm_slots = WarmSlots()
         self._stop_warm = weakref.finalize(self, self._warm_slots.destroy_all)
+        self._isolation = self._pick_isolation()
         # As root, a warm slot must drop to its uid through setpriv (it is not spawned per run).
         self._warm = (
             self.config.warm and self._isolation == "bwrap" and (not self._root or bool(self._setpriv))
@@ -138,8 +138,16 @@ class LocalSandbox:
         self._stop_warm()
         self._release()
 
+    def __enter__(self) -> LocalSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def run(self, code: str, *, stdin: str = "", timeout_s: float = 10.0, memory_mb: int = 512) -> ExecResult:
         check_limits(timeout_s, memory_mb)
+        if not self._stop_warm.alive:
+            raise SandboxError("the sandbox is closed")
         uid = self._slots.get()
         try:
             if self._warm:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from rewardkit.sandbox import ExecResult, Sandbox, get_sandbox
+from rewardkit.sandbox import ExecResult, Sandbox, SandboxError, get_sandbox
 from rewardkit.sandbox.local import LocalConfig, LocalSandbox, _uids_of_processes
 from rewardkit.sandbox.runner import communicate
 
@@ -119,3 +119,13 @@ def test_communicate_returns_when_the_main_process_exits():
     proc.wait()
     assert out == b"done\n" and not timed_out and not truncated
     assert time.monotonic() - started < 5
+
+
+def test_close_stops_warm_slots():
+    with get_sandbox("local") as sandbox:
+        assert sandbox.run("print(1)").stdout == "1\n"
+        slots = list(sandbox._warm_slots.by_uid.values())
+        assert slots and all(slot.proc.poll() is None for slot in slots)
+    assert all(slot.proc.poll() is not None for slot in slots)
+    with pytest.raises(SandboxError, match="closed"):
+        sandbox.run("print(1)")
