@@ -35,7 +35,7 @@ class DemoConfig:
     sft_steps: int = 300
     sft_batch_size: int = 32
     sft_lr: float = 3e-3
-    grpo_steps: int = 120
+    grpo_steps: int = 60
     prompts_per_step: int = 16
     group_size: int = 8
     grpo_lr: float = 5e-4
@@ -58,15 +58,29 @@ class DemoConfig:
 
 
 def demo_tasks(split: str, n: int, seed: int) -> list[Task]:
-    """Additions and subtractions of two numbers below 100 (multiplication is too hard for a tiny model)."""
+    """Additions of two numbers below 100 from the procedural generator (level 1, ``+`` only)."""
     config = ProceduralConfig(seed=seed, levels=(1,), prompt_template=PROMPT)
-    pool = generate_tasks(split, n * 3, config)
-    return [t for t in pool if "*" not in t.info["question"]][:n]
+    pool = generate_tasks(split, n * 4, config)
+    return [t for t in pool if " + " in t.info["question"]][:n]
 
 
 def solution(task: Task) -> str:
-    expression = task.info["question"].removeprefix("What is ").removesuffix("?")
-    return f"<think>{expression} = {task.answer}</think><answer>{task.answer}</answer>"
+    """A worked solution: column addition from the units digit, carries written out, then the answer.
+
+    ``47 + 38`` -> ``<think>7+8=15 c1, 4+3+1=8</think><answer>85</answer>`` and ``17 + 93`` ->
+    ``<think>7+3=10 c1, 1+9+1=11</think><answer>110</answer>``. Each step is a one-digit
+    fact, which a tiny model learns in minutes; the answer is then copied from the steps.
+    """
+    a, b = (int(x) for x in task.info["question"].removeprefix("What is ").removesuffix("?").split(" + "))
+    steps, carry = [], 0
+    while a or b:
+        da, db = a % 10, b % 10
+        total = da + db + carry
+        a, b = a // 10, b // 10
+        lhs = f"{da}+{db}" + (f"+{carry}" if carry else "")
+        carry = total // 10 if (a or b) else 0  # the last column keeps its full total: the leading digits
+        steps.append(f"{lhs}={total}" + (" c1" if carry else ""))
+    return f"<think>{', '.join(steps)}</think><answer>{task.answer}</answer>"
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
