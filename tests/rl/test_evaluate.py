@@ -119,12 +119,13 @@ def test_demo_suite_measures_what_the_demo_measures() -> None:
 
     demo = DemoConfig()
     suite = load_suite("demo")
+    drift = "rewardkit/suites/demo.yaml no longer matches rewardkit.rl.demo: update the suite"
     assert [e.env for e in suite.environments] == ["math", "format"]
     for entry in suite.environments:
-        assert entry.tasks.load(None) == demo_tasks("test", demo.test_tasks, demo.seed)
+        assert entry.tasks.load(None) == demo_tasks("test", demo.test_tasks, demo.seed), drift
         assert entry.n == 1 and entry.k == (1,) and entry.sampling.temperature == 0.0
-        assert entry.sampling.max_tokens == demo.max_new_tokens
-        assert entry.batch_tasks >= demo.test_tasks
+        assert entry.sampling.max_tokens == demo.max_new_tokens, drift
+        assert entry.batch_tasks >= demo.test_tasks, drift
 
 
 def test_suite_defaults_overrides_and_errors(tmp_path: Path) -> None:
@@ -197,11 +198,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def small_suite(**sampling: object):
     """Two environments, 5 tasks each in chunks of 2, two samples per task: fast, and enough to interrupt."""
-    demo = {"generator": "rewardkit.rl.demo:demo_tasks", "kwargs": {"split": "test", "n": 5, "seed": 0}}
+    demo = {"generator": "rewardkit.rl.demo:demo_tasks", "kwargs": {"split": "test", "n": 20, "seed": 0}}
     raw = {
         "name": "tiny",
         "defaults": {
             "n": 2,
+            "num_tasks": 5,
             "batch_tasks": 2,
             "config": {"executor": "inline"},
             "tasks": demo,
@@ -286,7 +288,7 @@ def test_refuses_to_mix_models_suites_or_sampling(tiny_model: Path, tmp_path: Pa
         evaluate(_config(tiny_model, out, resume=True), small_suite(temperature=0.5))
     with pytest.raises(EvalMismatchError, match=r"sampling\.environments\.math\.n"):
         evaluate(_config(tiny_model, out, resume=True), parse_suite_with(suite, n=3))
-    bigger = parse_suite_with(suite, tasks_n=6)
+    bigger = parse_suite_with(suite, tasks_n=30)
     with pytest.raises(EvalMismatchError, match=r"suite\.environments\.math\.tasks"):
         evaluate(_config(tiny_model, out, resume=True), bigger)
     with pytest.raises(ValueError, match="--resume"):
