@@ -140,20 +140,50 @@ WORKER = textwrap.dedent(
 )
 
 
+GRPO_WORKER = textwrap.dedent(
+    """
+    import json, sys
+    from rewardkit import load_env
+    from rewardkit.rl.config import TrainConfig
+    from rewardkit.rl.tiny import TinyConfig, build_tiny
+    from rewardkit.rl.trainer import train
+
+    if __name__ == "__main__":
+        out = sys.argv[1]
+        env = load_env("math")
+        tasks = list(env.tasks("train"))[:4]
+        corpus = [t.prompt if isinstance(t.prompt, str) else t.prompt[-1]["content"] for t in tasks]
+        size = TinyConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2)
+        build_tiny(corpus * 4, size, save_to=out + "/model")
+        cfg = TrainConfig(model=out + "/model", env="math", rollout_backend="vllm", steps=2, prompts_per_step=2,
+                          group_size=2, max_new_tokens=8, micro_batch_size=4, output_dir=out + "/run",
+                          save_every=0, sample_every=0, progress=False,
+                          vllm={"gpu_memory_utilization": 0.1, "max_model_len": 512, "enforce_eager": True})
+        train(cfg, env=env, tasks=tasks)
+    """
+)
+
+
+def _run_script(tmp: Path, source: str, arg: str) -> None:
+    """Run ``source`` as a script in a fresh interpreter (a vLLM engine changes process-wide state)."""
+    script = tmp / "script.py"
+    script.write_text(source)
+    env = dict(os.environ, VLLM_ENABLE_V1_MULTIPROCESSING="0", PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, str(script), arg], env=env, capture_output=True, text=True, timeout=600
+    )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"vLLM script failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
+
+
 @pytest.fixture(scope="module")
 def engine_results(tmp_path_factory):
     """Run WORKER once (one vLLM engine for the whole module) and return what it measured."""
     tmp = tmp_path_factory.mktemp("vllm")
-    script, out = tmp / "worker.py", tmp / "results.json"
-    script.write_text(WORKER)
-    env = dict(os.environ, VLLM_ENABLE_V1_MULTIPROCESSING="0", PYTHONPATH=str(REPO))
-    proc = subprocess.run(
-        [sys.executable, str(script), str(out)], env=env, capture_output=True, text=True, timeout=600
-    )
-    if proc.returncode != 0 or not out.exists():
-        pytest.fail(
-            f"vLLM worker failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-        )
+    out = tmp / "results.json"
+    _run_script(tmp, WORKER, str(out))
     return json.loads(out.read_text())
 
 
@@ -207,6 +237,25 @@ def test_stop_strings_agree_with_hf(engine_results):
 def test_engine_start_leaves_rng_alone_and_sleep_is_a_cpu_noop(engine_results):
     assert engine_results["rng_untouched"]
     assert engine_results["works_after_sleep_noop"]
+
+
+@needs_vllm
+@pytest.mark.vllm
+def test_short_grpo_run_with_vllm_logs_mismatch_metrics(tmp_path):
+    """The trainer end to end with ``rollout_backend: vllm`` (its own engine, so its own process)."""
+    _run_script(tmp_path, GRPO_WORKER, str(tmp_path))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        for key in (
+            "mismatch_log_ratio_abs_mean",
+            "mismatch_log_ratio_abs_max",
+            "mismatch_kl",
+            "is_clip_frac",
+        ):
+            assert key in row, f"{key} not logged: {sorted(row)}"
+        # Same weights, same dtype (float32): the sampler and the trainer agree closely.
+        assert row["mismatch_log_ratio_abs_max"] < LOGPROB_TOL
 
 
 @needs_vllm
