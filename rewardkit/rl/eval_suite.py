@@ -58,7 +58,8 @@ class TaskSource:
                 tasks = env.tasks(self.split)
             except NotImplementedError as exc:
                 raise ValueError(
-                    f"{exc}; give its tasks with `tasks: {{generator: module:function}}` in a suite file"
+                    f"{exc}; give its tasks with a generator: `--tasks module:function` with --envs, "
+                    "or `tasks: {generator: module:function}` in a suite file"
                 ) from None
         else:
             tasks = _import(self.generator)(**self.kwargs)
