@@ -576,6 +576,10 @@ def serve(source, scratch="/tmp"):
     if os.getpid() != 1:
         raise SystemExit("runner.serve must be PID 1 of its container (it kills every other process)")
     _set_dumpable(False)
+    # PID 1 receives from inside its namespace only the signals it handles; Python handles SIGINT, so
+    # a job could raise KeyboardInterrupt here. Handlers (unlike SIG_IGN) reset on exec: the template
+    # and exec'd jobs still get Python's defaults.
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
     template = _Template(source)
     out = sys.stdout
     out.write(json.dumps({"ready": True}) + "\n")

@@ -311,3 +311,16 @@ def test_undecodable_text_is_the_programs_failure_not_the_sandboxs(sandbox):
     result = sandbox.run("x = '\udcff'\nprint(x)", stdin="\udcff", timeout_s=10.0)
     assert result.exit_code not in (0, None), result
     assert sandbox.run("import sys\nprint(len(sys.stdin.buffer.read()))", stdin="a\udcffb").stdout == "5\n"
+
+
+def test_signals_to_pid_1_do_not_stop_the_runner(sandbox):
+    """Inside a container or warm slot the runner is PID 1: no signal a job may send ends it."""
+    code = (
+        "import os, signal, time\n"
+        "for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGKILL):\n"
+        "    try:\n        os.kill(1, sig)\n    except OSError:\n        pass\n"
+        "time.sleep(0.3)\nprint('still here')\n"
+    )
+    result = sandbox.run(code, timeout_s=10.0)
+    assert (result.exit_code, result.stdout) == (0, "still here\n"), result
+    assert_healthy(sandbox)
