@@ -82,7 +82,9 @@ class ModelRef:
     """What exactly is evaluated: the model directory (or hub id) and how to recognise it again."""
 
     path: str
+    """The resolved model directory, or the hub id."""
     step: int | None
+    """The checkpoint step when the model came from a training run."""
     digest: str | None
     """sha256 of config.json and the names and sizes of the directory's files (None for a hub id)."""
     source: str
@@ -108,6 +110,8 @@ def resolve_model(spec: str, step: int | None = None) -> ModelRef:
             f"{spec} is neither a training output directory (checkpoints/), a checkpoint (model/), "
             "nor a Hugging Face model directory (config.json)"
         )
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:  # a hub id is NAME or ORG/NAME
+        raise FileNotFoundError(f"model path {spec} does not exist")
     return ModelRef(path=spec, step=None, digest=None, source=spec)  # a hub id, resolved by transformers
 
 

@@ -358,6 +358,10 @@ def test_model_resolution_of_training_dirs_and_checkpoints(tiny_model: Path, tmp
         resolve_model(str(tiny_model), step=1)
     with pytest.raises(FileNotFoundError, match="neither"):
         resolve_model(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_model(str(tmp_path / "typo" / "model"))
+    hub = resolve_model("some-org/some-model")
+    assert hub.path == "some-org/some-model" and hub.digest is None
 
 
 def test_cli_smoke_suite_and_compare(tiny_model: Path, tmp_path: Path) -> None:
