@@ -165,6 +165,22 @@ def test_stop_string_truncates_after_match(tiny, prompts):
     assert stop not in tok.decode(list(g.token_ids[:-1]), skip_special_tokens=True)
 
 
+def test_stop_string_completed_late_in_a_long_sample(tiny, prompts):
+    """The stop check looks at a tail of tokens: a match far from the start must still be found."""
+    model, tok = tiny
+    sampled = SamplingParams(max_tokens=40, seed=3)  # seeded: the same tokens again up to the stop
+    free = HFGenerator(model, tok).generate(prompts[1:2], sampled)[0][0].token_ids
+    for k in range(20, len(free)):
+        prev, cur = tok.decode(list(free[:k])), tok.decode(list(free[: k + 1]))
+        if len(cur) >= 2 and cur[-2:] not in prev:
+            break
+    else:
+        raise AssertionError(f"no 2-character string first completed after token 20 in {free}")
+    g = HFGenerator(model, tok).generate(prompts[1:2], dataclasses.replace(sampled, stop=(cur[-2:],)))[0][0]
+    assert g.finish_reason == "stop" and g.token_ids == free[: k + 1]
+    assert g.text == cur
+
+
 def test_restores_train_mode_and_records_no_grad(tiny, prompts):
     model, tok = tiny
     model.train()

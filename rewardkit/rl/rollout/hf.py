@@ -2,8 +2,9 @@
 
 Why a hand-written loop and not ``model.generate``: the trainer needs, for every sampled token, its
 log-probability under exactly the distribution it was drawn from, and it needs finished rows dropped
-from the batch (RL responses vary a lot in length). The loop is short: left-padded prefill with a KV
-cache, then one token per step, with rows removed from the cache as they finish.
+from the batch (RL responses vary a lot in length). The loop is short: a left-padded prefill of each
+distinct prompt with a KV cache (repeated for the prompt's ``n`` samples), then one token per step,
+with rows removed from the cache as they finish.
 
 Log-probabilities (the same convention as the vLLM back end with ``logprobs_mode="processed_logprobs"``):
 each returned logprob is ``log_softmax(filter(logits / T))[token]``, where ``filter`` applies top-k and
@@ -162,16 +163,26 @@ class HFGenerator:
         if row.ids[-1] in self._eos_ids:
             row.finish = "stop"
             return
-        if params.stop:
-            text = self._decode(row.ids)
-            end = _stop_match_end(text, params.stop)
-            if end is not None:
-                # Like vLLM with include_stop_str_in_output: the text ends right after the stop string,
-                # the token ids end with the token that completed it.
-                row.finish, row.text = "stop", text[:end]
-                return
+        if params.stop and (text := self._stopped_text(row.ids, params.stop)) is not None:
+            # Like vLLM with include_stop_str_in_output: the text ends right after the stop string,
+            # the token ids end with the token that completed it.
+            row.finish, row.text = "stop", text
+            return
         if last_step:
             row.finish = "length"
+
+    def _stopped_text(self, ids: list[int], stops: Sequence[str]) -> str | None:
+        """The text through the first stop string if the last token completed one, else None.
+
+        A new match ends in the last token, so a short tail of tokens detects it (a character is at
+        most 4 byte-level tokens); the whole text is decoded only on a match.
+        """
+        window = 4 * max(len(s) for s in stops) + 4
+        if _stop_match_end(self._decode(ids[-window:]), stops) is None:
+            return None
+        text = self._decode(ids)
+        end = _stop_match_end(text, stops)
+        return None if end is None else text[:end]
 
 
 def sample_tokens(
