@@ -224,8 +224,11 @@ class _Containers:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.workers: set[_Worker] = set()
+        self.pid = os.getpid()
 
     def destroy_all(self) -> None:
+        if os.getpid() != self.pid:  # a forked child exiting must not tear down its parent's pool
+            return
         with self.lock:
             workers, self.workers = list(self.workers), set()
         for worker in workers:  # closing our end alone already ends each runner and its container
@@ -250,6 +253,7 @@ class DockerSandbox:
     def __init__(self, **options: Any) -> None:
         self.config = DockerConfig(**options)
         self._client = _connect(self.config.image)
+        self._pid = os.getpid()
         self._labels = {LABEL: "1", f"{LABEL}.owner": _owner_id(), f"{LABEL}.instance": uuid.uuid4().hex}
         _reap_orphans(self._client)
         self._containers = _Containers()
@@ -332,6 +336,11 @@ class DockerSandbox:
         return worker
 
     def _acquire(self) -> _Worker:
+        if os.getpid() != self._pid:
+            raise SandboxError(
+                "a docker sandbox cannot be used from a forked process (its connections belong to the "
+                "parent); create it in the process that runs programs, or use threads"
+            )
         while True:
             if not self._finalizer.alive:
                 raise SandboxError("the sandbox is closed")

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -93,6 +94,24 @@ class LocalSandbox:
     def __init__(self, **options: object) -> None:
         self.config = LocalConfig(**options)  # type: ignore[arg-type]
         self._root = os.geteuid() == 0
+        self._fork_lock = threading.Lock()
+        self._take_slots()
+        self._argv0 = _resolve(self.config.command[0])
+        self._python = _resolve("python3")  # runs the warm slots' job runner, whatever the command
+        self._prlimit = shutil.which("prlimit")
+        self._setpriv = shutil.which("setpriv")
+        self._own_processes = 0 if self._root else _count_own_processes()
+        self._warm = False  # probes run cold
+        self._start_warm_pool()
+        self._isolation = self._pick_isolation()
+        # As root, a warm slot must drop to its uid through setpriv (it is not spawned per run).
+        self._warm = (
+            self.config.warm and self._isolation == "bwrap" and (not self._root or bool(self._setpriv))
+        )
+
+    def _take_slots(self) -> None:
+        """Claim slot uids for this process and queue them."""
+        self._pid = os.getpid()
         # Warm: reuse the most recently used uid (its slot is running); cold: rotate through them all,
         # so a uid's killed processes have time to be reaped before it is used again.
         self._slots: queue.Queue[int | None] = queue.LifoQueue() if self.config.warm else queue.Queue()
@@ -100,19 +119,17 @@ class LocalSandbox:
         self._release = weakref.finalize(self, _release_uids, dict(self._claims))
         for uid in self._claims or [None] * self.config.max_parallel:
             self._slots.put(uid)
-        self._argv0 = _resolve(self.config.command[0])
-        self._python = _resolve("python3")  # runs the warm slots' job runner, whatever the command
-        self._prlimit = shutil.which("prlimit")
-        self._setpriv = shutil.which("setpriv")
-        self._own_processes = 0 if self._root else _count_own_processes()
-        self._warm = False  # probes run cold
+
+    def _start_warm_pool(self) -> None:
         self._warm_slots = WarmSlots()
         self._stop_warm = weakref.finalize(self, self._warm_slots.destroy_all)
-        self._isolation = self._pick_isolation()
-        # As root, a warm slot must drop to its uid through setpriv (it is not spawned per run).
-        self._warm = (
-            self.config.warm and self._isolation == "bwrap" and (not self._root or bool(self._setpriv))
-        )
+
+    def _after_fork(self) -> None:
+        """In a forked child: leave the parent's uids and warm slots to the parent; take our own."""
+        self._release.detach()
+        self._stop_warm.detach()
+        self._take_slots()
+        self._start_warm_pool()
 
     def protections(self) -> dict[str, bool]:
         bwrap = self._isolation == "bwrap"
@@ -148,6 +165,10 @@ class LocalSandbox:
         check_limits(timeout_s, memory_mb)
         if not self._stop_warm.alive:
             raise SandboxError("the sandbox is closed")
+        if os.getpid() != self._pid:  # a forked worker must not share the parent's pipes and uids
+            with self._fork_lock:
+                if os.getpid() != self._pid:
+                    self._after_fork()
         uid = self._slots.get()
         try:
             if self._warm:

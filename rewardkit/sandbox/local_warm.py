@@ -103,6 +103,7 @@ class WarmSlots:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.by_uid: dict[int | None, WarmSlot] = {}
+        self.pid = os.getpid()
 
     def take(self, uid: int | None) -> WarmSlot | None:
         with self.lock:
@@ -113,6 +114,8 @@ class WarmSlots:
             self.by_uid[uid] = slot
 
     def destroy_all(self) -> None:
+        if os.getpid() != self.pid:  # a forked child exiting must not kill its parent's slots
+            return
         with self.lock:
             slots, self.by_uid = list(self.by_uid.values()), {}
         for slot in slots:

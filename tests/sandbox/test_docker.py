@@ -272,3 +272,44 @@ def test_containers_of_dead_owners_are_reaped_by_the_next_sandbox():
             orphan.remove(force=True)
         except Exception:
             pass
+
+
+_FORKED: dict = {}
+
+
+def _run_in_forked_child():
+    try:
+        _FORKED["sandbox"].run("print(1)")
+    except SandboxError as exc:
+        return str(exc)
+    return "ran"
+
+
+def test_forked_processes_get_a_clear_error(docker_sandbox):
+    import multiprocessing
+
+    _FORKED["sandbox"] = docker_sandbox
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert "forked process" in pool.apply(_run_in_forked_child)
+    assert docker_sandbox.run("print(2)").stdout == "2\n"
+
+
+@pytest.mark.parametrize("kind", ["local", "docker"])
+def test_a_forked_child_exiting_leaves_the_parents_sandbox_alone(kind, request):
+    sandbox = request.getfixturevalue(f"{kind}_sandbox")
+    assert sandbox.run("print(1)").stdout == "1\n"
+    pid = os.fork()
+    if pid == 0:  # run the exit-time finalizers as a forked script's normal exit would, then leave
+        try:
+            import atexit
+
+            atexit._run_exitfuncs()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    time.sleep(0.5)
+    if kind == "local":  # the very same warm slots are still running
+        assert all(slot.proc.poll() is None for slot in sandbox._warm_slots.by_uid.values())
+    else:  # the very same containers are still there
+        ids = {w.container.id for w in sandbox._containers.workers}
+        assert ids == {c["Id"] for c in sandbox._client.api.containers(filters={"id": list(ids)})}

@@ -129,3 +129,23 @@ def test_close_stops_warm_slots():
     assert all(slot.proc.poll() is not None for slot in slots)
     with pytest.raises(SandboxError, match="closed"):
         sandbox.run("print(1)")
+
+
+def test_a_forked_worker_gets_its_own_slots():
+    """Process pools fork: the child must not talk to the parent's warm slots or use its uids."""
+    import multiprocessing
+
+    with get_sandbox("local") as sandbox:
+        parent_uid = sandbox.run("import os\nprint(os.getuid())").stdout
+        _SHARED["sandbox"] = sandbox  # inherited by the forked worker, as an env's state would be
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            child_uid = pool.apply(_uid_in_sandbox)
+        assert child_uid.strip().isdigit() and child_uid != parent_uid
+        assert sandbox.run("import os\nprint(os.getuid())").stdout == parent_uid  # parent unharmed
+
+
+_SHARED: dict = {}
+
+
+def _uid_in_sandbox():
+    return _SHARED["sandbox"].run("import os\nprint(os.getuid())").stdout
