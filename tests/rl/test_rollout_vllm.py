@@ -278,3 +278,24 @@ def test_make_generator_checks_backend_and_options():
     assert resolve_backend("auto") == expected
     with pytest.raises(TypeError, match="unknown hf rollout option"):
         make_generator("hf", None, None, max_batchsize=4)
+
+
+def test_lora_policy_is_saved_for_vllm_with_adapters_merged(tmp_path):
+    torch = pytest.importorskip("torch", reason="needs torch")
+    peft = pytest.importorskip("peft", reason="needs peft")
+    from transformers import AutoModelForCausalLM
+
+    from rewardkit.rl.rollout.vllm import save_checkpoint
+    from rewardkit.rl.tiny import TinyConfig, build_tiny
+
+    size = TinyConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2)
+    model, tok = build_tiny(["the quick brown fox jumps over the lazy dog"] * 20, size)
+    config = peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    lora = peft.get_peft_model(model, config)
+    save_checkpoint(lora, tok, str(tmp_path))
+    saved = AutoModelForCausalLM.from_pretrained(str(tmp_path))
+    x = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.allclose(saved(x).logits, lora(x).logits, atol=1e-5)
+        with lora.disable_adapter():  # the adapters matter, and were unmerged again after saving
+            assert not torch.allclose(saved(x).logits, lora(x).logits, atol=1e-2)

@@ -145,16 +145,9 @@ class VLLMGenerator:
         return kwargs | cfg.engine_kwargs
 
     def _save(self, model: Any, tokenizer: Any) -> str:
-        """Write an in-memory model and its tokenizer where vLLM can load them (kept until close())."""
-        from rewardkit.rl.model import weights_for_sync
-
+        """Write an in-memory model where vLLM can load it (a temporary directory kept until close())."""
         self._tmpdir = tempfile.TemporaryDirectory(prefix="rewardkit-vllm-")
-        if _is_peft(model):  # vLLM loads a plain checkpoint: the base model with the adapters merged in
-            merged = {name: tensor.clone() for name, tensor in weights_for_sync(model)}
-            model.get_base_model().save_pretrained(self._tmpdir.name, state_dict=merged)
-        else:
-            model.save_pretrained(self._tmpdir.name)
-        tokenizer.save_pretrained(self._tmpdir.name)
+        save_checkpoint(model, tokenizer, self._tmpdir.name)
         return self._tmpdir.name
 
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[list[Generation]]:
@@ -268,6 +261,19 @@ class VLLMGenerator:
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
+
+
+def save_checkpoint(model: Any, tokenizer: Any, path: str) -> None:
+    """Save ``model`` and ``tokenizer`` as a plain Hugging Face checkpoint; LoRA adapters are merged in
+    (vLLM loads the base architecture, and later syncs send merged weights too)."""
+    from rewardkit.rl.model import weights_for_sync
+
+    if _is_peft(model):
+        merged = {name: tensor.clone() for name, tensor in weights_for_sync(model)}
+        model.get_base_model().save_pretrained(path, state_dict=merged)
+    else:
+        model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
 
 
 def _is_peft(model: Any) -> bool:
