@@ -1,0 +1,502 @@
+"""GRPO step time, throughput, memory and accuracy: rewardkit's trainer vs TRL's ``GRPOTrainer``.
+
+Both trainers start from the same model (the demo's tiny Llama, warmed up with the demo's SFT, or
+``--model DIR``), train on the same tasks (``demo_tasks("train")``) against the same reward
+(``weighted``: math 1.0 + format 0.2, TRL through ``env.as_trl_reward_func()``), with the same
+shape of step: 16 prompts x G=8 = 128 completions generated and one optimizer update per step, at
+most 40 new tokens, temperature 1, constant learning rate, no KL term (beta=0, so no reference model),
+one PPO epoch, fp32 on CPU, fixed seeds. Loss: rewardkit ``grpo`` (group-normalised advantage,
+per-sequence token mean) against TRL ``loss_type="grpo"`` with ``scale_rewards="group"``, the same
+aggregation. Each trainer runs in its own child process, one after the other, so its peak RSS is
+its own.
+
+Time per step is wall time of one optimizer step including generation, scoring and the update:
+rewardkit's ``step_time_s`` from ``metrics.jsonl``; for TRL the time between a callback's
+``on_step_begin`` and ``on_step_end`` (TRL generates inside the step). Step 1 is warm-up (scoring
+workers start, allocator grows) and left out of median and mean.
+
+    python benchmarks/grpo_vs_trl.py [--steps 30 --sft-steps 300 --lr 1e-4 | --model DIR] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SECTION = "## GRPO step time: rewardkit vs TRL"
+PROMPTS_PER_STEP = 16
+GROUP_SIZE = 8
+MAX_NEW_TOKENS = 40
+TRAIN_TASKS = 3000
+TEST_TASKS = 200
+REWARD = {"math": 1.0, "format": 0.2}
+TARGET_RATIO = 0.8
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parent: build the shared starting model, run each trainer in a child, report.
+
+
+def build_start_model(args: argparse.Namespace, path: Path) -> dict[str, Any]:
+    """The demo's tiny Llama after ``args.sft_steps`` SFT steps, saved to ``path``; its held-out scores."""
+    import random
+
+    import torch
+
+    from rewardkit.rl.demo import DemoConfig, demo_tasks, evaluate, sft, solution
+    from rewardkit.rl.tiny import TinyConfig, build_tiny
+
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    train_tasks = demo_tasks("train", TRAIN_TASKS, args.seed)
+    model, tokenizer = build_tiny([t.prompt + solution(t) for t in train_tasks], TinyConfig(seed=args.seed))
+    start = time.perf_counter()
+    sft(model, tokenizer, train_tasks, DemoConfig(seed=args.seed, sft_steps=args.sft_steps))
+    print(f"[bench] SFT warm-up: {args.sft_steps} steps in {time.perf_counter() - start:.0f} s", flush=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return evaluate(model, tokenizer, demo_tasks("test", TEST_TASKS, args.seed), MAX_NEW_TOKENS)
+
+
+def run_child(trainer: str, args: argparse.Namespace, model_dir: Path, work: Path) -> dict[str, Any]:
+    """Run one trainer in a fresh interpreter; its result comes back as JSON in a file."""
+    result_path = work / f"{trainer}.json"
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", trainer, "--model", str(model_dir)]
+    cmd += ["--steps", str(args.steps), "--lr", str(args.lr), "--seed", str(args.seed)]
+    cmd += ["--result", str(result_path), "--work", str(work / trainer)]
+    if args.profile and trainer == "rewardkit":
+        cmd += ["--profile"]
+    print(f"[bench] {trainer}: {' '.join(cmd[1:])}", flush=True)
+    subprocess.run(cmd, check=True)
+    return json.loads(result_path.read_text())
+
+
+def summarise(step_times: list[float], tokens: list[int], cpu_times: list[float]) -> dict[str, float]:
+    """Median/mean step time and generated tokens/s over the steps after the first (warm-up)."""
+    times, toks = step_times[1:] or step_times, tokens[1:] or tokens
+    cpus = cpu_times[1:] or cpu_times
+    return {
+        "steps_timed": len(times),
+        "median_s": statistics.median(times),
+        "mean_s": statistics.fmean(times),
+        "tokens_per_step": statistics.fmean(toks),
+        "tokens_per_s": sum(toks) / sum(times),
+        "cpu_s_per_step": statistics.fmean(cpus) if cpus else float("nan"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Children: one trainer each.
+
+
+def child_rewardkit(args: argparse.Namespace) -> dict[str, Any]:
+    from rewardkit.registry import load_env
+    from rewardkit.rl.config import TrainConfig
+    from rewardkit.rl.demo import demo_tasks
+    from rewardkit.rl.trainer import train
+
+    cfg = TrainConfig(
+        model=args.model,
+        env="weighted",
+        env_config={"components": REWARD},
+        algorithm="grpo",
+        algo={"kl_coef": 0.0},  # GRPO aggregation (per-sequence token mean), no reference model
+        prompts_per_step=PROMPTS_PER_STEP,
+        group_size=GROUP_SIZE,
+        max_new_tokens=MAX_NEW_TOKENS,
+        temperature=1.0,
+        rollout_batch_size=PROMPTS_PER_STEP * GROUP_SIZE,  # like TRL: the 128 rows in one generate call
+        micro_batch_size=PROMPTS_PER_STEP * GROUP_SIZE,  # like TRL: one forward/backward over 128 rows
+        steps=args.steps,
+        lr=args.lr,
+        lr_schedule="constant",
+        warmup_steps=0,
+        max_grad_norm=1.0,
+        dtype="fp32",
+        output_dir=args.work,
+        seed=args.seed,
+        save_every=0,
+        sample_every=0,
+        progress=False,
+    )
+    env = load_env("weighted", components=REWARD)
+    tasks = demo_tasks("train", TRAIN_TASKS, args.seed)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    result = _maybe_profiled(args, lambda: train(cfg, env=env, tasks=tasks))
+    train_wall, train_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    env.close()
+    rows = [json.loads(line) for line in (Path(args.work) / "metrics.jsonl").read_text().splitlines()]
+    model_dir = result.output_dir / "checkpoints" / f"step_{args.steps:06d}" / "model"
+    scores = _evaluate_dir(model_dir, args)
+    return {
+        "step_times": [r["step_time_s"] for r in rows],
+        "tokens": [round(r["response_len_mean"] * r["num_samples"]) for r in rows],
+        "cpu_times": [],
+        "rollout_s": [r["rollout_time_s"] for r in rows],
+        "score_s": [r["score_time_s"] for r in rows],
+        "reward_mean": [r["reward_mean"] for r in rows],
+        "train_wall_s": train_wall,
+        "train_cpu_s": train_cpu,
+        "peak_rss_mb": peak_kb / 1024,
+        **scores,
+    }
+
+
+def child_trl(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rewardkit.registry import load_env
+    from rewardkit.rl.demo import demo_tasks
+
+    class StepClock(TrainerCallback):
+        """Wall and process-CPU time of each optimizer step (TRL generates inside the step)."""
+
+        def __init__(self) -> None:
+            self.wall: list[float] = []
+            self.cpu: list[float] = []
+            self.rewards: list[float] = []
+            self.logged_step_time: list[float] = []
+
+        def on_step_begin(self, *a: Any, **k: Any) -> None:
+            self._t, self._c = time.perf_counter(), time.process_time()
+
+        def on_step_end(self, *a: Any, **k: Any) -> None:
+            self.wall.append(time.perf_counter() - self._t)
+            self.cpu.append(time.process_time() - self._c)
+
+        def on_log(self, *a: Any, logs: dict | None = None, **k: Any) -> None:
+            if logs and "reward" in logs:
+                self.rewards.append(float(logs["reward"]))
+            if logs and "step_time" in logs:  # TRL's own clock, kept as a cross-check of ours
+                self.logged_step_time.append(float(logs["step_time"]))
+
+    class TimedGRPOTrainer(GRPOTrainer):
+        """Records the wall time of generation, for the rollout column; changes nothing else."""
+
+        generate_s: list[float] = []
+
+        def _generate_single_turn(self, *a: Any, **k: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return super()._generate_single_turn(*a, **k)
+            finally:
+                self.generate_s.append(time.perf_counter() - start)
+
+    env = load_env("weighted", components=REWARD)
+    base_reward = env.as_trl_reward_func()
+    tokens: list[int] = []
+    score_s: list[float] = []
+
+    def reward(prompts: list[Any], completions: list[Any], completion_ids: list[list[int]], **kw: Any) -> Any:
+        tokens.append(sum(len(c) for c in completion_ids))  # generated tokens, eos included (as rewardkit)
+        start = time.perf_counter()
+        out = base_reward(prompts=prompts, completions=completions, **kw)
+        score_s.append(time.perf_counter() - start)
+        return out
+
+    reward.__name__ = base_reward.__name__
+    tasks = demo_tasks("train", TRAIN_TASKS, args.seed)
+    dataset = Dataset.from_dict({"prompt": [t.prompt for t in tasks], "answer": [t.answer for t in tasks]})
+    config = GRPOConfig(
+        output_dir=args.work,
+        per_device_train_batch_size=PROMPTS_PER_STEP * GROUP_SIZE,  # 128 completions per optimizer step
+        gradient_accumulation_steps=1,
+        steps_per_generation=1,  # generate once per optimizer step: 128 completions = the train batch
+        num_generations=GROUP_SIZE,
+        max_completion_length=MAX_NEW_TOKENS,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        max_grad_norm=1.0,
+        weight_decay=0.0,
+        optim="adamw_torch",
+        beta=0.0,
+        num_iterations=1,
+        epsilon=0.2,
+        loss_type="grpo",
+        scale_rewards="group",
+        max_steps=args.steps,
+        logging_steps=1,
+        report_to="none",
+        use_vllm=False,
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        seed=args.seed,
+        data_seed=args.seed,
+        save_strategy="no",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    clock = StepClock()
+    trainer = TimedGRPOTrainer(
+        model=model,
+        reward_funcs=[reward],
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[clock],
+    )
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    trainer.train()
+    train_wall, train_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    env.close()
+    if len(clock.wall) != args.steps or len(tokens) != args.steps:
+        raise RuntimeError(
+            f"expected {args.steps} steps with one generation each, got {len(clock.wall)} steps and "
+            f"{len(tokens)} generation rounds: the comparison would not be per identical work"
+        )
+    scores = _evaluate_model(trainer.model, tokenizer, args)
+    return {
+        "step_times": clock.wall,
+        "tokens": tokens,
+        "cpu_times": clock.cpu,
+        "rollout_s": TimedGRPOTrainer.generate_s,
+        "score_s": score_s,
+        "reward_mean": clock.rewards,
+        "trl_logged_step_time": clock.logged_step_time,
+        "train_wall_s": train_wall,
+        "train_cpu_s": train_cpu,
+        "peak_rss_mb": peak_kb / 1024,
+        **scores,
+    }
+
+
+def _maybe_profiled(args: argparse.Namespace, fn: Any) -> Any:
+    """Run ``fn``; with --profile under cProfile, printing the functions with the most cumulative time."""
+    if not args.profile:
+        return fn()
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(fn)
+    finally:
+        stats = pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative")
+        stats.print_stats(45)
+        stats.dump_stats(str(Path(args.work) / "profile.pstats"))
+
+
+def _evaluate_dir(model_dir: Path, args: argparse.Namespace) -> dict[str, float]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    return _evaluate_model(model, AutoTokenizer.from_pretrained(args.model), args)
+
+
+def _evaluate_model(model: Any, tokenizer: Any, args: argparse.Namespace) -> dict[str, float]:
+    from rewardkit.rl.demo import demo_tasks, evaluate
+
+    return evaluate(model, tokenizer, demo_tasks("test", TEST_TASKS, args.seed), MAX_NEW_TOKENS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Report
+
+
+def table(r: dict[str, Any]) -> list[str]:
+    rk, trl = r["rewardkit"], r["trl"]
+    rows = [
+        ("median time per step (s)", "{:.2f}", rk["median_s"], trl["median_s"]),
+        ("mean time per step (s)", "{:.2f}", rk["mean_s"], trl["mean_s"]),
+        (
+            "generation time per step, mean (s)",
+            "{:.2f}",
+            _mean_after_first(rk["rollout_s"]),
+            _mean_after_first(trl["rollout_s"]),
+        ),
+        (
+            "scoring time per step, mean (s)",
+            "{:.2f}",
+            _mean_after_first(rk["score_s"]),
+            _mean_after_first(trl["score_s"]),
+        ),
+        ("rest of the step (update, bookkeeping), mean (s)", "{:.2f}", _rest(rk), _rest(trl)),
+        ("generated tokens per step, mean", "{:.0f}", rk["tokens_per_step"], trl["tokens_per_step"]),
+        ("generated tokens/s (of step time)", "{:.0f}", rk["tokens_per_s"], trl["tokens_per_s"]),
+        ("whole train() call, wall (s)", "{:.0f}", rk["train_wall_s"], trl["train_wall_s"]),
+        ("whole train() call, process CPU (s)", "{:.0f}", rk["train_cpu_s"], trl["train_cpu_s"]),
+        ("peak RSS of the trainer process (MiB)", "{:.0f}", rk["peak_rss_mb"], trl["peak_rss_mb"]),
+        (
+            "mean reward, last 5 steps",
+            "{:.3f}",
+            _mean_last(rk["reward_mean"]),
+            _mean_last(trl["reward_mean"]),
+        ),
+        ("held-out accuracy after training", "{:.1%}", rk["accuracy"], trl["accuracy"]),
+        ("held-out format rate after training", "{:.1%}", rk["format_rate"], trl["format_rate"]),
+    ]
+    out = ["| | rewardkit | TRL |", "|---|---:|---:|"]
+    out += [f"| {label} | {fmt.format(a)} | {fmt.format(b)} |" for label, fmt, a, b in rows]
+    return out
+
+
+def _rest(r: dict[str, Any]) -> float:
+    """Step time not spent generating or scoring: log-probs, loss, backward, optimizer, bookkeeping."""
+    return r["mean_s"] - _mean_after_first(r["rollout_s"]) - _mean_after_first(r["score_s"])
+
+
+def _mean_after_first(xs: list[float]) -> float:
+    xs = xs[1:] or xs
+    return statistics.fmean(xs) if xs else float("nan")
+
+
+def _mean_last(xs: list[float], n: int = 5) -> float:
+    return statistics.fmean(xs[-n:]) if xs else float("nan")
+
+
+def section(args: argparse.Namespace, r: dict[str, Any]) -> str:
+    import torch
+    import transformers
+    import trl
+
+    rk, tr = r["rewardkit"], r["trl"]
+    ratio = rk["median_s"] / tr["median_s"]
+    mean_ratio = rk["mean_s"] / tr["mean_s"]
+    load = lambda x: ", ".join(f"{v:.1f}" for v in x)  # noqa: E731
+    start = r["start"]
+    verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
+    acc = "equal or better" if rk["accuracy"] >= tr["accuracy"] else "lower"
+    lines = [
+        SECTION,
+        "",
+        f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {platform.machine()}, {_cpu_name()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"transformers {transformers.__version__}, TRL {trl.__version__}",
+        f"- load average (1/5/15 min) before: {load(r['load_before'])}, after: {load(r['load_after'])} "
+        "(the machine is shared with other jobs: wall figures move with the load; the CPU-time row shows "
+        "how much CPU each trainer used)",
+        f"- command: `python {' '.join(sys.argv)}`",
+        f"- starting model: {r['start_desc']}; held-out accuracy at the start "
+        f"{start['accuracy']:.1%}, format rate {start['format_rate']:.1%}",
+        f"- both: {args.steps} steps, {PROMPTS_PER_STEP} prompts x G={GROUP_SIZE} = "
+        f"{PROMPTS_PER_STEP * GROUP_SIZE} completions generated and one optimizer update per step, max "
+        f"{MAX_NEW_TOKENS} new tokens, temperature 1, lr {args.lr:g} constant, no warm-up, grad clip 1.0, "
+        "AdamW, no KL (no reference model), one epoch, fp32 on CPU, seed "
+        f"{args.seed}; reward `weighted` (math 1.0 + format 0.2), TRL through `env.as_trl_reward_func()`",
+        "- loss: rewardkit `algorithm=grpo, kl_coef=0` (advantage (r - mean_g) / (std_g + 1e-6), unbiased "
+        "std; per-sequence token mean) vs TRL `loss_type='grpo', scale_rewards='group', beta=0` (the same "
+        "advantage with eps 1e-4 and the same per-sequence token mean)",
+        "- TRL: `per_device_train_batch_size=128, gradient_accumulation_steps=1, steps_per_generation=1`: "
+        "one `generate` of 128 completions per optimizer step (checked: one generation round per step); "
+        "rewardkit: `rollout_batch_size=128, micro_batch_size=128` (the same single forward/backward)",
+        "- time per step: rewardkit's `step_time_s`; TRL's time between `on_step_begin` and `on_step_end`. "
+        f"Step 1 is warm-up and left out: median and mean are over steps 2..{args.steps}. Tokens/s is "
+        "generated (completion) tokens over step time. Peak RSS is `ru_maxrss` of the trainer's own child "
+        "process after training (scoring workers are separate processes, the same for both).",
+        f"- held-out accuracy: `rewardkit.rl.demo.evaluate`, greedy, {TEST_TASKS} test tasks, after "
+        f"{args.steps} steps",
+        "",
+        *table(r),
+        "",
+        f"rewardkit / TRL time per step: **{ratio:.2f}x** median ({mean_ratio:.2f}x mean); target <= "
+        f"{TARGET_RATIO}: {verdict}. Accuracy: rewardkit {acc} ({rk['accuracy']:.1%} vs {tr['accuracy']:.1%}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
+def write_section(path: str, body: str) -> None:
+    """Replace this benchmark's section of BENCHMARKS.md (or append it), leaving other sections alone."""
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    start = text.find(SECTION)
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + body
+    else:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + body + ("" if end == -1 else text[end + 1 :])
+    with open(path, "w") as f:
+        f.write(text.rstrip("\n") + "\n")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {"load_before": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="grpo_vs_trl_") as tmp:
+        work = Path(tmp)
+        if args.model:
+            model_dir = Path(args.model)
+            results["start_desc"] = f"`{args.model}`"
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            results["start"] = _evaluate_model(
+                AutoModelForCausalLM.from_pretrained(model_dir),
+                AutoTokenizer.from_pretrained(model_dir),
+                args,
+            )
+        else:
+            model_dir = work / "start_model"
+            results["start"] = build_start_model(args, model_dir)
+            results["start_desc"] = (
+                f"the demo's tiny Llama (`rewardkit.rl.tiny`, hidden 128, 4 layers) after {args.sft_steps} "
+                "steps of the demo's SFT warm-up"
+            )
+        for trainer in ("rewardkit", "trl"):
+            raw = run_child(trainer, args, model_dir, work)
+            results[trainer] = {**raw, **summarise(raw["step_times"], raw["tokens"], raw["cpu_times"])}
+            print(f"[bench] {trainer}: median {results[trainer]['median_s']:.2f} s/step", flush=True)
+    results["load_after"] = os.getloadavg()
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=30, help="GRPO steps for each trainer")
+    parser.add_argument("--sft-steps", type=int, default=300, help="SFT warm-up steps of the starting model")
+    parser.add_argument("--model", default="", help="start from this model directory instead (skips SFT)")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true", help="cProfile rewardkit's train() (stderr)")
+    parser.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
+    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "..", "BENCHMARKS.md"))
+    parser.add_argument("--child", choices=("rewardkit", "trl"), help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.steps < 2:
+        parser.error("--steps must be >= 2 (step 1 is warm-up and not timed)")
+    if args.child:
+        result = child_rewardkit(args) if args.child == "rewardkit" else child_trl(args)
+        Path(args.result).write_text(json.dumps(result))
+        return
+    results = run(args)
+    body = section(args, results)
+    print(body)
+    if args.write:
+        write_section(args.output, body)
+
+
+if __name__ == "__main__":
+    main()
