@@ -56,7 +56,9 @@ def make_tasks(n):
 
 
 def traj(n_tokens, truncated=False):
-    return Trajectory(Task("p"), (1,), tuple(range(n_tokens)), (1,) * n_tokens, (0.0,) * n_tokens, "x", truncated=truncated)
+    return Trajectory(
+        Task("p"), (1,), tuple(range(n_tokens)), (1,) * n_tokens, (0.0,) * n_tokens, "x", truncated=truncated
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,6 +80,7 @@ def sampling(max_tokens=16):
 
 def test_dynamic_sampling_drops_uniform_groups_and_refills():
     env = FunctionEnv(exact, "exact", executor="inline")
+
     # even tasks: every sample right (all-equal group); odd tasks: half right (signal)
     def script(prompt, k):
         i = int(prompt.removeprefix("task").rstrip(":"))
@@ -85,8 +88,16 @@ def test_dynamic_sampling_drops_uniform_groups_and_refills():
 
     gen = ScriptedGenerator(script)
     batch = collect_batch(
-        env, gen, PromptSampler(make_tasks(40), seed=1), prompts=4, group_size=4, sampling=sampling(),
-        dynamic_sampling=True, max_rounds=10, overlong_buffer_frac=0.0, overlong_filter=False,
+        env,
+        gen,
+        PromptSampler(make_tasks(40), seed=1),
+        prompts=4,
+        group_size=4,
+        sampling=sampling(),
+        dynamic_sampling=True,
+        max_rounds=10,
+        overlong_buffer_frac=0.0,
+        overlong_filter=False,
     )
     assert len(batch.samples) == 16
     groups = {}
@@ -102,8 +113,16 @@ def test_dynamic_sampling_bound_hit_trains_on_what_there_is():
     env = FunctionEnv(exact, "exact", executor="inline")
     gen = ScriptedGenerator(lambda prompt, k: "always wrong")
     batch = collect_batch(
-        env, gen, PromptSampler(make_tasks(10), seed=0), prompts=4, group_size=4, sampling=sampling(),
-        dynamic_sampling=True, max_rounds=3, overlong_buffer_frac=0.0, overlong_filter=False,
+        env,
+        gen,
+        PromptSampler(make_tasks(10), seed=0),
+        prompts=4,
+        group_size=4,
+        sampling=sampling(),
+        dynamic_sampling=True,
+        max_rounds=3,
+        overlong_buffer_frac=0.0,
+        overlong_filter=False,
     )
     assert batch.samples == []
     assert batch.stats["sampling_rounds"] == 3
@@ -116,8 +135,16 @@ def test_overlong_filter_and_penalty_use_model_tokens():
     env = FunctionEnv(exact, "exact", executor="inline")
     gen = ScriptedGenerator(lambda prompt, k: "x" * (4 + 6 * k))  # 4, 10, 16, 22 tokens; cap 16
     batch = collect_batch(
-        env, gen, PromptSampler(make_tasks(1), seed=0), prompts=1, group_size=4, sampling=sampling(16),
-        dynamic_sampling=False, max_rounds=1, overlong_buffer_frac=0.25, overlong_filter=True,
+        env,
+        gen,
+        PromptSampler(make_tasks(1), seed=0),
+        prompts=1,
+        group_size=4,
+        sampling=sampling(16),
+        dynamic_sampling=False,
+        max_rounds=1,
+        overlong_buffer_frac=0.25,
+        overlong_filter=True,
     )
     lengths = [s.trajectory.num_policy_tokens for s in batch.samples]
     assert lengths == [4, 10, 16, 16]
