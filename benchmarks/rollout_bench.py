@@ -63,8 +63,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rewardkit.rl.rollout.base import SamplingParams
 
     on_gpu = torch.cuda.is_available()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     params = SamplingParams(n=args.group, temperature=1.0, max_tokens=args.max_tokens, seed=0)
-    results: dict[str, Any] = {"load_before": os.getloadavg()}
+    results: dict[str, Any] = {"load_before": os.getloadavg(), "hf_threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as path:
         model, tok, prompts = build(args, path)
         if on_gpu:
@@ -109,7 +111,8 @@ def section(args: argparse.Namespace, r: dict[str, Any]) -> str:
             f"- command: `python {' '.join(sys.argv)}`",
             f"- model: tiny Llama built on the spot, hidden {args.hidden}, {args.layers} layers, "
             f"{r['params'] / 1e6:.1f} M parameters; {args.prompts} prompts x G={args.group}, temperature 1, "
-            f"max {args.max_tokens} new tokens",
+            f"max {args.max_tokens} new tokens; HF with {r['hf_threads']} torch thread(s), vLLM with its own "
+            "thread binding",
             "",
             "| back end | generated tokens | wall s | process CPU s | tokens/s |",
             "|---|---:|---:|---:|---:|",
@@ -147,6 +150,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--hf-batch", type=int, default=0, help="HF micro-batch rows (0: the whole batch)")
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.2)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for the HF back end (0: torch's default). On a busy machine several OpenMP "
+        "threads spin-wait on each other; vLLM likewise drops torch to 1 thread for serving",
+    )
     parser.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "..", "BENCHMARKS.md"))
     args = parser.parse_args(argv)
