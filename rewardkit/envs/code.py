@@ -20,13 +20,14 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rewardkit.data.code_tasks import code_tasks
 from rewardkit.envs.base import Environment
 from rewardkit.sandbox import SANDBOX_KINDS, ExecResult, Sandbox, SandboxError, get_sandbox
-from rewardkit.types import Completion, Score, completion_text
+from rewardkit.types import Completion, Score, Task, completion_text
 from rewardkit.verifiers.code import extract_code, outputs_match, python_syntax_error
 
 _MARGIN_S = 0.5
@@ -193,6 +194,13 @@ class CodeEnv(Environment):
             "truncated": result.truncated,
             "stderr": "" if result.ok else result.stderr[-300:],  # why it failed, kept short for logs
         }
+
+    def tasks(self, split: str = "train") -> Sequence[Task]:
+        """The bundled Python problems (``rewardkit.data.code_tasks``): ``train`` or ``test``, disjoint.
+
+        Each asks for a ```python block; ``info`` has ``test_code`` or ``io_tests`` and a ``reference``.
+        """
+        return code_tasks(split)
 
     def gold_examples(self) -> list[dict[str, Any]]:
         square = "def square(x):\n    return x * x\n"
