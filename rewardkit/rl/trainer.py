@@ -117,6 +117,7 @@ def train(
                 overlong_buffer_frac=algo.overlong_buffer_frac,
                 overlong_filter=algo.overlong_filter,
             )
+            generator.sleep()  # GPU vLLM with sleep mode: free its memory while the optimizer steps
             metrics = batch_metrics(batch)
             if batch.samples:
                 metrics.update(
@@ -366,8 +367,9 @@ def _seed_everything(seed: int) -> None:
 def _make_generator(cfg: TrainConfig, policy: Any, tokenizer: Any) -> Any:
     from rewardkit.rl.rollout import make_generator
 
-    options = {"max_batch_size": cfg.rollout_batch_size} if cfg.rollout_backend == "hf" else dict(cfg.vllm)
-    return make_generator(cfg.rollout_backend, policy, tokenizer, **options)
+    return make_generator(
+        cfg.rollout_backend, policy, tokenizer, max_batch_size=cfg.rollout_batch_size, **cfg.vllm
+    )
 
 
 def _optimizer(cfg: TrainConfig, policy: Any, critic: ValueModel | None) -> torch.optim.Optimizer:

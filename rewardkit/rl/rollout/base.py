@@ -60,7 +60,8 @@ class Generator(Protocol):
 
     ``generate`` takes token-id prompts and returns, for each prompt, ``params.n`` generations in a
     list (order preserved). ``update_weights`` loads new policy weights in place (called after each
-    optimizer step); a back end that shares the trainer's module may make it a no-op.
+    optimizer step); a back end that shares the trainer's module may make it a no-op. The trainer
+    calls ``sleep`` after each rollout phase.
     """
 
     tokenizer: Any
@@ -70,3 +71,7 @@ class Generator(Protocol):
     ) -> list[list[Generation]]: ...
 
     def update_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None: ...
+
+    def sleep(self) -> None:
+        """Release generation memory until the next ``generate`` (vLLM on GPU); may be a no-op."""
+        ...
