@@ -91,6 +91,22 @@ def train(
         start = ckpt.load(latest, policy, critic, optimizer, scheduler, sampler)
         generator.update_weights(weights_for_sync(policy))
     logger = RunLogger(out, cfg, enabled=is_main_process(), start_step=start)
+
+    def save(at_step: int) -> None:
+        if is_main_process():
+            ckpt.save(
+                out,
+                at_step,
+                policy,
+                tokenizer,
+                critic,
+                optimizer,
+                scheduler,
+                sampler,
+                cfg,
+                cfg.keep_checkpoints,
+            )
+
     metrics: dict[str, float] = {}
     step = start
     try:
@@ -144,41 +160,15 @@ def train(
                 lr=scheduler.get_last_lr()[0],
             )
             logger.log_step(step, metrics, batch)
-            if cfg.save_every and step % cfg.save_every == 0 and is_main_process():
-                ckpt.save(
-                    out,
-                    step,
-                    policy,
-                    tokenizer,
-                    critic,
-                    optimizer,
-                    scheduler,
-                    sampler,
-                    cfg,
-                    cfg.keep_checkpoints,
-                )
+            if cfg.save_every and step % cfg.save_every == 0:
+                save(step)
     except KeyboardInterrupt:
-        if is_main_process():
-            done = step - 1  # the interrupted step did not finish: resume redoes it
-            ckpt.save(
-                out, done, policy, tokenizer, critic, optimizer, scheduler, sampler, cfg, cfg.keep_checkpoints
-            )
-            logger.note(f"interrupted: saved a checkpoint at step {done}; continue with --resume")
+        save(step - 1)  # the interrupted step did not finish: resume redoes it
+        logger.note(f"interrupted: saved a checkpoint at step {step - 1}; continue with --resume")
         logger.close()
         return TrainResult(out, step - 1, metrics, interrupted=True)
-    if is_main_process() and cfg.steps > start:
-        ckpt.save(
-            out,
-            cfg.steps,
-            policy,
-            tokenizer,
-            critic,
-            optimizer,
-            scheduler,
-            sampler,
-            cfg,
-            cfg.keep_checkpoints,
-        )
+    if cfg.steps > start and not (cfg.save_every and cfg.steps % cfg.save_every == 0):
+        save(cfg.steps)
     logger.close()
     return TrainResult(out, cfg.steps, metrics)
 
