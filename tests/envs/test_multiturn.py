@@ -113,6 +113,9 @@ class ScriptedGenerator:
     def update_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
         """Scripts have no weights."""
 
+    def sleep(self) -> None:
+        pass
+
 
 def _segments(mask: Sequence[int], ids: Sequence[int], value: int) -> list[list[int]]:
     """Maximal runs of ``ids`` where ``mask`` equals ``value``."""

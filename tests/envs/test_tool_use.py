@@ -129,6 +129,9 @@ class ScriptedGenerator:
     def update_weights(self, named_tensors) -> None:
         pass
 
+    def sleep(self) -> None:
+        pass
+
 
 def call(name: str, **arguments) -> str:
     return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"

@@ -46,6 +46,9 @@ class ScriptedGenerator:
     def update_weights(self, named_tensors):
         pass
 
+    def sleep(self) -> None:
+        pass
+
 
 def exact(completion, *, answer=None, prompt=None, info=None):
     return float(completion.strip() == str(answer))
