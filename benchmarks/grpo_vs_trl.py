@@ -449,6 +449,11 @@ def section(args: argparse.Namespace, r: dict[str, Any]) -> str:
         "",
         *table(r),
         "",
+        "Every step's wall time (s), step 1 first, to show where the shared machine's load hit:",
+        "",
+        f"- rewardkit: {' '.join(f'{t:.2f}' for t in rk['step_times'])}",
+        f"- TRL: {' '.join(f'{t:.2f}' for t in tr['step_times'])}",
+        "",
         f"rewardkit / TRL time per step: **{ratio:.2f}x** median ({mean_ratio:.2f}x mean); target <= "
         f"{TARGET_RATIO}: {verdict}. Process CPU time per step: {cpu_ratio:.2f}x. Accuracy: rewardkit {acc} ({rk['accuracy']:.1%} vs {tr['accuracy']:.1%}).",
         "",
@@ -474,7 +479,7 @@ def write_section(path: str, body: str) -> None:
         text = text.rstrip("\n") + "\n\n" + body
     else:
         end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("" if end == -1 else text[end + 1 :])
+        text = text[:start] + body + ("" if end == -1 else text[end:])
     with open(path, "w") as f:
         f.write(text.rstrip("\n") + "\n")
 
