@@ -449,7 +449,8 @@ def section(args: argparse.Namespace, r: dict[str, Any]) -> str:
         "",
         *table(r),
         "",
-        "Every step's wall time (s), step 1 first, to show where the shared machine's load hit:",
+        "Every step's wall time (s), step 1 first. On this shared machine other jobs' load stretches "
+        "single steps 10x or more; a run compares the trainers only where both lists are steady.",
         "",
         f"- rewardkit: {' '.join(f'{t:.2f}' for t in rk['step_times'])}",
         f"- TRL: {' '.join(f'{t:.2f}' for t in tr['step_times'])}",
@@ -522,6 +523,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action="store_true", help="cProfile rewardkit's train() (stderr)")
     parser.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
+    parser.add_argument(
+        "--save-results", default="", help="also write every per-step figure to this JSON file"
+    )
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "..", "BENCHMARKS.md"))
     parser.add_argument("--child", choices=("rewardkit", "trl"), help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -534,6 +538,8 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.result).write_text(json.dumps(result))
         return
     results = run(args)
+    if args.save_results:
+        Path(args.save_results).write_text(json.dumps(results, indent=1))
     body = section(args, results)
     print(body)
     if args.write:
