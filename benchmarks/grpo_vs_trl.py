@@ -16,6 +16,7 @@ rewardkit's ``step_time_s`` from ``metrics.jsonl``; for TRL the time between a c
 workers start, allocator grows) and left out of median and mean.
 
     python benchmarks/grpo_vs_trl.py [--steps 30 --sft-steps 300 --lr 1e-4 | --model DIR] [--write]
+    [--save-results FILE.json] [--profile]   # every per-step figure; cProfile of rewardkit (stderr)
 """
 
 from __future__ import annotations
