@@ -171,7 +171,9 @@ def test_stop_string_completed_late_in_a_long_sample(tiny, prompts):
     sampled = SamplingParams(max_tokens=40, seed=3)  # seeded: the same tokens again up to the stop
     free = HFGenerator(model, tok).generate(prompts[1:2], sampled)[0][0].token_ids
     for k in range(20, len(free)):
-        prev, cur = tok.decode(list(free[:k])), tok.decode(list(free[: k + 1]))
+        # the generator matches stop strings on the text it returns: special tokens skipped
+        prev = tok.decode(list(free[:k]), skip_special_tokens=True)
+        cur = tok.decode(list(free[: k + 1]), skip_special_tokens=True)
         if len(cur) >= 2 and cur[-2:] not in prev:
             break
     else:
@@ -206,3 +208,20 @@ def test_filter_logits_top_k_then_top_p():
     assert keep(top_k=2) == [True, True, False, False]
     assert keep(top_k=3, top_p=0.6) == [True, True, False, False]  # top-p on the renormalised top-3
     assert keep() == [True] * 4
+
+
+def test_inverse_cdf_sampling_matches_the_distribution_and_never_draws_masked_tokens():
+    import torch
+
+    from rewardkit.rl.rollout.hf import _inverse_cdf_sample
+
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(3, 12, generator=gen) * 2, -1)
+    probs[:, 5] = 0.0  # a token top-k/top-p removed
+    probs = probs / probs.sum(-1, keepdim=True)
+    draws = 40_000
+    tokens = _inverse_cdf_sample(probs.repeat_interleave(draws, 0), gen).view(3, draws)  # [3, draws]
+    freq = torch.zeros(3, 12).scatter_add_(1, tokens, torch.ones(3, draws)) / draws
+    assert freq[:, 5].sum() == 0
+    # 5 standard errors of a binomial frequency at p = 0.25 with 40k draws is ~0.011
+    assert (freq - probs).abs().max() < 0.011

@@ -199,8 +199,20 @@ def sample_tokens(
         tokens = logprobs.argmax(dim=-1)
     else:
         logprobs = torch.log_softmax(filter_logits(logits / params.temperature, params), dim=-1)
-        tokens = torch.multinomial(logprobs.exp(), 1, generator=rng).squeeze(-1)
+        tokens = _inverse_cdf_sample(logprobs.exp(), rng)
     return tokens, logprobs.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def _inverse_cdf_sample(probs: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """One draw per row of ``probs`` ([B, V]) by inverting the CDF at a uniform point.
+
+    Why not ``torch.multinomial``: on CPU it costs ~0.9 ms per call for [128, 281] against ~0.07 ms
+    here, and it runs once per generated token. ``right=True`` means a token of probability 0 (masked
+    by top-k/top-p) is never drawn: its CDF step has zero width.
+    """
+    cdf = probs.cumsum(-1)  # [B, V]
+    u = torch.rand(cdf.shape[0], 1, generator=rng, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]  # [B, 1]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)  # [B]
 
 
 def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
