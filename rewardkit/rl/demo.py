@@ -35,7 +35,7 @@ class DemoConfig:
     sft_steps: int = 300
     sft_batch_size: int = 32
     sft_lr: float = 3e-3
-    grpo_steps: int = 200
+    grpo_steps: int = 300
     prompts_per_step: int = 16
     group_size: int = 8
     grpo_lr: float = 2e-4
