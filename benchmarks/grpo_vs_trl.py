@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_report import write_section  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+
 SECTION = "## GRPO step time: rewardkit vs TRL"
 PROMPTS_PER_STEP = 16
 GROUP_SIZE = 8
@@ -473,19 +475,6 @@ def _cpu_name() -> str:
     return platform.processor() or "CPU"
 
 
-def write_section(path: str, body: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md (or append it), leaving other sections alone."""
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("" if end == -1 else text[end:])
-    with open(path, "w") as f:
-        f.write(text.rstrip("\n") + "\n")
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"load_before": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="grpo_vs_trl_") as tmp:
@@ -544,7 +533,7 @@ def main(argv: list[str] | None = None) -> None:
     body = section(args, results)
     print(body)
     if args.write:
-        write_section(args.output, body)
+        write_section(args.output, SECTION, body)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import sys
 import time
 from typing import Any
 
+from bench_report import write_section
+
 from rewardkit.data.procedural import ProceduralConfig, generate_tasks
 
 SECTION = "## Math verification throughput"
@@ -162,19 +164,6 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: str, body: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md (or append it), leaving other sections alone."""
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("" if end == -1 else text[end:])
-    with open(path, "w") as f:
-        f.write(text.rstrip("\n") + "\n")
-
-
 def distinct_keys(batch: list[dict[str, Any]]) -> int:
     """How many verdicts the batch really needs: distinct (gold, offered answers) cache keys."""
     from rewardkit.envs.math import MathEnv
@@ -234,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
                 "",
             ]
         )
-        write_section(os.path.abspath(args.output), body)
+        write_section(os.path.abspath(args.output), SECTION, body)
         print(f"wrote {os.path.abspath(args.output)}")
 
 

@@ -20,6 +20,8 @@ import tempfile
 import time
 from typing import Any
 
+from bench_report import write_section  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+
 SECTION = "## Rollout throughput"
 CORPUS = [
     "What is 12 + 35? <think>12 + 35 = 47</think><answer>47</answer>",
@@ -128,19 +130,6 @@ def section(args: argparse.Namespace, r: dict[str, Any]) -> str:
     )
 
 
-def write_section(path: str, body: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md (or append it), leaving other sections alone."""
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("" if end == -1 else text[end:])
-    with open(path, "w") as f:
-        f.write(text.rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompts", type=int, default=16)
@@ -164,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     body = section(args, run(args))
     print(body)
     if args.write:
-        write_section(args.output, body)
+        write_section(args.output, SECTION, body)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_report import write_section  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+
 from rewardkit import load_env
 from rewardkit.sandbox import get_sandbox
 from rewardkit.sandbox.docker import DEFAULT_IMAGE
@@ -187,14 +189,6 @@ def report(lat: dict[str, float], batch: dict[str, float], n: int) -> str:
     )
 
 
-def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace the ``## Sandbox`` section of BENCHMARKS.md (or append it), leaving other sections alone."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Sandbox\n.*?(?=^## |\Z)", re.M | re.S)
-    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -216,7 +210,7 @@ def main() -> None:
     text = report(lat, batch, args.programs)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(ROOT / "BENCHMARKS.md", "## Sandbox", text)
         print("wrote the ## Sandbox section of BENCHMARKS.md")
 
 
