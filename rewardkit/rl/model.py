@@ -133,7 +133,9 @@ def weights_for_sync(policy: nn.Module) -> Iterator[tuple[str, Tensor]]:
             for name, tensor in base.state_dict().items():
                 if "lora_" in name:
                     continue
-                yield name.replace(".base_layer", ""), tensor.detach()
+                # a copy: unmerge_adapter() below reverts the merged weights in place, so a view would
+                # change under a consumer that collects the stream before using it
+                yield name.replace(".base_layer", ""), tensor.detach().clone()
         finally:
             policy.unmerge_adapter()
         return

@@ -166,3 +166,34 @@ def test_multi_turn_env_trains_with_exact_masks(tiny_model, tmp_path):
     result = train(cfg, env=two, tasks=tasks())
     assert result.steps == 2
     two.close()
+
+
+def test_lora_with_gradient_checkpointing_trains_and_syncs_merged_weights(tiny_model, tmp_path):
+    """LoRA through peft (adapters only are trained; the KL reference is the base with adapters off),
+    and the weights sent to a rollout engine are the merged model under the base model's names."""
+    pytest.importorskip("peft")
+    from transformers import AutoModelForCausalLM
+
+    from rewardkit.rl.model import load_policy, weights_for_sync
+
+    lora = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    cfg = config(
+        tiny_model, tmp_path, steps=2, lr=1e-2, lora=lora, gradient_checkpointing=True, algo={"kl_coef": 0.05}
+    )
+    result = train(cfg, env=env(), tasks=tasks())
+    assert result.steps == 2
+    assert all(r["kl"] >= 0.0 for r in rows(tmp_path))
+
+    policy, _ = load_policy(tiny_model, None, "fp32", False, lora)
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.fill_(0.1)  # a non-zero adapter, so merging changes the weights
+    base_names = set(AutoModelForCausalLM.from_pretrained(tiny_model).state_dict())
+    synced = dict(weights_for_sync(policy))
+    assert set(synced) == base_names
+    q = next(n for n in synced if n.endswith("self_attn.q_proj.weight"))
+    base_q = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()[q]
+    assert not torch.allclose(synced[q], base_q), "LoRA was not merged into the synced weights"
+    # after the sync the adapters are unmerged again: training continues on them
+    assert any("lora_A" in n for n, _ in policy.named_parameters())
