@@ -20,13 +20,15 @@ from rewardkit.rl.tiny import TinyConfig, build_tiny  # noqa: E402
 from rewardkit.rl.trainer import train  # noqa: E402
 from rewardkit.types import Task  # noqa: E402
 
-TARGET = "7"
-
 
 def sevens(completion, *, answer=None, prompt=None, info=None):
-    """Toy reward: the share of the completion's characters that are '7'."""
+    """Toy reward: the share of the completion's characters that are digits.
+
+    Digits are split one per token, so a random-init model emits one about every 30 tokens: every step
+    has signal, and the test does not depend on a lucky first sample (a single-token target did).
+    """
     text = completion.replace(" ", "")
-    return text.count(TARGET) / max(len(text), 1)
+    return sum(c.isdigit() for c in text) / max(len(text), 1)
 
 
 @pytest.fixture(scope="module")
