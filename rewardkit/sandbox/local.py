@@ -177,12 +177,12 @@ class LocalSandbox:
             if uid is not None and _namespace_refused(result):
                 # The slot's last processes were killed but not yet reaped, and still count against
                 # its process limit: wait them out and run again.
-                _kill_uid(uid, include_zombies=True)
+                _kill_uids({uid}, include_zombies=True)
                 result = self._run_as(uid, code, stdin, timeout_s, memory_mb)
             return result
         finally:
             if uid is not None and self._isolation != "bwrap":
-                _kill_uid(uid)  # the bwrap pid namespace already took everything down
+                _kill_uids({uid})  # the bwrap pid namespace already took everything down
             self._slots.put(uid)
 
     def _run_warm(
@@ -457,7 +457,7 @@ def _claim_uids(cfg: LocalConfig) -> dict[int, int]:
             continue
         claims[uid] = fd
         if len(claims) == cfg.max_parallel:
-            _clear_uids(set(claims))
+            _kill_uids(set(claims), include_zombies=True)
             return claims
     for fd in claims.values():
         os.close(fd)
@@ -466,24 +466,14 @@ def _claim_uids(cfg: LocalConfig) -> dict[int, int]:
     )
 
 
-def _clear_uids(uids: set[int]) -> None:
-    """Kill what an earlier owner of these uids left (e.g. a crashed process), zombies waited out."""
-    for _ in range(200):
-        pids = [pid for pid, owner in _uids_of_processes(include_zombies=True) if owner in uids]
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.01)
+def _kill_uids(uids: set[int], include_zombies: bool = False) -> None:
+    """SIGKILL every process of these uids, repeating until none is left (a fork bomb keeps forking).
 
-
-def _kill_uid(uid: int, include_zombies: bool = False) -> None:
-    """SIGKILL every process of a slot uid, repeating until none is left (a fork bomb keeps forking)."""
+    Used on a slot after each run, and on claimed uids that an earlier owner (e.g. a crashed process)
+    may have left busy; ``include_zombies`` also waits until their zombies are reaped.
+    """
     for _ in range(200):
-        pids = [pid for pid, owner in _uids_of_processes(include_zombies) if owner == uid]
+        pids = [pid for pid, owner in _uids_of_processes(include_zombies) if owner in uids]
         if not pids:
             return
         for pid in pids:
