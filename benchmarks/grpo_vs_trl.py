@@ -57,8 +57,8 @@ def build_start_model(args: argparse.Namespace, path: Path) -> dict[str, Any]:
 
     import torch
 
-    from rewardkit.rl.demo import DemoConfig, demo_tasks, evaluate, sft, solution
-    from rewardkit.rl.tiny import TinyConfig, build_tiny
+    from rewardkit.demo import DemoConfig, demo_tasks, evaluate, sft, solution
+    from rewardkit.models.tiny import TinyConfig, build_tiny
 
     random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -106,9 +106,9 @@ def summarise(step_times: list[float], tokens: list[int], cpu_times: list[float]
 
 
 def child_rewardkit(args: argparse.Namespace) -> dict[str, Any]:
+    from rewardkit.demo import demo_tasks
     from rewardkit.registry import load_env
     from rewardkit.rl.config import TrainConfig
-    from rewardkit.rl.demo import demo_tasks
     from rewardkit.rl.trainer import train
 
     cfg = TrainConfig(
@@ -192,8 +192,8 @@ def child_trl(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from rewardkit.demo import demo_tasks
     from rewardkit.registry import load_env
-    from rewardkit.rl.demo import demo_tasks
 
     class StepClock(TrainerCallback):
         """Wall and process-CPU time of each optimizer step (TRL generates inside the step)."""
@@ -339,7 +339,7 @@ def _evaluate_dir(model_dir: Path, args: argparse.Namespace) -> dict[str, float]
 
 
 def _evaluate_model(model: Any, tokenizer: Any, args: argparse.Namespace) -> dict[str, float]:
-    from rewardkit.rl.demo import demo_tasks, evaluate
+    from rewardkit.demo import demo_tasks, evaluate
 
     return evaluate(model, tokenizer, demo_tasks("test", TEST_TASKS, args.seed), MAX_NEW_TOKENS)
 
@@ -447,7 +447,7 @@ def section(args: argparse.Namespace, r: dict[str, Any]) -> str:
         f"Step 1 is warm-up and left out: median and mean are over steps 2..{args.steps}. Tokens/s is "
         "generated (completion) tokens over step time. Peak RSS is `ru_maxrss` of the trainer's own child "
         "process after training (scoring workers are separate processes, the same for both).",
-        f"- held-out accuracy: `rewardkit.rl.demo.evaluate`, greedy, {TEST_TASKS} test tasks, after "
+        f"- held-out accuracy: `rewardkit.demo.evaluate`, greedy, {TEST_TASKS} test tasks, after "
         f"{args.steps} steps",
         "",
         *table(r),
@@ -493,7 +493,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             model_dir = work / "start_model"
             results["start"] = build_start_model(args, model_dir)
             results["start_desc"] = (
-                f"the demo's tiny Llama (`rewardkit.rl.tiny`, hidden 128, 4 layers) after {args.sft_steps} "
+                f"the demo's tiny Llama (`rewardkit.models.tiny`, hidden 128, 4 layers) after {args.sft_steps} "
                 "steps of the demo's SFT warm-up"
             )
         for trainer in ("rewardkit", "trl"):

@@ -1,6 +1,6 @@
 """Rollout throughput: the vLLM back end vs the Hugging Face back end on the same model and prompts.
 
-Both back ends get the same tiny-ish Llama (built on the spot by ``rewardkit.rl.tiny``, no downloads),
+Both back ends get the same tiny-ish Llama (built on the spot by ``rewardkit.models.tiny``, no downloads),
 the same token-id prompts, G samples per prompt, temperature 1 and the same token budget, in this one
 run. Figures are generated tokens per second of wall time for one ``generate`` call over the whole
 batch, after a small warm-up call; vLLM's engine start-up is reported separately (a trainer pays it
@@ -32,7 +32,7 @@ CORPUS = [
 
 def build(args: argparse.Namespace, path: str) -> tuple[Any, Any, list[list[int]]]:
     """The model (saved to ``path`` too), its tokenizer, and ``args.prompts`` prompts of varied length."""
-    from rewardkit.rl.tiny import TinyConfig, build_tiny
+    from rewardkit.models.tiny import TinyConfig, build_tiny
 
     size = TinyConfig(
         hidden_size=args.hidden,
@@ -61,8 +61,8 @@ def timed(generator: Any, prompts: list[list[int]], params: Any) -> dict[str, fl
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from rewardkit.rl.rollout import make_generator
-    from rewardkit.rl.rollout.base import SamplingParams
+    from rewardkit.generation import make_generator
+    from rewardkit.generation.base import SamplingParams
 
     on_gpu = torch.cuda.is_available()
     if args.threads:

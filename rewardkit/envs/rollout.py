@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewardkit.rl.rollout.base import Generation, SamplingParams
+from rewardkit.generation.base import Generation, SamplingParams
 from rewardkit.types import Message, Task, Trajectory
 
 

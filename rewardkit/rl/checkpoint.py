@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-STATE_FILE = "trainer_state.pt"
+from rewardkit.models.loading import CHECKPOINTS, LATEST, STATE_FILE, checkpoint_dir
 
 
 def save(
@@ -32,9 +32,9 @@ def save(
     cfg: Any,
     keep: int,
 ) -> Path:
-    root = Path(out) / "checkpoints"
+    root = Path(out) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:06d}"
+    final = checkpoint_dir(out, step)
     tmp = root / f".tmp_step_{step:06d}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     policy.save_pretrained(tmp / "model")
@@ -57,31 +57,9 @@ def save(
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _write_atomic(root / "latest", final.name)
+    _write_atomic(root / LATEST, final.name)
     _prune(root, keep)
     return final
-
-
-def latest(out: Path) -> Path | None:
-    pointer = Path(out) / "checkpoints" / "latest"
-    if not pointer.exists():
-        return None
-    path = pointer.parent / pointer.read_text().strip()
-    return path if (path / STATE_FILE).exists() else None
-
-
-def find(out: Path, step: int | None = None) -> Path:
-    """The checkpoint of ``step`` (or the latest) under a training output directory."""
-    if step is None:
-        path = latest(out)
-        if path is None:
-            raise FileNotFoundError(f"no checkpoint under {out}/checkpoints")
-        return path
-    path = Path(out) / "checkpoints" / f"step_{step:06d}"
-    if not path.exists():
-        have = sorted(p.name for p in (Path(out) / "checkpoints").glob("step_*"))
-        raise FileNotFoundError(f"no checkpoint for step {step} under {out}; have {have}")
-    return path
 
 
 def load(path: Path, policy: Any, critic: Any, optimizer: Any, scheduler: Any, sampler: Any) -> int:

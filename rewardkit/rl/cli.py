@@ -1,4 +1,4 @@
-"""``rewardkit train`` and ``rewardkit demo`` (hooked into rewardkit/cli.py)."""
+"""``rewardkit train`` (hooked into rewardkit/cli.py)."""
 
 from __future__ import annotations
 
@@ -23,15 +23,6 @@ def add_parser(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser(
-        "demo", help="CPU demo: SFT a tiny model on arithmetic, then GRPO; prints accuracy before/after"
-    )
-    p.add_argument("--output-dir", default="runs/demo")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="GRPO steps (default: the demo's tuned value)")
-    p.add_argument("--quick", action="store_true", help="a minute-long smoke version (for tests)")
-    p.set_defaults(func=cmd_demo)
-
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rewardkit.cli import parse_overrides
@@ -53,19 +44,3 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"reward {last.get('reward_mean', float('nan')):.4f}; outputs in {result.output_dir}"
     )
     return 130 if result.interrupted else 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from rewardkit.rl.demo import DemoConfig, run_demo
-
-    cfg = (
-        DemoConfig.quick(args.output_dir, args.seed)
-        if args.quick
-        else DemoConfig(output_dir=args.output_dir, seed=args.seed)
-    )
-    if args.steps is not None:
-        from dataclasses import replace
-
-        cfg = replace(cfg, grpo_steps=args.steps)
-    run_demo(cfg)
-    return 0

@@ -10,33 +10,31 @@ sequence, never to the global maximum.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from rewardkit.models import load_model, weights_for_sync
 from rewardkit.rl.algorithms import entropy_from_logits, logprobs_from_logits
 
-
-def resolve_dtype(name: str) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return {"bf16": torch.bfloat16, "fp32": torch.float32}[name]
+__all__ = [
+    "ValueModel",
+    "completion_logprobs",
+    "completion_values",
+    "frozen_copy",
+    "load_policy",
+    "pack",
+    "weights_for_sync",
+]
 
 
 def load_policy(
     model: str, tokenizer: str | None, dtype: str, gradient_checkpointing: bool, lora: dict | None
 ) -> tuple[Any, Any]:
     """The trainable policy and its tokenizer, from a hub id or a local directory."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tokenizer or model)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    policy = AutoModelForCausalLM.from_pretrained(model, dtype=resolve_dtype(dtype))
-    if torch.cuda.is_available():
-        policy = policy.to("cuda")
+    policy, tok = load_model(model, tokenizer, dtype)
     if gradient_checkpointing:
         policy.gradient_checkpointing_enable()
         policy.config.use_cache = False
@@ -122,22 +120,3 @@ def completion_values(value_model: ValueModel, batch: dict[str, Any]) -> Tensor:
     P, T = batch["prompt_len"], batch["completion_len"]
     values = value_model(batch["input_ids"], batch["attention_mask"], batch["position_ids"])  # [B, L]
     return values[:, P - 1 : P - 1 + T]
-
-
-def weights_for_sync(policy: nn.Module) -> Iterator[tuple[str, Tensor]]:
-    """Checkpoint-format (name, tensor) pairs of the policy; LoRA adapters are merged in first."""
-    if hasattr(policy, "merge_adapter"):  # peft: merge, read, unmerge (training continues on adapters)
-        policy.merge_adapter()
-        try:
-            base = policy.get_base_model()
-            for name, tensor in base.state_dict().items():
-                if "lora_" in name:
-                    continue
-                # a copy: unmerge_adapter() below reverts the merged weights in place, so a view would
-                # change under a consumer that collects the stream before using it
-                yield name.replace(".base_layer", ""), tensor.detach().clone()
-        finally:
-            policy.unmerge_adapter()
-        return
-    for name, tensor in policy.state_dict().items():
-        yield name, tensor.detach()

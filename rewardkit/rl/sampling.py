@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rewardkit.envs.base import Environment
-from rewardkit.rl.rollout.base import SamplingParams
+from rewardkit.generation.base import SamplingParams
 from rewardkit.types import Score, Task, Trajectory
 from rewardkit.verifiers.efficiency import soft_overlong_penalty
 

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 
 from rewardkit.envs.base import Environment
+from rewardkit.generation.base import SamplingParams
+from rewardkit.models import latest_checkpoint
 from rewardkit.registry import load_env
 from rewardkit.rl import checkpoint as ckpt
 from rewardkit.rl.algorithms import (
@@ -44,7 +46,6 @@ from rewardkit.rl.model import (
     pack,
     weights_for_sync,
 )
-from rewardkit.rl.rollout.base import SamplingParams
 from rewardkit.rl.sampling import Batch, PromptSampler, batch_metrics, collect_batch
 from rewardkit.types import Task
 
@@ -66,7 +67,7 @@ def train(
     cfg: TrainConfig, *, env: Environment | None = None, tasks: list[Task] | None = None, resume: bool = False
 ) -> TrainResult:
     """Train ``cfg.model`` against ``cfg.env``; returns where the run was written and its last metrics."""
-    from rewardkit.rl.rollout import resolve_backend
+    from rewardkit.generation import resolve_backend
 
     cfg = dataclasses.replace(
         cfg, rollout_backend=resolve_backend(cfg.rollout_backend)
@@ -87,7 +88,7 @@ def train(
     scheduler = _scheduler(cfg, optimizer)
     sampler = PromptSampler(tasks, cfg.seed)
     start = 0
-    if resume and (latest := ckpt.latest(out)) is not None:
+    if resume and (latest := latest_checkpoint(out)) is not None:
         start = ckpt.load(latest, policy, critic, optimizer, scheduler, sampler)
         generator.update_weights(weights_for_sync(policy))
     logger = RunLogger(out, cfg, enabled=is_main_process(), start_step=start)
@@ -312,7 +313,7 @@ def _is_weights(
     correction off, so a user can see whether it is needed."""
     if cfg.rollout_backend == "hf" or trainer_logprobs is None:
         return None, {}
-    from rewardkit.rl.rollout.is_correction import truncated_is_weights
+    from rewardkit.rl.is_correction import truncated_is_weights
 
     enabled = cfg.is_correction != "none"
     level = cfg.is_correction if enabled else "token"
@@ -338,7 +339,7 @@ def _chunks(items: list[int], size: int) -> list[list[int]]:
 def build_tiny_for(tasks: list[Task], path: Path, seed: int) -> str:
     """``model: tiny``: a random tiny Llama whose tokenizer is trained on the tasks' prompts and answers,
     so every example config runs on a CPU with nothing downloaded. Reused if already built."""
-    from rewardkit.rl.tiny import TinyConfig, build_tiny
+    from rewardkit.models.tiny import TinyConfig, build_tiny
 
     if not (path / "config.json").exists():
         corpus = [
@@ -355,7 +356,7 @@ def _seed_everything(seed: int) -> None:
 
 
 def _make_generator(cfg: TrainConfig, policy: Any, tokenizer: Any) -> Any:
-    from rewardkit.rl.rollout import make_generator
+    from rewardkit.generation import make_generator
 
     return make_generator(
         cfg.rollout_backend, policy, tokenizer, max_batch_size=cfg.rollout_batch_size, **cfg.vllm

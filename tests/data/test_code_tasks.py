@@ -115,7 +115,7 @@ def test_variants_of_a_family_are_told_apart(env) -> None:
 def test_code_suite_runs_end_to_end(tmp_path: Path) -> None:
     pytest.importorskip("torch", reason="rewardkit eval needs torch ([train] extra)")
     pytest.importorskip("transformers", reason="rewardkit eval needs transformers ([train] extra)")
-    from rewardkit.rl.tiny import TinyConfig, build_tiny
+    from rewardkit.models.tiny import TinyConfig, build_tiny
 
     model = tmp_path / "model"
     corpus = [t.prompt + fenced(t.info["reference"]) for t in code_tasks("train")]

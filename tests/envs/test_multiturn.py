@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from rewardkit import Environment, EnvStep, Score, Task, check_env, completion_text
-from rewardkit.rl.rollout.base import Generation, Generator, SamplingParams
+from rewardkit.generation.base import Generation, Generator, SamplingParams
 
 LOGPROB = -0.25
 """Every scripted token's log-probability: non-zero so a misplaced logprob shows."""

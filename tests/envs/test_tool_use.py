@@ -23,7 +23,7 @@ import pytest
 
 from rewardkit import check_env, load_env
 from rewardkit.envs.tool_use import ToolUseEnv
-from rewardkit.rl.rollout.base import Generation, SamplingParams
+from rewardkit.generation.base import Generation, SamplingParams
 from rewardkit.types import Score
 
 transformers = pytest.importorskip("transformers")
@@ -582,8 +582,8 @@ def test_docs_train_config_and_eval_suite_parse():
     train_raw = next(b for b in blocks if "algorithm" in b)
     suite_raw = next(b for b in blocks if "environments" in b)
     try:
+        from rewardkit.eval.suite import parse_suite
         from rewardkit.rl.config import TrainConfig
-        from rewardkit.rl.eval_suite import parse_suite
     except ImportError as exc:
         pytest.skip(f"trainer/evaluator config is not available: {exc}")
     cfg = TrainConfig.from_dict(train_raw)

@@ -45,9 +45,9 @@ ENV_CONFIG = {
 def tiny_model_dir(tmp_path_factory):
     """A tiny random Llama whose tokenizer was trained on the tool prompts (saved as an HF directory)."""
     try:
-        from rewardkit.rl.tiny import TinyConfig, build_tiny
+        from rewardkit.models.tiny import TinyConfig, build_tiny
     except ImportError as exc:
-        pytest.skip(f"rewardkit.rl.tiny is not available: {exc}")
+        pytest.skip(f"rewardkit.models.tiny is not available: {exc}")
     env = ToolUseEnv(**ENV_CONFIG)
     corpus = [env.system_prompt(), ENV_CONFIG["no_call_reply"]] + [
         t.prompt[-1]["content"] for t in env.tasks()[:8]
@@ -122,8 +122,8 @@ def _runs(mask, ids):
 
 def test_tool_task_in_rewardkit_eval_reports_tool_metrics(tmp_path, tiny_model_dir):
     try:
-        from rewardkit.rl.eval_suite import parse_suite
-        from rewardkit.rl.evaluate import EvalConfig, evaluate
+        from rewardkit.eval.run import EvalConfig, evaluate
+        from rewardkit.eval.suite import parse_suite
     except ImportError as exc:
         pytest.skip(f"the evaluator is not available: {exc}")
     suite = parse_suite(

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the IS correction is a torch function")
 
-from rewardkit.rl.rollout.is_correction import truncated_is_weights  # noqa: E402
+from rewardkit.rl.is_correction import truncated_is_weights  # noqa: E402
 
 
 def _slow_weights(trainer, sampler, mask, level, cap):

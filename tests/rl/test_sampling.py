@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from rewardkit.generation.base import Generation, SamplingParams
 from rewardkit.registry import FunctionEnv
-from rewardkit.rl.rollout.base import Generation, SamplingParams
 from rewardkit.rl.sampling import PromptSampler, batch_metrics, collect_batch, overlong_penalty
 from rewardkit.types import Task, Trajectory
 

@@ -13,10 +13,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from rewardkit.models.tiny import TinyConfig, build_tiny  # noqa: E402
 from rewardkit.registry import FunctionEnv  # noqa: E402
 from rewardkit.rl.config import TrainConfig  # noqa: E402
 from rewardkit.rl.logging import REQUIRED_KEYS  # noqa: E402
-from rewardkit.rl.tiny import TinyConfig, build_tiny  # noqa: E402
 from rewardkit.rl.trainer import train  # noqa: E402
 from rewardkit.types import Task  # noqa: E402
 

@@ -9,9 +9,9 @@ import pytest
 torch = pytest.importorskip("torch", reason="the HF back end needs torch")
 pytest.importorskip("transformers", reason="the HF back end needs transformers")
 
-from rewardkit.rl.rollout.base import SamplingParams  # noqa: E402
-from rewardkit.rl.rollout.hf import HFGenerator, HFGeneratorConfig, filter_logits  # noqa: E402
-from rewardkit.rl.tiny import TinyConfig, build_tiny  # noqa: E402
+from rewardkit.generation.base import SamplingParams  # noqa: E402
+from rewardkit.generation.hf import HFGenerator, HFGeneratorConfig, filter_logits  # noqa: E402
+from rewardkit.models.tiny import TinyConfig, build_tiny  # noqa: E402
 
 CORPUS = ["the quick brown fox jumps over the lazy dog", "1 + 2 = 3", "<think>a</think><answer>4</answer>"]
 
@@ -213,7 +213,7 @@ def test_filter_logits_top_k_then_top_p():
 def test_inverse_cdf_sampling_matches_the_distribution_and_never_draws_masked_tokens():
     import torch
 
-    from rewardkit.rl.rollout.hf import _inverse_cdf_sample
+    from rewardkit.generation.hf import _inverse_cdf_sample
 
     gen = torch.Generator().manual_seed(0)
     probs = torch.softmax(torch.randn(3, 12, generator=gen) * 2, -1)

@@ -1,6 +1,6 @@
 """``rewardkit eval``: the pass@k estimator, suites, resumable runs, refusal to mix runs, reports, the CLI.
 
-Runs use a real tiny Llama (``rewardkit.rl.tiny``) and the real ``math`` and ``format`` environments;
+Runs use a real tiny Llama (``rewardkit.models.tiny``) and the real ``math`` and ``format`` environments;
 generations are a few tokens long so each run takes seconds on a CPU.
 """
 
@@ -22,8 +22,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rewardkit.rl.eval_report import compare_summaries, pass_at_k, render_comparison, summarize_env
-from rewardkit.rl.eval_suite import (
+from rewardkit.eval.report import compare_summaries, pass_at_k, render_comparison, summarize_env
+from rewardkit.eval.suite import (
     Overrides,
     TaskSource,
     adhoc_suite,
@@ -115,11 +115,11 @@ def test_builtin_suites_load_and_resolve() -> None:
 
 def test_demo_suite_measures_what_the_demo_measures() -> None:
     """Same tasks, greedy, the demo's token budget, and all tasks in one generation call."""
-    from rewardkit.rl.demo import DemoConfig, demo_tasks
+    from rewardkit.demo import DemoConfig, demo_tasks
 
     demo = DemoConfig()
     suite = load_suite("demo")
-    drift = "rewardkit/suites/demo.yaml no longer matches rewardkit.rl.demo: update the suite"
+    drift = "rewardkit/suites/demo.yaml no longer matches rewardkit.demo: update the suite"
     assert [e.env for e in suite.environments] == ["math", "format"]
     for entry in suite.environments:
         assert entry.tasks.load(None) == demo_tasks("test", demo.test_tasks, demo.seed), drift
@@ -147,9 +147,9 @@ def test_suite_defaults_overrides_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="built-in suites"):
         load_suite("no-such-suite")
     path = tmp_path / "mine.yaml"
-    path.write_text("environments:\n  - env: format\n    tasks: rewardkit.rl.demo:demo_tasks\n")
+    path.write_text("environments:\n  - env: format\n    tasks: rewardkit.demo:demo_tasks\n")
     suite = load_suite(str(path))
-    assert suite.name == "mine" and suite.environments[0].tasks.generator == "rewardkit.rl.demo:demo_tasks"
+    assert suite.name == "mine" and suite.environments[0].tasks.generator == "rewardkit.demo:demo_tasks"
 
 
 def test_adhoc_suite_and_envs_without_a_dataset() -> None:
@@ -163,14 +163,14 @@ def test_adhoc_suite_and_envs_without_a_dataset() -> None:
     with pytest.raises(ValueError, match="module:function"):
         TaskSource(generator="no_colon").load(None)
     with pytest.raises(ValueError, match="cannot import"):
-        TaskSource(generator="rewardkit.rl.demo:nope").load(None)
+        TaskSource(generator="rewardkit.demo:nope").load(None)
 
 
 # ---- runs on a tiny model ------------------------------------------------------------------------------------
 torch = pytest.importorskip("torch", reason="evaluation runs need torch ([train] extra)")
 pytest.importorskip("transformers", reason="evaluation runs need transformers ([train] extra)")
 
-from rewardkit.rl.evaluate import (  # noqa: E402
+from rewardkit.eval.run import (  # noqa: E402
     CHART,
     FINGERPRINT,
     REPORT,
@@ -185,8 +185,8 @@ from rewardkit.rl.evaluate import (  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rewardkit.rl.demo import demo_tasks, solution
-    from rewardkit.rl.tiny import TinyConfig, build_tiny
+    from rewardkit.demo import demo_tasks, solution
+    from rewardkit.models.tiny import TinyConfig, build_tiny
 
     path = tmp_path_factory.mktemp("tiny") / "model"
     corpus = [t.prompt + solution(t) for t in demo_tasks("train", 40, 0)]
@@ -198,7 +198,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def small_suite(**sampling: object):
     """Two environments, 5 tasks each in chunks of 2, two samples per task: fast, and enough to interrupt."""
-    demo = {"generator": "rewardkit.rl.demo:demo_tasks", "kwargs": {"split": "test", "n": 20, "seed": 0}}
+    demo = {"generator": "rewardkit.demo:demo_tasks", "kwargs": {"split": "test", "n": 20, "seed": 0}}
     raw = {
         "name": "tiny",
         "defaults": {

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from rewardkit.rl.rollout.base import FinishReason, Generation, SamplingParams
+from rewardkit.generation.base import FinishReason, Generation, SamplingParams
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import importlib.util
 import logging
 from typing import Any
 
-from rewardkit.rl.rollout.base import FinishReason, Generation, Generator, SamplingParams
+from rewardkit.generation.base import FinishReason, Generation, Generator, SamplingParams
 
 __all__ = ["FinishReason", "Generation", "Generator", "SamplingParams", "make_generator", "resolve_backend"]
 
@@ -35,8 +35,8 @@ def make_generator(backend: str, model: Any, tokenizer: Any, **opts: Any) -> Gen
     ``opts`` are fields of ``HFGeneratorConfig`` or ``VLLMGeneratorConfig``. Fields that belong only to
     the other back end are ignored (so one config can serve ``auto``); unknown names raise.
     """
-    from rewardkit.rl.rollout.hf import HFGeneratorConfig
-    from rewardkit.rl.rollout.vllm import VLLMGeneratorConfig
+    from rewardkit.generation.hf import HFGeneratorConfig
+    from rewardkit.generation.vllm import VLLMGeneratorConfig
 
     chosen = resolve_backend(backend)
     config_cls, other_cls = (
@@ -57,9 +57,9 @@ def make_generator(backend: str, model: Any, tokenizer: Any, **opts: Any) -> Gen
         log.info("rollout backend %s ignores options meant for the other back end: %s", chosen, ignored)
     config = config_cls(**{k: v for k, v in opts.items() if k in own})
     if chosen == "hf":
-        from rewardkit.rl.rollout.hf import HFGenerator
+        from rewardkit.generation.hf import HFGenerator
 
         return HFGenerator(model, tokenizer, config)
-    from rewardkit.rl.rollout.vllm import VLLMGenerator
+    from rewardkit.generation.vllm import VLLMGenerator
 
     return VLLMGenerator(model, tokenizer, config)

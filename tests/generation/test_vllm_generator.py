@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rewardkit.rl.rollout import make_generator, resolve_backend
+from rewardkit.generation import make_generator, resolve_backend
 
 REPO = Path(__file__).resolve().parents[2]
 LOGPROB_TOL = 1e-3
@@ -34,10 +34,10 @@ WORKER = textwrap.dedent(
     import json, sys
     import torch
     from rewardkit.rl.model import weights_for_sync
-    from rewardkit.rl.rollout import make_generator
-    from rewardkit.rl.rollout.base import SamplingParams
-    from rewardkit.rl.rollout.hf import HFGenerator, filter_logits
-    from rewardkit.rl.tiny import TinyConfig, build_model, build_tiny
+    from rewardkit.generation import make_generator
+    from rewardkit.generation.base import SamplingParams
+    from rewardkit.generation.hf import HFGenerator, filter_logits
+    from rewardkit.models.tiny import TinyConfig, build_model, build_tiny
 
     CORPUS = ["the quick brown fox jumps over the lazy dog", "1 + 2 = 3", "<think>a</think><answer>4</answer>"]
     SIZE = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2,
@@ -145,7 +145,7 @@ GRPO_WORKER = textwrap.dedent(
     import json, sys
     from rewardkit import load_env
     from rewardkit.rl.config import TrainConfig
-    from rewardkit.rl.tiny import TinyConfig, build_tiny
+    from rewardkit.models.tiny import TinyConfig, build_tiny
     from rewardkit.rl.trainer import train
 
     if __name__ == "__main__":
@@ -261,7 +261,7 @@ def test_short_grpo_run_with_vllm_logs_mismatch_metrics(tmp_path):
 @needs_vllm
 @pytest.mark.vllm
 def test_version_range_is_enforced():
-    from rewardkit.rl.rollout.vllm import SUPPORTED_VLLM, check_vllm_version
+    from rewardkit.generation.vllm import SUPPORTED_VLLM, check_vllm_version
 
     check_vllm_version(SUPPORTED_VLLM[0])
     with pytest.raises(RuntimeError, match=r"not supported.*allow_untested_version"):
@@ -285,8 +285,8 @@ def test_lora_policy_is_saved_for_vllm_with_adapters_merged(tmp_path):
     peft = pytest.importorskip("peft", reason="needs peft")
     from transformers import AutoModelForCausalLM
 
-    from rewardkit.rl.rollout.vllm import save_checkpoint
-    from rewardkit.rl.tiny import TinyConfig, build_tiny
+    from rewardkit.generation.vllm import save_checkpoint
+    from rewardkit.models.tiny import TinyConfig, build_tiny
 
     size = TinyConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2)
     model, tok = build_tiny(["the quick brown fox jumps over the lazy dog"] * 20, size)

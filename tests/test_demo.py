@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from rewardkit.rl.demo import demo_tasks, solution  # noqa: E402
+from rewardkit.demo import demo_tasks, solution  # noqa: E402
 
 
 def test_solutions_are_correct_column_additions():

@@ -12,7 +12,7 @@ top-k and top-p, the same convention as the Hugging Face back end (see ``hf.py``
 Weight sync (after each optimizer step): ``update_weights(named_tensors)`` with the FULL set of the
 policy's weights in Hugging Face checkpoint naming (``model.named_parameters()`` of a
 ``*ForCausalLM``). vLLM's in-place reload expects every weight of the model; a partial set can leave
-the others undefined. LoRA training: pass merged weights (``rewardkit.rl.model.weights_for_sync``
+the others undefined. LoRA training: pass merged weights (``rewardkit.models.weights_for_sync``
 merges the adapters, yields, and unmerges; the pairs are consumed while it is merged).
 
 Supported vLLM: ``SUPPORTED_VLLM`` (the range CI tests). ``reload_weights``' signature has changed
@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import torch
 
-from rewardkit.rl.rollout.base import Generation, SamplingParams
+from rewardkit.generation.base import Generation, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ class VLLMGenerator:
 def save_checkpoint(model: Any, tokenizer: Any, path: str) -> None:
     """Save ``model`` and ``tokenizer`` as a plain Hugging Face checkpoint; LoRA adapters are merged in
     (vLLM loads the base architecture, and later syncs send merged weights too)."""
-    from rewardkit.rl.model import weights_for_sync
+    from rewardkit.models import weights_for_sync
 
     if _is_peft(model):
         merged = {name: tensor.clone() for name, tensor in weights_for_sync(model)}

@@ -21,15 +21,15 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rewardkit.rl.eval_report import render_report, summarize_env, write_chart
-from rewardkit.rl.eval_suite import EnvEval, Suite
+from rewardkit.eval.report import render_report, summarize_env, write_chart
+from rewardkit.eval.suite import EnvEval, Suite
+from rewardkit.models import ModelRef, load_model, resolve_model
 from rewardkit.types import Task, Trajectory
 
 ROLLOUTS, SUMMARY, REPORT, CHART, FINGERPRINT = (
@@ -77,68 +77,16 @@ class EvalConfig:
 
 
 # ---- the model ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelRef:
-    """What exactly is evaluated: the model directory (or hub id) and how to recognise it again."""
-
-    path: str
-    """The resolved model directory, or the hub id."""
-    step: int | None
-    """The checkpoint step when the model came from a training run."""
-    digest: str | None
-    """sha256 of config.json and the names and sizes of the directory's files (None for a hub id)."""
-    source: str
-    """The ``--model`` argument as given."""
-
-
-def resolve_model(spec: str, step: int | None = None) -> ModelRef:
-    """Find the Hugging Face model directory behind ``--model`` (and ``--step``)."""
-    path = Path(spec)
-    if (path / "checkpoints").is_dir():  # a training output directory
-        from rewardkit.rl.checkpoint import find
-
-        ckpt = find(path, step)
-        return _local(ckpt / "model", _step_of(ckpt), spec)
-    if step is not None:
-        raise ValueError(f"--step needs a training output directory (with checkpoints/); {spec} is not one")
-    if (path / "model" / "config.json").is_file() and _step_of(path) is not None:  # one checkpoint
-        return _local(path / "model", _step_of(path), spec)
-    if (path / "config.json").is_file():
-        return _local(path, None, spec)
-    if path.exists():
-        raise FileNotFoundError(
-            f"{spec} is neither a training output directory (checkpoints/), a checkpoint (model/), "
-            "nor a Hugging Face model directory (config.json)"
-        )
-    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:  # a hub id is NAME or ORG/NAME
-        raise FileNotFoundError(f"model path {spec} does not exist")
-    return ModelRef(path=spec, step=None, digest=None, source=spec)  # a hub id, resolved by transformers
-
-
-def _step_of(path: Path) -> int | None:
-    match = re.fullmatch(r"step_(\d+)", path.name)
-    return int(match.group(1)) if match else None
-
-
-def _local(path: Path, step: int | None, source: str) -> ModelRef:
-    h = hashlib.sha256((path / "config.json").read_bytes())
-    for f in sorted(p for p in path.iterdir() if p.is_file()):
-        h.update(f"{f.name}:{f.stat().st_size}\n".encode())
-    return ModelRef(path=str(path.resolve()), step=step, digest=h.hexdigest(), source=source)
-
-
 def build_generator(model: ModelRef, backend: str, cfg: EvalConfig) -> Any:
     """A ``Generator`` for the model: the HF back end loads the weights here, vLLM from the directory."""
     from transformers import AutoTokenizer
 
-    from rewardkit.rl.rollout import make_generator
+    from rewardkit.generation import make_generator
 
     if backend == "vllm":
         tokenizer = AutoTokenizer.from_pretrained(model.path)
         return make_generator("vllm", model.path, tokenizer)
-    from rewardkit.rl.model import load_policy
-
-    policy, tokenizer = load_policy(model.path, None, cfg.dtype, False, None)
+    policy, tokenizer = load_model(model.path, None, cfg.dtype)
     policy.eval()
     return make_generator("hf", policy, tokenizer, max_batch_size=cfg.max_batch_size)
 
@@ -262,8 +210,8 @@ TaskHook = Callable[[str, int], None]
 
 def evaluate(cfg: EvalConfig, suite: Suite, *, on_task_done: TaskHook | None = None) -> dict[str, Any]:
     """Run (or finish) the evaluation and write the outputs; returns the summary."""
+    from rewardkit.generation import resolve_backend
     from rewardkit.registry import load_env
-    from rewardkit.rl.rollout import resolve_backend
 
     out = Path(cfg.output_dir)
     model = resolve_model(cfg.model, cfg.step)

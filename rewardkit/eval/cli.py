@@ -85,7 +85,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if bool(args.suite) == bool(args.envs):
         print("error: give exactly one of --suite NAME_OR_FILE and --envs a,b,c", file=sys.stderr)
         return 2
-    from rewardkit.rl.evaluate import EvalConfig, evaluate
+    from rewardkit.eval.run import EvalConfig, evaluate
 
     suite = _suite(args)
     cfg = EvalConfig(
@@ -104,7 +104,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished tasks are saved; run the same command with --resume", file=sys.stderr)
         return 130
-    from rewardkit.rl.eval_report import env_table, overview_table
+    from rewardkit.eval.report import env_table, overview_table
 
     print("\n".join(overview_table(summary["environments"])))
     for label, stats in summary["environments"].items():
@@ -116,7 +116,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _suite(args: argparse.Namespace) -> Any:
-    from rewardkit.rl.eval_suite import Overrides, adhoc_suite, load_suite
+    from rewardkit.eval.suite import Overrides, adhoc_suite, load_suite
 
     overrides = Overrides(
         n=args.n,
@@ -141,7 +141,7 @@ def _suite(args: argparse.Namespace) -> Any:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from rewardkit.rl.eval_report import compare_summaries, load_summary, render_comparison
+    from rewardkit.eval.report import compare_summaries, load_summary, render_comparison
 
     run_a, run_b = args.compare
     table = render_comparison(compare_summaries(load_summary(run_a), load_summary(run_b)), run_a, run_b)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import sys
@@ -17,8 +18,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from rewardkit.data.procedural import ProceduralConfig, generate_tasks
 from rewardkit.types import Task
@@ -91,11 +90,12 @@ def solution(task: Task) -> str:
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    import torch
     from transformers.utils import logging as hf_logging
 
+    from rewardkit.models.tiny import TinyConfig, build_tiny
     from rewardkit.registry import load_env
     from rewardkit.rl.config import TrainConfig
-    from rewardkit.rl.tiny import TinyConfig, build_tiny
     from rewardkit.rl.trainer import train
 
     hf_logging.disable_progress_bar()  # the demo prints its own progress
@@ -171,6 +171,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
 def sft(model: Any, tokenizer: Any, tasks: list[Task], cfg: DemoConfig) -> None:
     """Supervised warm-up on the reference solutions: next-token loss on the completion only."""
+    import torch
+
     from rewardkit.rl.model import completion_logprobs, pack
 
     rng = random.Random(cfg.seed)
@@ -197,9 +199,9 @@ def sft(model: Any, tokenizer: Any, tasks: list[Task], cfg: DemoConfig) -> None:
 
 def evaluate(model: Any, tokenizer: Any, tasks: list[Task], max_new_tokens: int) -> dict[str, float]:
     """Greedy held-out accuracy (math env) and format rate (format env)."""
+    from rewardkit.generation import make_generator
+    from rewardkit.generation.base import SamplingParams
     from rewardkit.registry import load_env
-    from rewardkit.rl.rollout import make_generator
-    from rewardkit.rl.rollout.base import SamplingParams
 
     generator = make_generator("hf", model, tokenizer)
     prompts = [tokenizer.encode(t.prompt, add_special_tokens=False) for t in tasks]
@@ -232,6 +234,31 @@ def _print_table(summary: dict[str, Any]) -> None:
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo", help="CPU demo: SFT a tiny model on arithmetic, then GRPO; prints accuracy before/after"
+    )
+    p.add_argument("--output-dir", default="runs/demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="GRPO steps (default: the demo's tuned value)")
+    p.add_argument("--quick", action="store_true", help="a minute-long smoke version (for tests)")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    cfg = (
+        DemoConfig.quick(args.output_dir, args.seed)
+        if args.quick
+        else DemoConfig(output_dir=args.output_dir, seed=args.seed)
+    )
+    if args.steps is not None:
+        from dataclasses import replace
+
+        cfg = replace(cfg, grpo_steps=args.steps)
+    run_demo(cfg)
+    return 0
 
 
 __all__ = ["DemoConfig", "demo_tasks", "evaluate", "run_demo", "sft"]

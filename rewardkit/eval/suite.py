@@ -13,7 +13,7 @@ A suite is a YAML file (the built-in ones live in ``rewardkit/suites/``)::
         tasks: {split: test}  # env.tasks("test") ...
       - env: format
         tasks:                # ... or a "module:function" returning Tasks, with keyword arguments
-          generator: rewardkit.rl.demo:demo_tasks
+          generator: rewardkit.demo:demo_tasks
           kwargs: {split: test, n: 4, seed: 0}
 
 Derived defaults (written into the resolved suite, so the fingerprint sees them): ``temperature`` is
@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from rewardkit.rl.rollout.base import SamplingParams
+from rewardkit.generation.base import SamplingParams
 from rewardkit.types import Task
 
 _SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "stop", "seed")
