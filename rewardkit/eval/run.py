@@ -23,10 +23,10 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rewardkit.eval.config import EvalConfig
 from rewardkit.eval.report import render_report, summarize_env, write_chart
 from rewardkit.eval.suite import EnvEval, Suite
 from rewardkit.models import ModelRef, load_model, resolve_model
@@ -39,41 +39,10 @@ ROLLOUTS, SUMMARY, REPORT, CHART, FINGERPRINT = (
     "report.png",
     "fingerprint.json",
 )
-BACKENDS = ("hf", "vllm", "auto")
 
 
 class EvalMismatchError(ValueError):
     """``--resume`` found results of a different model, suite or sampling setup in the output dir."""
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """How to run an evaluation (the suite says what to evaluate)."""
-
-    model: str
-    """A training output directory, a checkpoint directory, a local Hugging Face model directory, or a hub id."""
-    output_dir: str
-    """Where rollouts.jsonl, summary.json, report.md, report.png and fingerprint.json go."""
-    step: int | None = None
-    """With a training output directory: the checkpoint step (None: the latest)."""
-    backend: str = "hf"
-    """``hf``, ``vllm``, or ``auto`` (vLLM when installed, as in training)."""
-    dtype: str = "auto"
-    """Weights dtype for the ``hf`` back end: ``auto`` (bf16 on GPU, fp32 on CPU), ``bf16``, ``fp32``."""
-    max_batch_size: int = 64
-    """``hf`` back end: most (prompt x sample) rows per forward pass."""
-    resume: bool = False
-    """Continue the results already in ``output_dir`` (refused when the setup differs)."""
-    overwrite: bool = False
-    """Delete results already in ``output_dir`` and start again."""
-    progress: bool = True
-    """Show tqdm progress bars (on stderr)."""
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.resume and self.overwrite:
-            raise ValueError("--resume and --overwrite contradict each other; pick one")
 
 
 # ---- the model ----------------------------------------------------------------------------------------

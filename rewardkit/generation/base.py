@@ -21,6 +21,7 @@ class SamplingParams:
     temperature: float = 1.0
     """0 means greedy."""
     top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches this (1.0: all)."""
     top_k: int = 0
     """0 disables top-k."""
     max_tokens: int = 256
@@ -28,6 +29,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     """Stop strings; the matched string is kept in the output, so the trainer sees what was sampled."""
     seed: int | None = None
+    """Seed of this call's sampling (None: unseeded); equal seeds give equal samples on one back end."""
 
     def __post_init__(self) -> None:
         if self.n < 1:
