@@ -16,22 +16,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import yaml
-
-
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["a=1", "b.c=x"]`` -> ``{"a": 1, "b": {"c": "x"}}``; values are parsed as YAML scalars."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"error: expected KEY=VALUE, got {pair!r}")
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value) if value else ""
-    return out
+from rewardkit.config import parse_overrides
 
 
 # ---- envs -----------------------------------------------------------------------------------------

@@ -14,6 +14,10 @@ from typing import Any
 
 
 def add_parser(sub: Any) -> None:
+    from rewardkit.config import add_arguments
+    from rewardkit.eval.config import EvalConfig
+    from rewardkit.eval.suite import Overrides
+
     p = sub.add_parser(
         "eval",
         help="evaluate a model on a suite of environments (pass@k, reports, resumable), or compare two runs",
@@ -21,11 +25,7 @@ def add_parser(sub: Any) -> None:
         "report.md and report.png to --output-dir. See docs/evaluation.md.",
     )
     what = p.add_argument_group("what to evaluate")
-    what.add_argument(
-        "--model",
-        help="training output dir (latest checkpoint, or --step), checkpoint dir, HF model dir or hub id",
-    )
-    what.add_argument("--step", type=int, help="checkpoint step of a training output dir")
+    add_arguments(what, EvalConfig, only=("model", "step"))
     what.add_argument("--suite", help="built-in suite name (smoke, math, code, demo) or a suite YAML file")
     what.add_argument("--envs", help="ad-hoc suite: comma-separated environment names, e.g. math,format")
     what.add_argument(
@@ -41,27 +41,17 @@ def add_parser(sub: Any) -> None:
         help="with --envs and --tasks module:function: a keyword argument for it",
     )
     how = p.add_argument_group("sampling (overrides the suite's values in every environment)")
-    how.add_argument("--n", type=int, help="samples per task")
-    how.add_argument("--k", help="comma-separated k values for pass@k (each <= n), e.g. 1,2,4")
-    how.add_argument("--num-tasks", type=int, help="evaluate only the first N tasks of each environment")
-    how.add_argument("--temperature", type=float)
-    how.add_argument("--top-p", type=float)
-    how.add_argument("--max-new-tokens", type=int)
-    how.add_argument("--seed", type=int)
-    how.add_argument(
-        "--chat",
-        action="store_true",
-        help="send plain-text prompts through the chat template (instruct models)",
-    )
-    how.add_argument("--batch-tasks", type=int, help="tasks per generation call (the unit of resumption)")
+    add_arguments(how, Overrides, flag_names={"max_tokens": "--max-new-tokens"})
     run = p.add_argument_group("running")
-    run.add_argument("--backend", choices=("hf", "vllm", "auto"), default="hf")
-    run.add_argument("--dtype", choices=("auto", "bf16", "fp32"), default="auto")
-    run.add_argument("--max-batch-size", type=int, default=64, help="hf back end: rows per forward pass")
-    run.add_argument("--output-dir", help="where results go (required unless --compare)")
-    run.add_argument("--resume", action="store_true", help="continue the results in --output-dir")
-    run.add_argument("--overwrite", action="store_true", help="discard results already in --output-dir")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_arguments(run, EvalConfig, skip=("model", "step"))
+    run.add_argument(
+        "-q",
+        "--quiet",
+        dest="progress",
+        action="store_false",
+        default=argparse.SUPPRESS,
+        help="no progress bars",
+    )
     p.add_argument(
         "--compare",
         nargs=2,
@@ -74,8 +64,12 @@ def add_parser(sub: Any) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.compare:
         return _compare(args)
+    from rewardkit.config import build, values_from_args
+    from rewardkit.eval.config import EvalConfig
+
+    running = values_from_args(args, EvalConfig)
     missing = [
-        flag for flag, value in (("--model", args.model), ("--output-dir", args.output_dir)) if not value
+        flag for flag, key in (("--model", "model"), ("--output-dir", "output_dir")) if not running.get(key)
     ]
     if missing:
         print(
@@ -85,20 +79,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if bool(args.suite) == bool(args.envs):
         print("error: give exactly one of --suite NAME_OR_FILE and --envs a,b,c", file=sys.stderr)
         return 2
-    from rewardkit.eval.run import EvalConfig, evaluate
+    from rewardkit.eval.run import evaluate
 
     suite = _suite(args)
-    cfg = EvalConfig(
-        model=args.model,
-        output_dir=args.output_dir,
-        step=args.step,
-        backend=args.backend,
-        dtype=args.dtype,
-        max_batch_size=args.max_batch_size,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
+    cfg = build(EvalConfig, running, where="rewardkit eval")
     try:
         summary = evaluate(cfg, suite)
     except KeyboardInterrupt:
@@ -110,28 +94,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for label, stats in summary["environments"].items():
         print(f"\n## {label}\n")
         print("\n".join(env_table(stats)))
-    out = Path(args.output_dir)
+    out = Path(cfg.output_dir)
     print(f"\nreport: {out / 'report.md'}\nrollouts: {out / 'rollouts.jsonl'}")
     return 0
 
 
 def _suite(args: argparse.Namespace) -> Any:
+    from rewardkit.config import build, values_from_args
     from rewardkit.eval.suite import Overrides, adhoc_suite, load_suite
 
-    overrides = Overrides(
-        n=args.n,
-        k=tuple(int(x) for x in args.k.split(",")) if args.k else None,
-        num_tasks=args.num_tasks,
-        batch_tasks=args.batch_tasks,
-        chat=True if args.chat else None,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        max_tokens=args.max_new_tokens,
-        seed=args.seed,
-    )
+    overrides = build(Overrides, values_from_args(args, Overrides), where="rewardkit eval")
     if args.suite:
         return load_suite(args.suite, overrides)
-    from rewardkit.cli import parse_overrides
+    from rewardkit.config import parse_overrides
 
     source = {"generator": args.tasks} if ":" in args.tasks else {"split": args.tasks}
     if args.tasks_arg:
@@ -146,7 +121,8 @@ def _compare(args: argparse.Namespace) -> int:
     run_a, run_b = args.compare
     table = render_comparison(compare_summaries(load_summary(run_a), load_summary(run_b)), run_a, run_b)
     print(table)
-    out = Path(args.output_dir) if args.output_dir else Path(run_b)
+    output_dir = getattr(args, "output_dir", None)
+    out = Path(output_dir) if output_dir else Path(run_b)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(table)
     print(f"written to {out / 'compare.md'}", file=sys.stderr)

@@ -1,11 +1,15 @@
 """How an evaluation runs (the suite says what to evaluate): one frozen dataclass, the source of the
-``rewardkit eval`` flags."""
+``rewardkit eval`` running flags (``rewardkit.config.add_arguments``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-BACKENDS = ("hf", "vllm", "auto")
+from rewardkit.config import ConfigError, check_choices
+
+Backend = Literal["hf", "vllm", "auto"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
 @dataclass(frozen=True)
@@ -13,14 +17,15 @@ class EvalConfig:
     """How to run an evaluation (the suite says what to evaluate)."""
 
     model: str
-    """A training output directory, a checkpoint directory, a local Hugging Face model directory, or a hub id."""
+    """A training output directory (its latest checkpoint, or ``step``), a checkpoint directory, a local
+    Hugging Face model directory, or a hub id."""
     output_dir: str
     """Where rollouts.jsonl, summary.json, report.md, report.png and fingerprint.json go."""
     step: int | None = None
     """With a training output directory: the checkpoint step (None: the latest)."""
-    backend: str = "hf"
+    backend: Backend = "hf"
     """``hf``, ``vllm``, or ``auto`` (vLLM when installed, as in training)."""
-    dtype: str = "auto"
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"
     """Weights dtype for the ``hf`` back end: ``auto`` (bf16 on GPU, fp32 on CPU), ``bf16``, ``fp32``."""
     max_batch_size: int = 64
     """``hf`` back end: most (prompt x sample) rows per forward pass."""
@@ -32,7 +37,8 @@ class EvalConfig:
     """Show tqdm progress bars (on stderr)."""
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        check_choices(self, where="eval config")
+        if self.max_batch_size < 1:
+            raise ConfigError(f"eval config: max_batch_size must be >= 1, got {self.max_batch_size}")
         if self.resume and self.overwrite:
-            raise ValueError("--resume and --overwrite contradict each other; pick one")
+            raise ConfigError("--resume and --overwrite contradict each other; pick one")

@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from rewardkit.config import load_yaml
 from rewardkit.generation.base import SamplingParams
 from rewardkit.types import Task
 
@@ -140,14 +139,23 @@ class Overrides:
     """Command-line settings that replace a suite's, in every environment (None: keep the suite's)."""
 
     n: int | None = None
+    """Samples per task."""
     k: tuple[int, ...] | None = None
+    """The k values of pass@k, each <= n (comma-separated on the command line: 1,2,4)."""
     num_tasks: int | None = None
+    """Evaluate only the first N tasks of each environment."""
     batch_tasks: int | None = None
+    """Tasks per generation call (the unit of resumption)."""
     chat: bool | None = None
+    """Send plain-text prompts through the tokenizer's chat template (instruct models); False: as they are."""
     temperature: float | None = None
+    """Sampling temperature (0: greedy)."""
     top_p: float | None = None
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches this (1.0: all)."""
     max_tokens: int | None = None
+    """Most new tokens per generation (per turn in multi-turn environments)."""
     seed: int | None = None
+    """Sampling seed; each generation call uses seed + its chunk index."""
 
     def apply(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Overlay these settings on one environment's raw (unresolved) entry."""
@@ -181,7 +189,7 @@ def load_suite(name_or_file: str, overrides: Overrides = Overrides()) -> Suite:
         raise ValueError(
             f"unknown suite {name_or_file!r}: built-in suites are {builtin_suites()}, or give a YAML file"
         )
-    raw = yaml.safe_load(text)
+    raw = load_yaml(text)
     if not isinstance(raw, dict):
         raise ValueError(f"suite {name_or_file}: expected a mapping at the top level")
     raw.setdefault("name", path.stem)

@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rewardkit.cli import parse_overrides
+    from rewardkit.config import parse_overrides
     from rewardkit.rl.config import TrainConfig, describe
 
     if args.help_config:
