@@ -1,11 +1,21 @@
 """Running untrusted code: the Sandbox protocol, ExecResult, and the local and docker back ends.
 
 ``get_sandbox("local" | "docker", **options)`` is the entry point; docs/sandbox.md has the threat model.
+Every failure of the sandbox itself is a SandboxError: SandboxUnavailable (an engine, tool or image is
+missing), SandboxLimitError (meaningless limits; also a ValueError) or RunnerLost (a run lost its warm
+job runner twice).
 """
 
 from __future__ import annotations
 
-from rewardkit.sandbox.base import ExecResult, Sandbox, SandboxError
+from rewardkit.sandbox.base import (
+    ExecResult,
+    RunnerLost,
+    Sandbox,
+    SandboxError,
+    SandboxLimitError,
+    SandboxUnavailable,
+)
 
 SANDBOX_KINDS = ("local", "docker")
 
@@ -30,4 +40,14 @@ def build_image(name: str = "rewardkit-sandbox:latest", **options: object) -> st
     return _build(name, **options)
 
 
-__all__ = ["ExecResult", "SANDBOX_KINDS", "Sandbox", "SandboxError", "build_image", "get_sandbox"]
+__all__ = [
+    "ExecResult",
+    "RunnerLost",
+    "SANDBOX_KINDS",
+    "Sandbox",
+    "SandboxError",
+    "SandboxLimitError",
+    "SandboxUnavailable",
+    "build_image",
+    "get_sandbox",
+]

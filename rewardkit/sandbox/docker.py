@@ -7,78 +7,76 @@ empties its writable places; a container that misses a deadline, dies, or report
 destroyed and replaced. Containers end when their owner's connection closes (``stdin_once`` +
 ``auto_remove``), so even a SIGKILLed host process leaks none; a closed or garbage-collected sandbox
 and interpreter exit (Ctrl-C included) remove them at once.
+
+This module holds only what is docker's: the hardened container, its attach socket's framing, and
+the pool (an idle queue of ``pool_size`` containers, each lost one replaced). Talking to the runner,
+the retry loop and the clean-up at close and exit are rewardkit/sandbox/warm.py's, shared with the
+local back end.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import os
 import queue
 import socket
 import struct
-import threading
-import time
 import uuid
 import weakref
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from rewardkit.sandbox import runner
+from rewardkit.sandbox import runner, warm
 from rewardkit.sandbox.base import (
     DEFAULT_MAX_OUTPUT_BYTES,
     PYTHON_COMMAND,
     ExecResult,
+    RunnerLost,
     SandboxError,
+    SandboxUnavailable,
     check_limits,
 )
 
 DEFAULT_IMAGE = "rewardkit-sandbox:latest"
 LABEL = "rewardkit.sandbox"
-RUNNER_SOURCE = (Path(__file__).parent / "runner.py").read_text
-"""Read lazily (a function, not text) so importing this module does no work."""
 
 
 @dataclass(frozen=True)
 class DockerConfig:
-    """Options of ``get_sandbox("docker", ...)``.
-
-    Attributes:
-        image: image with ``python3`` (and whatever ``command`` needs); build the default one with
-            ``rewardkit sandbox build-image``.
-        pool_size: warm containers; runs beyond it wait for a free one. Default: CPU count.
-        command: argv that runs the program inside the container; ``{file}`` becomes its path.
-        filename: name of the source file in the job's work dir.
-        container_memory_mb: memory cgroup limit of each container (no swap); the hard ceiling over
-            the per-run ``memory_mb`` address-space limit.
-        cpus: CPU share of each container.
-        pids_limit: processes (threads included) a container may hold; stops fork bombs.
-        tmpfs_mb: size of the writable /tmp where jobs run; the root filesystem is read-only.
-        max_output_bytes: per-stream output cap; passing it stops the run.
-        grace_s: how long past a run's timeout the host waits for the runner before it gives the
-            container up as hung and replaces it.
-        max_jobs_per_container: replace a container after this many jobs, for hygiene.
-        start_timeout_s: how long a new container may take to report ready.
-        user: uid:gid inside the container (never root).
-        fork_server: run Python programs in children forked from a warm, job-free interpreter
-            (skips interpreter start-up); False execs ``command`` for every run instead.
-    """
+    """Options of ``get_sandbox("docker", ...)``. Bad values raise ValueError at construction."""
 
     image: str = DEFAULT_IMAGE
+    """Image with ``python3`` (and whatever ``command`` needs); build the default one with
+    ``rewardkit sandbox build-image``."""
     pool_size: int | None = None
+    """Warm containers; runs beyond it wait for a free one. Default: the CPU count."""
     command: tuple[str, ...] = PYTHON_COMMAND
+    """Argv that runs the program inside the container; ``{file}`` becomes its path."""
     filename: str = "main.py"
+    """Name of the source file in the job's work dir."""
     container_memory_mb: int = 1024
+    """Memory cgroup limit of each container (no swap): the hard ceiling over the per-run
+    ``memory_mb`` address-space limit."""
     cpus: float = 1.0
+    """CPU share of each container."""
     pids_limit: int = 128
+    """Processes (threads included) a container may hold; stops fork bombs."""
     tmpfs_mb: int = 64
+    """Size of the writable /tmp where jobs run; the root filesystem is read-only."""
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    """Per-stream output cap; passing it stops the run."""
     grace_s: float = 5.0
+    """How long past a run's timeout the host waits for the runner before it gives the container up
+    as hung (the run is then a timeout) and replaces it."""
     max_jobs_per_container: int = 1000
+    """Replace a container after this many jobs, for hygiene."""
     start_timeout_s: float = 30.0
+    """How long a new container may take to report ready."""
     user: str = "65534:65534"
+    """uid:gid inside the container (never root)."""
     fork_server: bool = True
+    """Run Python programs in children forked from a warm, job-free interpreter (skips interpreter
+    start-up); False execs ``command`` for every run instead."""
 
     def __post_init__(self) -> None:
         if self.pool_size is not None and self.pool_size < 1:
@@ -92,89 +90,68 @@ class DockerConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
 
 
-class _Lost(Exception):
-    """The container stopped answering properly (died, protocol broken, or deadline passed)."""
+class AttachStream(warm.RunnerStream):
+    """Docker's attach socket: the runner's stdout and stderr arrive in frames behind 8-byte headers
+    (stream number, size). Stdout feeds the shared line reader; the stderr tail explains a death."""
 
-    def __init__(self, reason: str, hung: bool = False) -> None:
-        super().__init__(reason)
-        self.hung = hung
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.sock = sock
+        self._stderr = bytearray()
 
+    def send_bytes(self, data: bytes) -> None:
+        self.sock.sendall(data)
 
-class _Worker:
-    """One warm container and the raw socket attached to its runner's stdin/stdout."""
-
-    def __init__(self, client: Any, cfg: DockerConfig, labels: dict[str, str]) -> None:
-        self.jobs = 0
-        self.container = client.containers.create(cfg.image, **_container_options(cfg, labels))
-        try:
-            attached = self.container.attach_socket(
-                params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-            )
-            self.sock: socket.socket = getattr(attached, "_sock", attached)
-            self._buf = bytearray()
-            self._stderr = bytearray()
-            self.container.start()
-            ready = self._read_line(time.monotonic() + cfg.start_timeout_s)
-            if not ready.get("ready"):
-                raise _Lost(f"runner did not report ready: {ready!r}")
-        except BaseException:
-            self.destroy()
-            raise
-
-    def execute(self, job: dict[str, Any], deadline: float) -> dict[str, Any]:
-        self.jobs += 1
-        try:
-            self.sock.sendall(json.dumps(job).encode() + b"\n")
-        except OSError as exc:
-            raise _Lost(f"cannot send job: {exc}") from exc
-        return self._read_line(deadline)
-
-    def _read_line(self, deadline: float) -> dict[str, Any]:
-        """Demultiplex docker's attach stream (8-byte frame headers) until one stdout line is complete."""
-        while b"\n" not in self._buf:
+    def recv_bytes(self, deadline: float) -> bytes:
+        while True:
             header = self._recv_exactly(8, deadline)
             stream, size = header[0], struct.unpack(">I", header[4:])[0]
             payload = self._recv_exactly(size, deadline)
-            if stream == 1:
-                self._buf += payload
-            else:
+            if stream != 1:
                 self._stderr = (self._stderr + payload)[-4096:]
-        line, _, rest = bytes(self._buf).partition(b"\n")
-        self._buf = bytearray(rest)
-        try:
-            return json.loads(line)
-        except ValueError as exc:
-            raise _Lost(f"runner sent garbage: {line[:200]!r}") from exc
+            elif payload:
+                return payload
 
     def _recv_exactly(self, n: int, deadline: float) -> bytes:
         data = bytearray()
         while len(data) < n:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _Lost("runner missed its deadline", hung=True)
-            self.sock.settimeout(remaining)
             try:
+                self.sock.settimeout(warm.time_left(deadline))
                 chunk = self.sock.recv(n - len(data))
             except TimeoutError as exc:
-                raise _Lost("runner missed its deadline", hung=True) from exc
+                raise RunnerLost(warm.MISSED_DEADLINE, hung=True) from exc
             except OSError as exc:
-                raise _Lost(f"connection to runner failed: {exc}") from exc
+                raise RunnerLost(f"connection to runner failed: {exc}") from exc
             if not chunk:
                 tail = self._stderr.decode("utf-8", "replace")
-                raise _Lost(f"container ended{': ' + tail if tail else ''}")
+                raise RunnerLost(f"container ended{': ' + tail if tail else ''}")
             data += chunk
         return bytes(data)
 
-    def close_connection(self) -> None:
-        """Close our end: the runner reads end-of-input and exits, and the container is auto-removed."""
+    def close(self) -> None:
         try:
             self.sock.close()
         except (AttributeError, OSError):
             pass
 
+
+class Container(warm.WarmRunner):
+    """One warm hardened container whose PID 1 is the runner, attached to our socket."""
+
+    def __init__(self, client: Any, cfg: DockerConfig, labels: dict[str, str]) -> None:
+        super().__init__()
+        self.container = client.containers.create(cfg.image, **_container_options(cfg, labels))
+        with self.destroyed_on_failure():
+            attached = self.container.attach_socket(
+                params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            self.stream = AttachStream(getattr(attached, "_sock", attached))
+            self.container.start()
+            self.await_ready(cfg.start_timeout_s)
+
     def destroy(self) -> None:
         """Close our end and remove the container now; never raises."""
-        self.close_connection()
+        self.hangup()
         _remove(self.container)
 
 
@@ -184,7 +161,7 @@ def _container_options(cfg: DockerConfig, labels: dict[str, str]) -> dict[str, A
 
     memory = f"{cfg.container_memory_mb}m"
     return {
-        "command": ["python3", "-I", "-u", "-c", runner.BOOTSTRAP, RUNNER_SOURCE(), "serve"],
+        "command": warm.runner_argv("python3"),
         "user": cfg.user,
         "stdin_open": True,
         # docker-py sets StdinOnce with stdin_open: our connection closing ends the runner and container.
@@ -218,33 +195,6 @@ def _remove(container: Any) -> None:
         pass  # already gone (auto_remove) or being removed
 
 
-class _Containers:
-    """Every live worker of one sandbox; shared with the exit-time finalizer (which must not hold the sandbox)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.workers: set[_Worker] = set()
-        self.pid = os.getpid()
-
-    def destroy_all(self) -> None:
-        if os.getpid() != self.pid:  # a forked child exiting must not tear down its parent's pool
-            return
-        with self.lock:
-            workers, self.workers = list(self.workers), set()
-        for worker in workers:  # closing our end alone already ends each runner and its container
-            worker.close_connection()
-        threads = [threading.Thread(target=_remove, args=(w.container,)) for w in workers]
-        try:
-            for thread in threads:
-                thread.start()
-        except RuntimeError:  # at interpreter shutdown no new threads: remove one by one
-            threads = [t for t in threads if t.ident is not None]
-            for worker in workers[len(threads) :]:
-                _remove(worker.container)
-        for thread in threads:
-            thread.join()
-
-
 class DockerSandbox:
     """Runs programs in a warm pool of hardened containers. Thread-safe; spread runs over threads."""
 
@@ -253,23 +203,24 @@ class DockerSandbox:
     def __init__(self, **options: Any) -> None:
         self.config = DockerConfig(**options)
         self._client = _connect(self.config.image)
-        self._pid = os.getpid()
         self._labels = {LABEL: "1", f"{LABEL}.owner": _owner_id(), f"{LABEL}.instance": uuid.uuid4().hex}
         _reap_orphans(self._client)
-        self._containers = _Containers()
-        self._finalizer = weakref.finalize(self, self._containers.destroy_all)
-        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._runners = warm.LiveRunners()  # every container of the pool, idle or busy
+        self._finalizer = weakref.finalize(self, self._runners.destroy_all)
+        self._idle: queue.SimpleQueue[Container] = queue.SimpleQueue()
         size = self.config.pool_size or os.cpu_count() or 2
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(size, 8)) as pool:
             futures = [pool.submit(self._spawn) for _ in range(size)]
         errors = [f.exception() for f in futures if f.exception() is not None]
         if errors:
             self.close()
-            raise SandboxError(f"could not start sandbox containers from {self.config.image!r}: {errors[0]}")
+            raise SandboxUnavailable(
+                f"could not start sandbox containers from {self.config.image!r}: {errors[0]}"
+            )
 
     @property
     def pool_size(self) -> int:
-        return len(self._containers.workers)
+        return len(self._runners.live())
 
     def protections(self) -> dict[str, bool]:
         names = ("network", "filesystem", "disk_quota", "memory", "pids", "cpu", "unprivileged_uid")
@@ -278,40 +229,12 @@ class DockerSandbox:
     def run(self, code: str, *, stdin: str = "", timeout_s: float = 10.0, memory_mb: int = 512) -> ExecResult:
         check_limits(timeout_s, memory_mb)
         cfg = self.config
-        job = {
-            "code": code,
-            "stdin": stdin,
-            "timeout_s": timeout_s,
-            "memory_mb": min(memory_mb, cfg.container_memory_mb),
-            "max_output_bytes": cfg.max_output_bytes,
-            "argv": list(cfg.command),
-            "filename": cfg.filename,
-            "fork": cfg.fork_server,
-        }
-        lost = None
-        for _ in range(2):  # a container lost mid-job gets one fresh retry, then it is the sandbox's fault
-            worker = self._acquire()
-            started = time.monotonic()
-            try:
-                answer = worker.execute(job, started + timeout_s + cfg.grace_s)
-            except _Lost as exc:
-                self._replace(worker)
-                if exc.hung:  # the runner is stuck past the deadline: the program's doing, a timeout
-                    return ExecResult(None, "", "", timed_out=True, wall_s=time.monotonic() - started)
-                lost = exc
-                continue
-            self._release(worker, keep=answer.get("clean") is True and "error" not in answer)
-            if "error" in answer:
-                raise SandboxError(f"sandbox runner failed: {answer['error']}")
-            return ExecResult(
-                exit_code=answer["exit_code"],
-                stdout=answer["stdout"],
-                stderr=answer["stderr"],
-                timed_out=answer["timed_out"],
-                wall_s=answer["wall_s"],
-                truncated=answer["truncated"],
-            )
-        raise SandboxError(f"sandbox container lost twice running one program: {lost}")
+        memory_mb = min(memory_mb, cfg.container_memory_mb)
+        job = warm.make_job(cfg, code, stdin, timeout_s, memory_mb, fork=cfg.fork_server)
+        budget_s = timeout_s + cfg.grace_s
+        return warm.run_with_retry(
+            job, budget_s, cfg.max_jobs_per_container, self._acquire, self._release, "sandbox container"
+        )
 
     def close(self) -> None:
         """Remove every container of the pool now. Idempotent; also runs at interpreter exit."""
@@ -323,70 +246,69 @@ class DockerSandbox:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _spawn(self) -> _Worker:
-        if not self._finalizer.alive:
+    def _spawn(self) -> Container:
+        if self._runners.closed:
             raise SandboxError("the sandbox is closed")
-        worker = _Worker(self._client, self.config, self._labels)
-        with self._containers.lock:
-            self._containers.workers.add(worker)
-        if not self._finalizer.alive:  # closed while this one was starting: it must not outlive close()
-            self._containers.destroy_all()
+        worker = Container(self._client, self.config, self._labels)
+        if not self._runners.put(worker):  # closed while this one was starting: it is gone already
             raise SandboxError("the sandbox is closed")
         self._idle.put(worker)
         return worker
 
-    def _acquire(self) -> _Worker:
-        if os.getpid() != self._pid:
+    def _acquire(self) -> Container:
+        if self._runners.forked:
             raise SandboxError(
                 "a docker sandbox cannot be used from a forked process (its connections belong to the "
                 "parent); create it in the process that runs programs, or use threads"
             )
         while True:
-            if not self._finalizer.alive:
+            if self._runners.closed:
                 raise SandboxError("the sandbox is closed")
             try:
                 return self._idle.get(timeout=1.0)
             except queue.Empty:
-                if not self._containers.workers:
-                    raise SandboxError(
+                if not self._runners.live():
+                    raise SandboxUnavailable(
                         "no sandbox containers are left (is the Docker engine running?)"
                     ) from None
 
-    def _release(self, worker: _Worker, keep: bool) -> None:
-        if keep and worker.jobs < self.config.max_jobs_per_container and self._finalizer.alive:
-            self._idle.put(worker)
+    def _release(self, worker: warm.WarmRunner, keep: bool) -> None:
+        if keep and not self._runners.closed:
+            self._idle.put(worker)  # type: ignore[arg-type]
         else:
             self._replace(worker)
 
-    def _replace(self, worker: _Worker) -> None:
-        with self._containers.lock:
-            self._containers.workers.discard(worker)
+    def _replace(self, worker: warm.WarmRunner) -> None:
+        self._runners.take(worker)
         worker.destroy()
         try:
             self._spawn()
-        except Exception as exc:  # the pool shrinks; _acquire reports when nothing is left
-            if not isinstance(exc, SandboxError):
-                raise SandboxError(f"could not replace a sandbox container: {exc}") from exc
+        except Exception as exc:
+            if self._runners.closed:
+                return  # no replacement is wanted any more
+            raise SandboxUnavailable(f"could not replace a sandbox container: {exc}") from exc
 
 
 def _connect(image: str) -> Any:
     try:
         import docker
     except ImportError as exc:
-        raise SandboxError("the docker back end needs the Docker SDK: pip install 'docker>=7'") from exc
+        raise SandboxUnavailable("the docker back end needs the Docker SDK: pip install 'docker>=7'") from exc
     try:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as exc:
-        raise SandboxError(
+        raise SandboxUnavailable(
             f"cannot reach the Docker engine ({exc}); is dockerd running? See docs/sandbox.md"
         ) from exc
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:
-        raise SandboxError(
+        raise SandboxUnavailable(
             f"docker image {image!r} not found; build it with `rewardkit sandbox build-image` (see docs/sandbox.md)"
         ) from None
+    except docker.errors.DockerException as exc:
+        raise SandboxUnavailable(f"cannot look up docker image {image!r}: {exc}") from exc
     return client
 
 
@@ -399,22 +321,16 @@ def _reap_orphans(client: Any) -> None:
     import docker.errors
 
     host = socket.gethostname()
-    # The low-level list does not inspect each container, so one vanishing meanwhile is no error.
-    for summary in client.api.containers(all=True, filters={"label": LABEL}):
+    try:
+        # The low-level list does not inspect each container, so one vanishing meanwhile is no error.
+        summaries = client.api.containers(all=True, filters={"label": LABEL})
+    except docker.errors.DockerException as exc:
+        raise SandboxUnavailable(f"cannot list containers on the Docker engine: {exc}") from exc
+    for summary in summaries:
         owner = (summary.get("Labels") or {}).get(f"{LABEL}.owner", "")
         owner_host, _, pid = owner.rpartition(":")
-        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+        if owner_host == host and pid.isdigit() and not runner.pid_alive(int(pid)):
             try:
                 client.api.remove_container(summary["Id"], force=True)
             except (docker.errors.NotFound, docker.errors.APIError):
                 pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -7,6 +7,10 @@ Layers, outermost first (each one is used when the machine allows it; ``protecti
   * bubblewrap: new user/pid/net/ipc/uts namespaces, only /usr (read-only) of the host filesystem,
     a size-capped tmpfs as the work dir, a fresh /proc; the pid namespace dies with the program.
 Without bubblewrap it falls back to ``unshare --net`` (no network only), then to rlimits alone.
+
+With bubblewrap and ``warm=True`` each slot uid keeps one such sandbox alive with the job runner as
+its PID 1 (``_Slot``); talking to it, the retry loop and the clean-up are rewardkit/sandbox/warm.py's,
+shared with the docker back end. This module adds how a slot is spawned and killed.
 """
 
 from __future__ import annotations
@@ -24,57 +28,56 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from rewardkit.sandbox import runner
+from rewardkit.sandbox import runner, warm
 from rewardkit.sandbox.base import (
     DEFAULT_MAX_OUTPUT_BYTES,
     PYTHON_COMMAND,
     ExecResult,
     SandboxError,
+    SandboxUnavailable,
     check_limits,
 )
-from rewardkit.sandbox.local_warm import SlotLost, WarmSlot, WarmSlots
 
 ISOLATION_MODES = ("auto", "bwrap", "unshare", "none")
+SLOT_START_TIMEOUT_S = 30.0
+"""How long a new warm slot may take to report ready."""
 
 
 @dataclass(frozen=True)
 class LocalConfig:
-    """Options of ``get_sandbox("local", ...)``.
-
-    Attributes:
-        isolation: ``auto`` picks the strongest layer that works here (bwrap > unshare > none);
-            naming one makes construction fail if it does not work, instead of silently weakening.
-        command: argv that runs the program; ``{file}`` becomes the source path. Other languages
-            go here (e.g. ``("node", "{file}")`` with ``filename="main.js"``).
-        filename: name of the source file in the work dir.
-        max_parallel: runs at once; each holds one slot uid, so this also bounds the uids used.
-        base_uid: first uid a sandbox may claim (root hosts only). Each sandbox claims max_parallel
-            free uids from here on (lock files make claims exclusive across processes); the range
-            base_uid..base_uid+64*max_parallel must belong to no real user: leftovers die by uid.
-        nproc: processes (threads included) a run may own at once; stops fork bombs.
-        work_mb: size of the tmpfs work dir (bwrap only): stops disk filling.
-        fsize_mb: largest file a run may write.
-        max_output_bytes: per-stream output cap; passing it stops the run.
-        warm: with bubblewrap, keep one sandbox per slot alive and run jobs in it through the job
-            runner (the docker back end's, Python forked from a warm interpreter): a run then costs
-            milliseconds instead of a namespace set-up plus interpreter start-up. False builds a
-            fresh sandbox for every run.
-        grace_s: (warm) how long past a run's timeout the host waits before it gives the slot up.
-        max_jobs_per_slot: (warm) replace a slot after this many jobs, for hygiene.
-    """
+    """Options of ``get_sandbox("local", ...)``. Bad values raise ValueError at construction."""
 
     isolation: str = "auto"
+    """``auto`` picks the strongest layer that works here (bwrap > unshare > none); naming one makes
+    construction fail (SandboxUnavailable) if it does not work, instead of silently weakening."""
     command: tuple[str, ...] = PYTHON_COMMAND
+    """Argv that runs the program; ``{file}`` becomes the source path. Other languages go here (e.g.
+    ``("node", "{file}")`` with ``filename="main.js"``)."""
     filename: str = "main.py"
+    """Name of the source file in the work dir."""
     max_parallel: int = 16
+    """Runs at once; each holds one slot uid, so this also bounds the uids used."""
     base_uid: int = 61000
+    """First uid a sandbox may claim (root hosts only). Each sandbox claims max_parallel free uids from
+    here on (lock files make claims exclusive across processes); the range
+    base_uid..base_uid+64*max_parallel must belong to no real user: leftovers die by uid."""
     nproc: int = 64
+    """Processes (threads included) a run may own at once; stops fork bombs."""
     work_mb: int = 64
+    """Size of the tmpfs work dir (bwrap only): stops disk filling."""
     fsize_mb: int = 16
+    """Largest file a run may write."""
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    """Per-stream output cap; passing it stops the run."""
     warm: bool = True
+    """With bubblewrap, keep one sandbox per slot alive and run jobs in it through the job runner (the
+    docker back end's, Python forked from a warm interpreter): a run then costs milliseconds instead
+    of a namespace set-up plus interpreter start-up. False builds a fresh sandbox for every run."""
     grace_s: float = 5.0
+    """(warm) How long past a run's timeout the host waits for the runner before it gives the slot up
+    as hung (the run is then a timeout)."""
     max_jobs_per_slot: int = 1000
+    """(warm) Replace a slot after this many jobs, for hygiene."""
 
     def __post_init__(self) -> None:
         if self.isolation not in ISOLATION_MODES:
@@ -84,6 +87,31 @@ class LocalConfig:
         for name in ("max_parallel", "nproc", "work_mb", "fsize_mb", "max_output_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+
+
+class _Slot(warm.WarmRunner):
+    """A warm slot: one long-lived bubblewrap sandbox (under prlimit, as the slot uid) whose PID 1 is
+    the job runner, spoken to over its stdin/stdout pipes. Its pid namespace dies with it."""
+
+    def __init__(self, wrapper: list[str], python: str) -> None:
+        super().__init__()
+        self.proc = subprocess.Popen(
+            [*wrapper, *warm.runner_argv(python)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env=dict(runner.SANDBOX_ENV, HOME="/tmp", TMPDIR="/tmp"),
+        )
+        self.stream = warm.PipeStream(self.proc)
+        with self.destroyed_on_failure():
+            self.await_ready(SLOT_START_TIMEOUT_S)
+
+    def destroy(self) -> None:
+        """Kill the slot's session; bubblewrap's pid namespace takes every process in it down."""
+        if self.proc.returncode is None:  # once reaped, its pid may be someone else's
+            runner.kill_group(self.proc)
+        self.hangup()
 
 
 class LocalSandbox:
@@ -121,8 +149,8 @@ class LocalSandbox:
             self._slots.put(uid)
 
     def _start_warm_pool(self) -> None:
-        self._warm_slots = WarmSlots()
-        self._stop_warm = weakref.finalize(self, self._warm_slots.destroy_all)
+        self._runners = warm.LiveRunners()  # the idle warm slots, by slot uid
+        self._stop_warm = weakref.finalize(self, self._runners.destroy_all)
 
     def _after_fork(self) -> None:
         """In a forked child: leave the parent's uids and warm slots to the parent; take our own."""
@@ -163,7 +191,7 @@ class LocalSandbox:
 
     def run(self, code: str, *, stdin: str = "", timeout_s: float = 10.0, memory_mb: int = 512) -> ExecResult:
         check_limits(timeout_s, memory_mb)
-        if not self._stop_warm.alive:
+        if self._runners.closed:
             raise SandboxError("the sandbox is closed")
         if os.getpid() != self._pid:  # a forked worker must not share the parent's pipes and uids
             with self._fork_lock:
@@ -173,68 +201,57 @@ class LocalSandbox:
         try:
             if self._warm:
                 return self._run_warm(uid, code, stdin, timeout_s, memory_mb)
+            return self._run_cold(uid, code, stdin, timeout_s, memory_mb)
+        finally:
+            if uid is not None and self._isolation != "bwrap":
+                _kill_uids({uid})  # the bwrap pid namespace already took everything down
+            self._slots.put(uid)
+
+    def _run_cold(
+        self, uid: int | None, code: str, stdin: str, timeout_s: float, memory_mb: int
+    ) -> ExecResult:
+        try:
             result = self._run_as(uid, code, stdin, timeout_s, memory_mb)
             if uid is not None and _namespace_refused(result):
                 # The slot's last processes were killed but not yet reaped, and still count against
                 # its process limit: wait them out and run again.
                 _kill_uids({uid}, include_zombies=True)
                 result = self._run_as(uid, code, stdin, timeout_s, memory_mb)
-            return result
-        finally:
-            if uid is not None and self._isolation != "bwrap":
-                _kill_uids({uid})  # the bwrap pid namespace already took everything down
-            self._slots.put(uid)
+        except OSError as exc:  # the host could not start or watch the program, whatever it was
+            raise SandboxError(f"local sandbox failed to run a program: {exc}") from exc
+        return result
 
     def _run_warm(
         self, uid: int | None, code: str, stdin: str, timeout_s: float, memory_mb: int
     ) -> ExecResult:
+        """Run in the slot uid's warm slot (started on first use); the slot stays bound to that uid."""
         cfg = self.config
-        job = {
-            "code": code,
-            "stdin": stdin,
-            "timeout_s": timeout_s,
-            "memory_mb": memory_mb,
-            "max_output_bytes": cfg.max_output_bytes,
-            "argv": list(cfg.command),
-            "filename": cfg.filename,
-            "fsize_mb": cfg.fsize_mb,
-        }
-        lost = None
-        for _ in range(2):  # a slot lost mid-job gets one fresh retry, then it is the sandbox's fault
-            slot = self._warm_slots.take(uid) or self._start_slot(uid)
-            started = time.monotonic()
-            try:
-                answer = slot.execute(job, started + timeout_s + cfg.grace_s)
-            except SlotLost as exc:
-                slot.destroy()
-                if exc.hung:  # the runner is stuck past the deadline: the program's doing, a timeout
-                    return ExecResult(None, "", "", timed_out=True, wall_s=time.monotonic() - started)
-                lost = exc
-                continue
-            keep = answer.get("clean") is True and "error" not in answer and slot.jobs < cfg.max_jobs_per_slot
-            if keep and self._stop_warm.alive:
-                self._warm_slots.put(uid, slot)
+        job = warm.make_job(cfg, code, stdin, timeout_s, memory_mb, fsize_mb=cfg.fsize_mb)
+
+        def release(slot: warm.WarmRunner, keep: bool) -> None:
+            if keep:
+                self._runners.put(slot, key=uid)  # which destroys it once the sandbox is closed
             else:
                 slot.destroy()
-            if "error" in answer:
-                raise SandboxError(f"sandbox runner failed: {answer['error']}")
-            fields = ("exit_code", "stdout", "stderr", "timed_out", "wall_s", "truncated")
-            return ExecResult(**{name: answer[name] for name in fields})
-        raise SandboxError(f"local sandbox slot lost twice running one program: {lost}")
 
-    def _start_slot(self, uid: int | None) -> WarmSlot:
+        def acquire() -> warm.WarmRunner:
+            return self._runners.take(uid) or self._start_slot(uid)
+
+        return warm.run_with_retry(
+            job, timeout_s + cfg.grace_s, cfg.max_jobs_per_slot, acquire, release, "local sandbox slot"
+        )
+
+    def _start_slot(self, uid: int | None) -> _Slot:
         cfg = self.config
         nproc = cfg.nproc if uid is not None else self._own_processes + cfg.nproc
         limits = [f"--nproc={nproc}", f"--fsize={cfg.fsize_mb << 20}", "--nofile=256", "--core=0"]
         scratch = ["--size", str(cfg.work_mb << 20), "--tmpfs", "/tmp"]
         tail = ["--remount-ro", "/", "--chdir", "/tmp", "--as-pid-1", "--"]
-        wrapper = (
-            self._user_argv(uid) + [self._prlimit, *limits, "--"] + self._bwrap_common() + scratch + tail
-        )
+        wrapper = self._user_argv(uid) + self._prlimit_argv(limits) + self._bwrap_common() + scratch + tail
         try:
-            return WarmSlot(wrapper, self._python)
-        except SlotLost as exc:
-            raise SandboxError(f"could not start a local sandbox slot: {exc}") from exc
+            return _Slot(wrapper, self._python)
+        except (SandboxError, OSError) as exc:  # RunnerLost: it never reported ready
+            raise SandboxUnavailable(f"could not start a local sandbox slot: {exc}") from exc
 
     def _run_as(self, uid: int | None, code: str, stdin: str, timeout_s: float, memory_mb: int) -> ExecResult:
         cfg = self.config
@@ -318,8 +335,13 @@ class LocalSandbox:
             f"--nproc={nproc}",
             "--core=0",
         ]
+        return self._prlimit_argv(limits)
+
+    def _prlimit_argv(self, limits: list[str]) -> list[str]:
         if self._prlimit is None:
-            raise RuntimeError("prlimit (util-linux) is required by the local sandbox; install util-linux")
+            raise SandboxUnavailable(
+                "prlimit (util-linux) is required by the local sandbox; install util-linux"
+            )
         return [self._prlimit, *limits, "--"]
 
     def _bwrap_argv(self, source_fd: int) -> list[str]:
@@ -351,7 +373,7 @@ class LocalSandbox:
         for mode in order:
             if mode == "none" or self._probe(mode):
                 return mode
-        raise RuntimeError(
+        raise SandboxUnavailable(
             f"local sandbox isolation {wanted!r} does not work on this machine "
             "(is bubblewrap installed and are user namespaces enabled?); use isolation='auto'"
         )
@@ -373,7 +395,7 @@ def _resolve(program: str) -> str:
     if found is None and program == "python3":
         found = sys.executable
     if found is None:
-        raise ValueError(f"local sandbox: program {program!r} not found on PATH")
+        raise SandboxUnavailable(f"local sandbox: program {program!r} not found on PATH")
     return os.path.realpath(found)
 
 
@@ -461,7 +483,7 @@ def _claim_uids(cfg: LocalConfig) -> dict[int, int]:
             return claims
     for fd in claims.values():
         os.close(fd)
-    raise RuntimeError(
+    raise SandboxUnavailable(
         f"no {cfg.max_parallel} free sandbox uids from {cfg.base_uid}: too many sandboxes running"
     )
 

@@ -2,12 +2,15 @@
 
 This file is standard library only and must stay that way: the docker back end sends its source
 verbatim into each container, where rewardkit is not installed. The local back end imports
-``communicate``, ``outcome`` and ``kill_group`` so both back ends cap output and time the same way.
+``communicate``, ``outcome`` and ``kill_group`` so both back ends cap output and time the same way;
+the host side of the protocol below is rewardkit/sandbox/warm.py (which imports this file, never
+the other way round).
 
 Container protocol: the host writes one JSON object per line on the runner's stdin
-(``{"code", "stdin", "timeout_s", "memory_mb", "max_output_bytes", "argv", "filename", "fork"}``); the runner
-answers one JSON line (``{"exit_code", "stdout", "stderr", "timed_out", "truncated", "wall_s",
-"clean"}``). Its first line is ``{"ready": true}``. End of input ends the runner, which ends the
+(``{"code", "stdin", "timeout_s", "memory_mb", "max_output_bytes", "argv", "filename"}``, plus ``fork``
+or ``fsize_mb`` where a back end sets them); the runner answers one JSON line (``{"exit_code",
+"stdout", "stderr", "timed_out", "truncated", "wall_s", "clean"}``). Its first line is
+``{"ready": true}``. End of input ends the runner, which ends the
 container: that is how no container outlives the host process that owned it.
 
 Inside the container three kinds of process exist:
@@ -487,7 +490,7 @@ def _run_forked(job, workdir, path, stdin, template):
             stdin,
             job["timeout_s"],
             job["max_output_bytes"],
-            lambda: not _alive(pid),
+            lambda: not pid_alive(pid),
             close_stdin,
         )
     finally:
@@ -505,7 +508,8 @@ def _run_forked(job, workdir, path, stdin, template):
     return os.waitstatus_to_exitcode(reply["status"]), out, err, timed_out, truncated
 
 
-def _alive(pid):
+def pid_alive(pid):
+    """Whether a process with this pid exists (also one of another user, which we may not signal)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

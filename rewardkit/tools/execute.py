@@ -17,13 +17,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rewardkit.sandbox.base import SandboxError
 from rewardkit.tools.parse import ToolCall
 from rewardkit.tools.schema import Tool, as_tool
 
 RESULT_STATUSES = ("ok", "error", "timeout", "parse_error", "infra_error")
 """``infra_error``: the tool's own machinery failed (``SandboxError``), not the model's call: such an
 episode should be dropped rather than scored 0."""
-INFRA_ERRORS = ("SandboxError",)
 
 
 @dataclass(frozen=True)
@@ -124,9 +124,8 @@ class ToolExecutor:
             return ToolResult(
                 call, f"Error: {call.name} did not finish within {limit:.3g} s.", "timeout", wall
             )
-        if status == "error":
-            kind = "infra_error" if value.split(":", 1)[0] in INFRA_ERRORS else "error"
-            return ToolResult(call, f"Error: {call.name} failed: {value}", kind, wall)
+        if status in ("error", "infra_error"):
+            return ToolResult(call, f"Error: {call.name} failed: {value}", status, wall)
         return ToolResult(call, self._format(value), "ok", wall)
 
     def _format(self, value: Any) -> str:
@@ -144,8 +143,10 @@ class ToolExecutor:
 
 
 def call_with_timeout(fn: Any, arguments: Mapping[str, Any], timeout_s: float) -> tuple[str, Any]:
-    """``("ok", value)``, ``("error", "Type: message")`` or ``("timeout", thread)``, where ``thread`` is
-    the still-running daemon thread (None when the limit was already spent and nothing started)."""
+    """``("ok", value)``, ``("error", "Type: message")``, ``("infra_error", "Type: message")`` (the
+    tool raised a ``SandboxError``, of any subclass: its machinery failed, not the call) or
+    ``("timeout", thread)``, where ``thread`` is the still-running daemon thread (None when the limit
+    was already spent and nothing started)."""
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -153,6 +154,7 @@ def call_with_timeout(fn: Any, arguments: Mapping[str, Any], timeout_s: float) -
             box["value"] = fn(**arguments)
         except BaseException as exc:  # noqa: BLE001 - the model's call, the model's error message
             box["error"] = f"{type(exc).__name__}: {exc}"
+            box["status"] = "infra_error" if isinstance(exc, SandboxError) else "error"
 
     if timeout_s <= 0:
         return "timeout", None
@@ -162,7 +164,7 @@ def call_with_timeout(fn: Any, arguments: Mapping[str, Any], timeout_s: float) -
     if thread.is_alive():
         return "timeout", thread
     if "error" in box:
-        return "error", box["error"]
+        return box["status"], box["error"]
     return "ok", box.get("value")
 
 

@@ -8,6 +8,7 @@ fork bomb out, the bomb would hit this cgroup's limit instead of exhausting the 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,16 @@ def pids_guard():
             group.rmdir()
         except OSError:
             pass
+
+
+def wait_until(predicate, timeout_s: float = 5.0, interval_s: float = 0.05) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout_s`` passes; its last value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()
 
 
 def docker_or_skip(**options):

@@ -14,7 +14,7 @@ import pytest
 from rewardkit.sandbox import SandboxError, get_sandbox
 from rewardkit.sandbox.docker import LABEL, DockerConfig
 
-from .conftest import docker_or_skip
+from .conftest import docker_or_skip, wait_until
 
 
 @pytest.fixture(params=["local", "docker"])
@@ -28,17 +28,8 @@ def owned_containers(client, owner: str, key: str = "owner") -> list[str]:
     return [c["Id"] for c in client.api.containers(all=True, filters={"label": f"{LABEL}.{key}={owner}"})]
 
 
-def wait_until(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
-
-
 def test_containers_are_hardened(docker_sandbox):
-    worker = next(iter(docker_sandbox._containers.workers))
+    worker = docker_sandbox._runners.live()[0]
     worker.container.reload()
     host = worker.container.attrs["HostConfig"]
     config = worker.container.attrs["Config"]
@@ -61,7 +52,7 @@ def test_warm_container_is_reused_across_runs():
     with docker_or_skip(pool_size=1) as sandbox:
         names = {sandbox.run("import socket\nprint(socket.gethostname())").stdout for _ in range(5)}
         assert len(names) == 1
-        assert next(iter(sandbox._containers.workers)).jobs == 5
+        assert sandbox._runners.live()[0].jobs == 5
 
 
 def test_runs_spread_over_the_pool(docker_sandbox):
@@ -77,11 +68,11 @@ def test_runs_spread_over_the_pool(docker_sandbox):
 
 def test_dead_container_is_replaced_and_the_run_retried():
     with docker_or_skip(pool_size=1) as sandbox:
-        victim = next(iter(sandbox._containers.workers))
+        victim = sandbox._runners.live()[0]
         victim.container.kill()
         result = sandbox.run("print('after')")
         assert result.stdout == "after\n"
-        assert victim not in sandbox._containers.workers and sandbox.pool_size == 1
+        assert victim not in sandbox._runners.live() and sandbox.pool_size == 1
 
 
 def test_runner_answers_cannot_be_forged(runner_sandbox):
@@ -239,13 +230,13 @@ def test_a_frozen_template_is_replaced(runner_sandbox):
 def test_a_hung_container_times_out_and_is_replaced():
     """If the runner itself stops answering, the host deadline still ends the run: timed_out."""
     with docker_or_skip(pool_size=1, grace_s=1.0) as sandbox:
-        victim = next(iter(sandbox._containers.workers))
+        victim = sandbox._runners.live()[0]
         victim.container.pause()
         started = time.monotonic()
         result = sandbox.run("print(1)", timeout_s=1.0)
         assert result.timed_out and result.exit_code is None
         assert time.monotonic() - started < 6
-        assert victim not in sandbox._containers.workers
+        assert victim not in sandbox._runners.live()
         assert sandbox.run("print(2)").stdout == "2\n"
 
 
@@ -309,7 +300,7 @@ def test_a_forked_child_exiting_leaves_the_parents_sandbox_alone(kind, request):
     os.waitpid(pid, 0)
     time.sleep(0.5)
     if kind == "local":  # the very same warm slots are still running
-        assert all(slot.proc.poll() is None for slot in sandbox._warm_slots.by_uid.values())
+        assert all(slot.proc.poll() is None for slot in sandbox._runners.live())
     else:  # the very same containers are still there
-        ids = {w.container.id for w in sandbox._containers.workers}
+        ids = {w.container.id for w in sandbox._runners.live()}
         assert ids == {c["Id"] for c in sandbox._client.api.containers(filters={"id": list(ids)})}

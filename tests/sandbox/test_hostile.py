@@ -14,6 +14,8 @@ import pytest
 from rewardkit.sandbox import runner
 from rewardkit.sandbox.local import LocalSandbox, _uids_of_processes
 
+from .conftest import wait_until
+
 
 def leftovers(sandbox) -> list:
     """Processes a sandbox still runs for finished jobs (a docker runner itself does not count)."""
@@ -24,7 +26,7 @@ def leftovers(sandbox) -> list:
                 stray.append(pid)
         return stray
     stray = []
-    for worker in list(sandbox._containers.workers):
+    for worker in sandbox._runners.live():
         for process in worker.container.top()["Processes"] or []:
             command = process[-1]
             if runner.BOOTSTRAP not in command:  # the runner and its template are not leftovers
@@ -53,15 +55,6 @@ def processes_with(marker: str) -> list[int]:
             except OSError:
                 continue
     return found
-
-
-def wait_until(predicate, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def assert_healthy(sandbox) -> None:

@@ -124,7 +124,7 @@ def test_communicate_returns_when_the_main_process_exits():
 def test_close_stops_warm_slots():
     with get_sandbox("local") as sandbox:
         assert sandbox.run("print(1)").stdout == "1\n"
-        slots = list(sandbox._warm_slots.by_uid.values())
+        slots = list(sandbox._runners.live())
         assert slots and all(slot.proc.poll() is None for slot in slots)
     assert all(slot.proc.poll() is not None for slot in slots)
     with pytest.raises(SandboxError, match="closed"):
