@@ -17,6 +17,8 @@ and adding problems never moves an existing one to the other split.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import string
 import textwrap
@@ -25,7 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rewardkit.data.code_problems import CodeProblem, fixed_problems, source
+from rewardkit.data.code_problems import CodeProblem, fixed_problems
+from rewardkit.data.tables import Row, package_table, parse_table
 from rewardkit.types import Task
 
 __all__ = ["SPLITS", "CodeProblem", "all_problems", "code_tasks", "split_of", "to_task"]
@@ -63,7 +66,8 @@ def code_tasks(split: str = "train") -> list[Task]:
 
 def all_problems() -> list[CodeProblem]:
     """Every bundled problem, both splits: the hand-written ones, then the parameterised variants."""
-    return [*fixed_problems(), *(family.variant(p) for family in _families() for p in family.params)]
+    variants = [family.variant(p) for family in _families() for p in family.params]
+    return [*fixed_problems(), *copy.deepcopy(variants)]
 
 
 def to_task(problem: CodeProblem) -> Task:
@@ -105,6 +109,13 @@ def _indent(text: str) -> str:
 
 
 # ---- parameterised families (expected values from a host-side oracle) -------------------------------
+FAMILIES_FILE = "code_families.jsonl"
+"""One family per line: ``family``, ``signature``, ``description`` and ``reference`` (templates over
+``{p}``), ``oracle`` (a key of ``ORACLES``), ``inputs`` (a list of argument lists) and ``params`` (one
+variant per value), values in the encoding of ``rewardkit.data.tables``."""
+_FAMILY_FIELDS = {"family", "signature", "description", "reference", "oracle", "inputs", "params"}
+
+
 @dataclass(frozen=True)
 class _Family:
     """A problem with a parameter ``p``: ``description`` and ``reference`` are templates over ``{p}``,
@@ -120,7 +131,7 @@ class _Family:
 
     def variant(self, p: Any) -> CodeProblem:
         cases = tuple((args, self.oracle(p, *args)) for args in self.inputs)
-        reference = source(self.reference).replace("{p}", repr(p))
+        reference = self.reference.replace("{p}", repr(p))
         return CodeProblem(
             f"{self.family}_{p}", self.family, self.signature, self.description.format(p=p), reference, cases
         )
@@ -133,6 +144,14 @@ def _base_digits(n: int, base: int) -> list[int]:
         digits.append(d)
         if n == 0:
             return digits[::-1]
+
+
+def _digit_sum(base: int, n: int) -> int:
+    return sum(_base_digits(n, base))
+
+
+def _to_base(base: int, n: int) -> str:
+    return format(n, {2: "b", 8: "o", 16: "x"}[base])
 
 
 def _caesar(k: int, text: str) -> str:
@@ -156,103 +175,44 @@ def _chunked(size: int, items: list[Any]) -> list[list[Any]]:
     return out
 
 
-def _families() -> list[_Family]:
-    return [
-        _Family(
-            "digit_sum",
-            "digit_sum(n)",
-            "returns the sum of the digits of the non-negative integer `n` written in base {p}.",
-            """
-            def digit_sum(n):
-                total = 0
-                while n:
-                    n, d = divmod(n, {p})
-                    total += d
-                return total
-            """,
-            lambda base, n: sum(_base_digits(n, base)),
-            ((0,), (7,), (255,), (1000,), (98765,)),
-            (10, 2),
-        ),
-        _Family(
-            "to_base",
-            "to_base(n)",
-            "returns the non-negative integer `n` written in base {p} as a string, using lowercase "
-            "letters for digits above 9, with no prefix and no leading zeros (0 gives '0').",
-            """
-            def to_base(n):
-                digits = "0123456789abcdef"
-                out = ""
-                while True:
-                    n, d = divmod(n, {p})
-                    out = digits[d] + out
-                    if n == 0:
-                        return out
-            """,
-            lambda base, n: format(n, {2: "b", 8: "o", 16: "x"}[base]),
-            ((0,), (1,), (10,), (255,), (4096,), (123456789,)),
-            (2, 16),
-        ),
-        _Family(
-            "caesar",
-            "caesar(text)",
-            "returns `text` with every ASCII letter shifted {p} places forward in the alphabet, wrapping "
-            "around from z to a and keeping its case; all other characters stay as they are.",
-            """
-            def caesar(text):
-                out = []
-                for c in text:
-                    if "a" <= c <= "z" or "A" <= c <= "Z":
-                        base = ord("a") if c.islower() else ord("A")
-                        c = chr(base + (ord(c) - base + {p}) % 26)
-                    out.append(c)
-                return "".join(out)
-            """,
-            _caesar,
-            (("abc",), ("Hello, World!",), ("xyz XYZ",), ("",), ("Zebra-123",)),
-            (3, 13),
-        ),
-        _Family(
-            "rotate_left",
-            "rotate_left(items)",
-            "returns a new list with the elements of the list `items` rotated {p} place(s) to the left: "
-            "the first {p} elements move to the end, a rotation longer than the list wraps around, and "
-            "an empty list stays empty.",
-            """
-            def rotate_left(items):
-                if not items:
-                    return []
-                k = {p} % len(items)
-                return items[k:] + items[:k]
-            """,
-            _rotated,
-            (([1, 2, 3, 4, 5],), ([1],), ([],), (["a", "b"],), ([1, 2, 3],)),
-            (1, 3),
-        ),
-        _Family(
-            "chunks",
-            "chunks(items)",
-            "splits the list `items` into consecutive lists of {p} elements (the last may be shorter) "
-            "and returns the list of those lists.",
-            """
-            def chunks(items):
-                return [items[i:i + {p}] for i in range(0, len(items), {p})]
-            """,
-            _chunked,
-            ((list(range(1, 8)),), ([],), ([1],), (list(range(1, 7)),)),
-            (2, 3),
-        ),
-        _Family(
-            "count_multiples",
-            "count_multiples(lo, hi)",
-            "returns how many integers x with lo <= x <= hi are divisible by {p} (0 when lo > hi); lo "
-            "and hi may be negative.",
-            """
-            def count_multiples(lo, hi):
-                return max(0, hi // {p} - (lo - 1) // {p})
-            """,
-            lambda m, lo, hi: sum(1 for x in range(lo, hi + 1) if x % m == 0),
-            ((1, 10), (0, 0), (-7, 7), (10, 2), (14, 50), (100, 1000)),
-            (3, 7),
-        ),
-    ]
+def _count_multiples(m: int, lo: int, hi: int) -> int:
+    return sum(1 for x in range(lo, hi + 1) if x % m == 0)
+
+
+ORACLES: dict[str, Callable[..., Any]] = {
+    "digit_sum": _digit_sum,
+    "to_base": _to_base,
+    "caesar": _caesar,
+    "rotate_left": _rotated,
+    "chunks": _chunked,
+    "count_multiples": _count_multiples,
+}
+"""The host-side oracles a family's ``oracle`` field may name: ``oracle(p, *args)`` is the expected value."""
+
+
+@functools.cache
+def _families() -> tuple[_Family, ...]:
+    return tuple(_parse_family(row) for row in package_table(FAMILIES_FILE))
+
+
+def parse_families(text: str, file: str = FAMILIES_FILE) -> list[_Family]:
+    """The families in the JSONL ``text``, validated as the package file is (``TableError`` if malformed)."""
+    return [_parse_family(row) for row in parse_table(text, file)]
+
+
+def _parse_family(row: Row) -> _Family:
+    row.check_fields(_FAMILY_FIELDS)
+    name, signature, oracle = row.text("family"), row.text("signature"), row.text("oracle")
+    if oracle not in ORACLES:
+        raise row.error("oracle", f"unknown oracle {oracle!r} (known: {sorted(ORACLES)})")
+    inputs = []
+    for i, args in enumerate(row.items("inputs")):
+        if not isinstance(args, list):
+            raise row.error(f"inputs[{i}]", f"must be a list of arguments, got {args!r}")
+        inputs.append(tuple(row.value(f"inputs[{i}][{j}]", arg) for j, arg in enumerate(args)))
+    params = tuple(row.value(f"params[{i}]", p) for i, p in enumerate(row.items("params")))
+    description, reference = row.text("description"), row.text("reference")
+    for field, template in (("description", description), ("reference", reference)):
+        if "{p}" not in template:
+            raise row.error(field, "must use the parameter {p}")
+    return _Family(name, signature, description, reference, ORACLES[oracle], tuple(inputs), params)
