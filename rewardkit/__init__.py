@@ -7,7 +7,8 @@ trainer trains causal language models against them; an evaluator measures checkp
 from rewardkit.conformance import EnvCheckError, check_env
 from rewardkit.envs.base import Environment, EnvStep
 from rewardkit.registry import list_envs, load_env, register_env, reward_env
-from rewardkit.types import Completion, Message, Score, Task, Trajectory, completion_text
+from rewardkit.scoring import ScoringConfig, score_trajectories
+from rewardkit.types import Completion, Message, Sample, Score, Task, Trajectory, completion_text
 
 __version__ = "0.1.0"
 
@@ -17,7 +18,9 @@ __all__ = [
     "EnvStep",
     "Environment",
     "Message",
+    "Sample",
     "Score",
+    "ScoringConfig",
     "Task",
     "Trajectory",
     "check_env",
@@ -26,4 +29,5 @@ __all__ = [
     "load_env",
     "register_env",
     "reward_env",
+    "score_trajectories",
 ]

@@ -4,8 +4,9 @@
 2. Train a BPE tokenizer on the spot and build a tiny Llama at random.
 3. Warm it up with a short supervised pass on ``<think>...</think><answer>...</answer>`` solutions,
    short enough that it learns the format but not yet the arithmetic.
-4. Measure held-out accuracy (greedy), train with GRPO against ``math`` + ``format``, measure again.
-5. Print a before/after table; write ``summary.json`` and the reward/length plot.
+4. Measure held-out accuracy (greedy) with ``rewardkit.eval`` (``demo_suite``, the built-in ``demo``
+   suite), train with GRPO against ``math`` + ``format``, measure again the same way.
+5. Print a before/after table; write ``summary.json``, the eval reports and the training curves.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from rewardkit.data.procedural import ProceduralConfig, generate_tasks
+from rewardkit.eval import EvalConfig, Suite
+from rewardkit.eval import evaluate as run_eval
+from rewardkit.eval.suite import parse_suite
+from rewardkit.models import checkpoint_dir
 from rewardkit.types import Task
 
 PROMPT = "Q: {question}\nA: "
@@ -27,22 +32,37 @@ PROMPT = "Q: {question}\nA: "
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """The demo's settings; the defaults are the tuned ones BENCHMARKS.md reports."""
+
     output_dir: str = "runs/demo"
+    """Where the SFT model, the GRPO run, both evaluations and summary.json go."""
     seed: int = 0
+    """Seed of the tasks, the tiny model's initialisation, SFT sampling and GRPO."""
     train_tasks: int = 3000
+    """Additions to warm up and train on."""
     test_tasks: int = 200
+    """Held-out additions (disjoint from the training ones) to measure accuracy on."""
     sft_steps: int = 300
+    """Supervised warm-up steps: enough to learn the format, not yet the arithmetic."""
     sft_batch_size: int = 32
+    """Worked solutions per SFT step."""
     sft_lr: float = 3e-3
+    """SFT learning rate (AdamW)."""
     grpo_steps: int = 300
+    """GRPO optimizer steps after the warm-up."""
     prompts_per_step: int = 16
+    """GRPO prompts (groups) per step."""
     group_size: int = 8
+    """Samples per prompt (G)."""
     grpo_lr: float = 2e-4
+    """GRPO learning rate (AdamW)."""
     temperature: float = 0.6
     """Rollout temperature: a tiny model's samples at 1.0 are mostly noise; 0.6 keeps them diverse enough
     for group-relative advantages while the correct ones are frequent enough to learn from."""
     max_new_tokens: int = 40
+    """Token budget of a solution, in training and evaluation."""
     format_weight: float = 0.2
+    """Weight of the ``format`` reward next to ``math`` (1.0) in training."""
 
     @classmethod
     def quick(cls, output_dir: str, seed: int = 0) -> DemoConfig:
@@ -124,7 +144,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     tokenizer.save_pretrained(base_dir)
 
     env = load_env("weighted", components={"math": 1.0, "format": cfg.format_weight})
-    before = evaluate(model, tokenizer, test_tasks, cfg.max_new_tokens)
+    before = evaluate(base_dir, out / "eval_sft", cfg)
     _say(f"[demo] after SFT warm-up: accuracy {before['accuracy']:.1%}, format {before['format_rate']:.1%}")
 
     train_cfg = TrainConfig(
@@ -146,12 +166,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     )
     result = train(train_cfg, env=env, tasks=train_tasks)
     env.close()
-    from transformers import AutoModelForCausalLM
-
-    trained = AutoModelForCausalLM.from_pretrained(
-        result.output_dir / "checkpoints" / f"step_{cfg.grpo_steps:06d}" / "model"
-    )
-    after = evaluate(trained, tokenizer, test_tasks, cfg.max_new_tokens)
+    after = evaluate(result.output_dir, out / "eval_grpo", cfg)
     summary = {
         "accuracy_before": before["accuracy"],
         "accuracy_after": after["accuracy"],
@@ -160,7 +175,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "heldout_tasks": len(test_tasks),
         "grpo_steps": cfg.grpo_steps,
         "wall_time_s": time.perf_counter() - t_start,
-        "trained_model": str(result.output_dir / "checkpoints" / f"step_{cfg.grpo_steps:06d}" / "model"),
+        "trained_model": str(checkpoint_dir(result.output_dir, cfg.grpo_steps) / "model"),
+        "eval_reports": [str(out / "eval_sft" / "report.md"), str(out / "eval_grpo" / "report.md")],
         "plot": str(result.output_dir / "curves.png"),
         "config": asdict(cfg),
     }
@@ -197,26 +213,26 @@ def sft(model: Any, tokenizer: Any, tasks: list[Task], cfg: DemoConfig) -> None:
             _say(f"[demo] SFT step {step + 1}/{cfg.sft_steps}: loss {loss.item():.3f}")
 
 
-def evaluate(model: Any, tokenizer: Any, tasks: list[Task], max_new_tokens: int) -> dict[str, float]:
-    """Greedy held-out accuracy (math env) and format rate (format env)."""
-    from rewardkit.generation import make_generator
-    from rewardkit.generation.base import SamplingParams
-    from rewardkit.registry import load_env
-
-    generator = make_generator("hf", model, tokenizer)
-    prompts = [tokenizer.encode(t.prompt, add_special_tokens=False) for t in tasks]
-    outputs = generator.generate(prompts, SamplingParams(n=1, temperature=0.0, max_tokens=max_new_tokens))
-    texts = [group[0].text for group in outputs]
-    with load_env("math") as math_env, load_env("format") as format_env:
-        math_scores = math_env.score_batch(
-            {"completion": c, "answer": t.answer} for c, t in zip(texts, tasks)
-        )
-        format_scores = format_env.score_batch({"completion": c} for c in texts)
-    n = max(len(tasks), 1)
-    return {
-        "accuracy": sum(s.reward >= 1.0 for s in math_scores) / n,
-        "format_rate": sum(s.reward >= 1.0 for s in format_scores) / n,
+def demo_suite(cfg: DemoConfig) -> Suite:
+    """What the demo measures, as an evaluation suite: its held-out tasks, greedy, scored by
+    ``math`` (accuracy) and ``format`` (format rate). The built-in ``demo`` suite is this one for the
+    default config."""
+    tasks = {
+        "generator": "rewardkit.demo:demo_tasks",
+        "kwargs": {"split": "test", "n": cfg.test_tasks, "seed": cfg.seed},
     }
+    sampling = {"temperature": 0.0, "max_tokens": cfg.max_new_tokens, "seed": 0}
+    defaults = {"n": 1, "k": [1], "batch_tasks": cfg.test_tasks, "sampling": sampling, "tasks": tasks}
+    return parse_suite(
+        {"name": "demo", "defaults": defaults, "environments": [{"env": "math"}, {"env": "format"}]}
+    )
+
+
+def evaluate(model: str | Path, out: Path, cfg: DemoConfig) -> dict[str, float]:
+    """Greedy held-out accuracy and format rate of ``model``, through ``rewardkit.eval`` (results in ``out``)."""
+    run = EvalConfig(model=str(model), output_dir=str(out), overwrite=True, progress=False)
+    envs = run_eval(run, demo_suite(cfg))["environments"]
+    return {"accuracy": envs["math"]["pass_at_k"]["1"], "format_rate": envs["format"]["pass_at_k"]["1"]}
 
 
 def _print_table(summary: dict[str, Any]) -> None:

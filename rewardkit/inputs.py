@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rewardkit.types import Sample
+
 ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
 
@@ -65,23 +67,24 @@ def normalize_completion(completion: Any, max_chars: int) -> str | tuple[dict[st
     return tuple(messages)
 
 
-def normalize_sample(sample: Any, max_chars: int) -> dict[str, Any]:
-    """Check one ``score_batch`` sample: a mapping with ``completion`` and optional answer/prompt/info."""
-    if not isinstance(sample, Mapping):
-        raise InvalidInput(f"a sample must be a dict with a 'completion' key, got {type(sample).__name__}")
-    if "completion" not in sample:
-        raise InvalidInput(f"sample has no 'completion' key (keys: {sorted(map(str, sample))})")
-    info = sample.get("info")
+def normalize_sample(sample: Any, max_chars: int) -> Sample:
+    """Check one ``score_batch`` sample: a ``Sample``, or a mapping with ``completion`` and optional
+    ``answer``/``prompt``/``info``. Returns a ``Sample`` holding plain validated values."""
+    if isinstance(sample, Sample):
+        completion, answer, prompt, info = sample.completion, sample.answer, sample.prompt, sample.info
+    elif isinstance(sample, Mapping):
+        if "completion" not in sample:
+            raise InvalidInput(f"sample has no 'completion' key (keys: {sorted(map(str, sample))})")
+        completion, answer = sample["completion"], sample.get("answer")
+        prompt, info = sample.get("prompt"), sample.get("info")
+    else:
+        raise InvalidInput(
+            f"a sample must be a dict with a 'completion' key (or a rewardkit.Sample), got {type(sample).__name__}"
+        )
     if info is None:
         info = {}
     if not isinstance(info, Mapping):
         raise InvalidInput(f"info must be a dict, got {type(info).__name__}")
-    prompt = sample.get("prompt")
     if prompt is not None and not isinstance(prompt, str):
         prompt = normalize_completion(prompt, max_chars)
-    return {
-        "completion": normalize_completion(sample["completion"], max_chars),
-        "answer": sample.get("answer"),
-        "prompt": prompt,
-        "info": dict(info),
-    }
+    return Sample(normalize_completion(completion, max_chars), answer, prompt, dict(info))

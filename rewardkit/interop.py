@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rewardkit.envs.base import Environment
+from rewardkit.types import Sample
+
+if TYPE_CHECKING:
+    from rewardkit.envs.base import Environment
 
 
 def as_trl_reward_func(
@@ -24,8 +27,7 @@ def as_trl_reward_func(
         answers = kwargs.get(answer_column) or [None] * len(completions)
         infos = kwargs.get(info_column) or [None] * len(completions)
         samples = [
-            {"completion": c, "answer": a, "prompt": p, "info": i}
-            for c, a, p, i in zip(completions, answers, prompts, infos, strict=False)
+            Sample(c, a, p, i) for c, a, p, i in zip(completions, answers, prompts, infos, strict=False)
         ]
         scores = env.score_batch(samples)
         statuses: dict[str, int] = {}

@@ -1,20 +1,29 @@
-"""Bounded execution of scoring work: a pool of worker processes with a hard per-job deadline.
+"""The scoring runtime: every sample an environment scores goes through here.
 
-Why not ``concurrent.futures.ProcessPoolExecutor``: it cannot stop a job that hangs, and one worker
-that dies (a segfault, ``os.abort()``, the OOM killer) breaks the whole pool. Here each worker is a
-process with its own pipe; a dispatcher thread hands jobs to idle workers and watches the clock. A
-job past its deadline gets its worker SIGKILLed and replaced, and comes back as a ``timeout`` Score;
-a worker that dies mid-job costs that job (status ``error``) and is replaced. Every other job in the
-batch goes on. Worker start-up (imports, unpickling the scorer) does not count against a job's time.
+``Scorer`` is the runtime behind one environment: it validates samples (bad input becomes an
+``invalid_input`` Score), shares verdicts of equal samples (``cache_key``), and runs ``verify`` on the
+executor the environment's ``ScoringConfig`` names. It sees an environment only through the small
+``Verifiable`` protocol, never by importing ``rewardkit.envs``. ``score_trajectories`` is the one
+function that turns rollouts into scores, for the trainer, the evaluator and the demo alike.
 
-The pool is thread-safe and returns ``concurrent.futures.Future`` objects, so it serves plain calls,
-threads and asyncio (``asyncio.wrap_future``) alike.
+Why not ``concurrent.futures.ProcessPoolExecutor`` for the process executor (``WorkerPool``): it cannot
+stop a job that hangs, and one worker that dies (a segfault, ``os.abort()``, the OOM killer) breaks
+the whole pool. Here each worker is a process with its own pipe; a dispatcher thread hands jobs to
+idle workers and watches the clock. A job past its deadline gets its worker SIGKILLed and replaced,
+and comes back as a ``timeout`` Score; a worker that dies mid-job costs that job (status ``error``)
+and is replaced. Every other job in the batch goes on. Worker start-up (imports, unpickling the
+environment) does not count against a job's time.
+
+Everything returns ``concurrent.futures.Future`` objects underneath, so plain calls, threads and
+asyncio (``asyncio.wrap_future``) are all served.
 """
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
+import functools
 import multiprocessing as mp
 import os
 import pickle
@@ -26,18 +35,235 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import cloudpickle
 
-from rewardkit.types import Score
+from rewardkit.inputs import InvalidInput, normalize_sample
+from rewardkit.types import Completion, Sample, Score, Trajectory, as_score
 
-ScoreFn = Callable[[dict[str, Any]], Score]
+ScoreFn = Callable[[Sample], Score]
 MAX_STARTUP_DEATHS = 3
+EXECUTORS = ("process", "thread", "inline")
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """How an environment's samples are scored: the options every environment accepts in ``load_env``."""
+
+    timeout_s: float = 10.0
+    """Hard wall-clock limit per sample; past it the sample gets status ``timeout``."""
+    workers: int | None = None
+    """Samples scored at once (None: the CPU count, or what the environment says it can serve)."""
+    memory_mb: int | None = None
+    """Address-space cap per worker process (``process`` executor only; None: no cap)."""
+    executor: Literal["process", "thread", "inline"] = "process"
+    """``process``: isolated worker processes with hard timeouts (the default). ``thread``: for
+    verifiers that wait on something else (a sandbox) and need no isolation of their own.
+    ``inline``: in the caller's thread, no timeout (microsecond checks, debugging)."""
+    max_completion_chars: int = 1_000_000
+    """Longer completions are ``invalid_input``."""
+    cache_size: int = 100_000
+    """Verdicts kept for ``cache_key`` hits (0 disables caching)."""
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
+        if isinstance(self.timeout_s, bool) or not self.timeout_s or self.timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s!r}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers!r}")
+        if self.max_completion_chars < 1 or self.cache_size < 0:
+            raise ValueError("max_completion_chars must be >= 1 and cache_size >= 0")
+
+
+class Verifiable(Protocol):
+    """What the runtime needs from an environment (``rewardkit.Environment`` provides it)."""
+
+    scoring: ScoringConfig
+
+    def verify(
+        self, completion: Completion, *, answer: Any, prompt: Any, info: Mapping[str, Any]
+    ) -> Score | float: ...
+
+    def cache_key(
+        self, completion: Completion, *, answer: Any, prompt: Any, info: Mapping[str, Any]
+    ) -> Hashable | None: ...
+
+
+class Scores(Protocol):
+    """Anything with ``score_batch`` (every Environment): what ``score_trajectories`` needs."""
+
+    def score_batch(self, samples: Iterable[Any]) -> list[Score]: ...
+
+
+def score_one(env: Verifiable, sample: Sample) -> Score:
+    """Call ``verify`` on one validated sample and coerce its result into a Score (may raise)."""
+    result = env.verify(sample.completion, answer=sample.answer, prompt=sample.prompt, info=sample.info)
+    return as_score(result)
+
+
+def score_trajectories(env: Scores, trajectories: Sequence[Trajectory]) -> list[Score]:
+    """Score rollouts: each becomes ``Sample.from_trajectory`` (task data plus the episode's info).
+
+    The trainer, the evaluator and the demo all score through this function, so an episode that
+    ended on an infrastructure failure gets the same status everywhere.
+    """
+    return env.score_batch([Sample.from_trajectory(t) for t in trajectories])
+
+
+class Scorer:
+    """The runtime behind one environment: validation, the verdict cache, and the executor.
+
+    Thread-safe. Created on an environment's first ``score`` and closed with it; it is never pickled
+    (each process that scores builds its own).
+    """
+
+    def __init__(self, env: Verifiable) -> None:
+        self.config = cfg = env.scoring
+        self._env = env
+        self._cache: collections.OrderedDict[Hashable, Score] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._pool: WorkerPool | None = None
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+        if cfg.executor == "process":
+            scorer = functools.partial(score_one, env)
+            self._pool = WorkerPool(
+                scorer, workers=cfg.workers, timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb
+            )
+        elif cfg.executor == "thread":
+            self._threads = concurrent.futures.ThreadPoolExecutor(max_workers=cfg.workers or 8)
+
+    def score_batch(self, samples: Iterable[Any]) -> list[Score]:
+        """Score samples in parallel, each with its own timeout; the result order matches the input."""
+        return [future.result() for future in self.submit(list(samples))]
+
+    def submit(self, samples: Sequence[Any]) -> list[Future]:
+        """One Future per sample, resolving to its Score (never raising)."""
+        futures: list[Future] = []
+        by_key: dict[Hashable, Future] = {}
+        for raw in samples:
+            sample, key, early = self._prepare(raw)
+            if early is not None:
+                futures.append(_done(early))
+                continue
+            if key is not None:
+                if (cached := self._cache_get(key)) is not None:
+                    futures.append(_done(cached))
+                    continue
+                if key in by_key:  # an equal sample earlier in this batch: share its verdict
+                    futures.append(by_key[key])
+                    continue
+            future = self._run(sample)
+            if key is not None:
+                by_key[key] = future
+                future.add_done_callback(lambda f, k=key: self._cache_put(k, f.result()))
+            futures.append(future)
+        return futures
+
+    def _prepare(self, raw: Any) -> tuple[Sample | None, Hashable | None, Score | None]:
+        """(validated sample, cache key, or the Score that answers it already)."""
+        try:
+            sample = normalize_sample(raw, self.config.max_completion_chars)
+        except InvalidInput as exc:
+            return None, None, Score.failure("invalid_input", str(exc))
+        except Exception as exc:  # an object that breaks when read (a raising __len__ or __getitem__)
+            return (
+                None,
+                None,
+                Score.failure("invalid_input", f"sample could not be read: {type(exc).__name__}: {exc}"),
+            )
+        try:
+            return sample, self._key(sample), None
+        except Exception as exc:  # a cache_key that fails is that sample's error, not the batch's
+            return None, None, Score.failure("error", f"cache_key failed: {type(exc).__name__}: {exc}")
+
+    def _key(self, sample: Sample) -> Hashable | None:
+        if not self.config.cache_size:
+            return None
+        key = self._env.cache_key(
+            sample.completion, answer=sample.answer, prompt=sample.prompt, info=sample.info
+        )
+        if key is None:
+            return None
+        hash(key)  # an unhashable key (e.g. a tuple of message dicts) is this sample's error, not a raise
+        return (key,)
+
+    def _run(self, sample: Sample) -> Future:
+        if self._pool is not None:
+            return self._pool.submit(sample)
+        if self._threads is not None:
+            inner = self._threads.submit(_safe_score, self._env, sample)
+            return _with_deadline(inner, self.config.timeout_s)
+        return _done(_safe_score(self._env, sample))
+
+    def _cache_get(self, key: Hashable) -> Score | None:
+        with self._lock:
+            score = self._cache.get(key)
+            if score is not None:
+                self._cache.move_to_end(key)
+            return score
+
+    def _cache_put(self, key: Hashable, score: Score) -> None:
+        if score.status != "ok":  # timeouts and crashes may be load-dependent: never cache them
+            return
+        with self._lock:
+            self._cache[key] = score
+            while len(self._cache) > self.config.cache_size:
+                self._cache.popitem(last=False)
+
+    @property
+    def pool(self) -> WorkerPool | None:
+        """The worker processes (``process`` executor), for statistics and tests."""
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _done(score: Score) -> Future:
+    future: Future = Future()
+    future.set_result(score)
+    return future
+
+
+def _safe_score(env: Verifiable, sample: Sample) -> Score:
+    try:
+        return score_one(env, sample)
+    except Exception as exc:  # one sample's failure is that sample's status
+        return Score.failure("error", f"{type(exc).__name__}: {exc}")
+
+
+def _with_deadline(inner: Future, timeout_s: float) -> Future:
+    """A future that resolves to the inner result, or to a ``timeout`` Score after ``timeout_s``."""
+    outer: Future = Future()
+
+    def expire() -> None:
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            outer.set_result(Score.failure("timeout", f"scoring exceeded the {timeout_s:g} s limit"))
+
+    timer = threading.Timer(timeout_s, expire)
+    timer.daemon = True
+
+    def finish(f: Future) -> None:
+        timer.cancel()
+        try:
+            result = f.result()
+        except BaseException as exc:  # noqa: BLE001
+            result = Score.failure("error", f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            outer.set_result(result)
+
+    timer.start()
+    inner.add_done_callback(finish)
+    return outer
 
 
 def _worker_main(conn: Connection, payload: bytes, memory_mb: int | None) -> None:
@@ -85,7 +311,7 @@ def _worker_entry() -> None:
 
 @dataclass
 class _Job:
-    sample: dict[str, Any]
+    sample: Any
     future: Future
     timeout_s: float
     id: int = 0
@@ -139,7 +365,7 @@ class WorkerPool:
         self._finalizer = weakref.finalize(self, WorkerPool._kill_all, self._workers)
 
     # ---- public API -------------------------------------------------------------------------------
-    def submit(self, sample: dict[str, Any], timeout_s: float | None = None) -> Future:
+    def submit(self, sample: Any, timeout_s: float | None = None) -> Future:
         """Queue one job; the Future resolves to a Score (never raises)."""
         future: Future = Future()
         with self._lock:

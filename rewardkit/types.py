@@ -32,8 +32,11 @@ class Score:
     """
 
     reward: float
+    """What the trainer optimises; 0.0 whenever the status is not ``ok``."""
     metrics: dict[str, float] = field(default_factory=dict)
+    """Named numbers for logs and reports, never summed into ``reward``."""
     info: dict[str, Any] = field(default_factory=lambda: {"status": "ok"})
+    """Diagnostics: ``status`` always, ``reason`` when it is not ``ok``, anything else the verifier adds."""
 
     def __post_init__(self) -> None:
         if self.info.get("status") not in STATUSES:
@@ -81,9 +84,13 @@ class Task:
     """
 
     prompt: str | tuple[Message, ...]
+    """What the policy sees: text as is, or chat messages."""
     answer: Any = None
+    """The gold answer the environment checks against (None when it needs none)."""
     info: dict[str, Any] = field(default_factory=dict)
+    """What else the environment needs per task (tests to run, a match mode, tool calls that solve it)."""
     id: str = ""
+    """A stable name for reports and resumed evaluations."""
 
     def to_dict(self) -> dict[str, Any]:
         prompt = self.prompt if isinstance(self.prompt, str) else [dict(m) for m in self.prompt]
@@ -101,19 +108,28 @@ class Trajectory:
     """
 
     task: Task
+    """The task the episode answered."""
     prompt_ids: tuple[int, ...]
+    """The rendered prompt's token ids."""
     completion_ids: tuple[int, ...]
+    """Everything after the prompt: policy turns and environment replies."""
     completion_mask: tuple[int, ...]
+    """1 where the policy sampled the token, 0 where the environment wrote it."""
     logprobs: tuple[float, ...]
+    """The sampler's log-probability of each policy token (0.0 on environment tokens)."""
     completion: str | tuple[Message, ...]
+    """What the environment scores: the text (plain single-turn) or the episode's messages."""
     turns: int = 1
+    """Policy turns taken."""
     stop_reason: str = "stop"
     """``stop`` (policy ended its turn), ``length`` (max tokens of a turn), ``max_turns``, ``max_total_tokens``,
     ``done`` (the environment ended the episode)."""
     truncated: bool = False
     """The last policy turn ran into the token limit."""
     turn_rewards: tuple[float, ...] = ()
+    """Per-turn rewards the environment reported (diagnostics; the outcome is scored separately)."""
     info: dict[str, Any] = field(default_factory=dict)
+    """The environment's account of the episode (its status, tool counts, why it ended)."""
 
     def __post_init__(self) -> None:
         n = len(self.completion_ids)
@@ -126,6 +142,41 @@ class Trajectory:
     @property
     def num_policy_tokens(self) -> int:
         return sum(self.completion_mask)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One thing to score: what the policy wrote, and what the environment needs to check it.
+
+    ``score_batch`` takes these (or dicts with the same keys). ``info`` reaches ``verify`` as is; a
+    sample made from an episode carries the episode's own account under ``info["episode"]``, so an
+    environment can say ``error`` for an episode its infrastructure broke instead of scoring it 0.
+    """
+
+    completion: Any
+    """A string or a sequence of chat messages (anything else is ``invalid_input``)."""
+    answer: Any = None
+    """The gold answer."""
+    prompt: Any = None
+    """The prompt the completion answers (text or messages), for environments that read it."""
+    info: Mapping[str, Any] = field(default_factory=dict)
+    """Per-sample data for the environment (tests to run, tolerances, the episode's info)."""
+
+    @classmethod
+    def from_trajectory(cls, trajectory: Trajectory) -> Sample:
+        """The one way an episode becomes a sample: the task's data plus the episode's info."""
+        task = trajectory.task
+        return cls(
+            trajectory.completion, task.answer, task.prompt, {**task.info, "episode": dict(trajectory.info)}
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "completion": self.completion,
+            "answer": self.answer,
+            "prompt": self.prompt,
+            "info": dict(self.info or {}),
+        }
 
 
 def completion_text(completion: str | Sequence[Message]) -> str:

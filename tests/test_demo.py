@@ -42,3 +42,13 @@ def test_quick_demo_runs_end_to_end(tmp_path):
         assert 0.0 <= summary[key] <= 1.0
     assert (tmp_path / "grpo" / "curves.png").exists()
     assert "held-out accuracy" in proc.stdout
+
+
+def test_the_builtin_demo_suite_is_what_the_demo_measures():
+    """`rewardkit eval --suite demo` reproduces the demo's numbers because it is the demo's own suite."""
+    from rewardkit.demo import DemoConfig, demo_suite
+    from rewardkit.eval.suite import load_suite
+
+    assert load_suite("demo").to_dict()["environments"] == demo_suite(DemoConfig()).to_dict()["environments"]
+    quick = demo_suite(DemoConfig.quick("unused")).to_dict()["environments"]["math"]
+    assert quick["tasks"]["kwargs"]["n"] == DemoConfig.quick("unused").test_tasks

@@ -296,7 +296,7 @@ def test_registered_factory_receives_config():
 
     register_env("test_registry_factory", make)
     env = load_env("test_registry_factory", tags=("x",), strict=False)
-    assert env.tags == ("x",) and env.strict is False
+    assert env.config.tags == ("x",) and env.config.strict is False
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,7 @@ def env():
 
 
 def _pool(env: Environment) -> WorkerPool:
-    pool = env._get_runtime()._pool
+    pool = env.scorer.pool
     assert pool is not None
     return pool
 

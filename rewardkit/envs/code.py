@@ -21,7 +21,7 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rewardkit.data.code_tasks import code_tasks
@@ -45,89 +45,96 @@ class _Test:
     """test_code runs must print this last: a solution that exits early (``sys.exit(0)``) never does."""
 
 
-class CodeEnv(Environment):
-    """Scores code completions by running tests in a sandbox.
+@dataclass(frozen=True)
+class CodeConfig:
+    """Options of the ``code`` environment (``load_env("code", ...)``)."""
 
-    Args:
-        sandbox: ``"local"``, ``"docker"``, or a Sandbox instance (shared, not closed by this env).
-        sandbox_options: options for ``get_sandbox`` (e.g. ``{"image": ..., "pool_size": 4}``).
-        test_timeout_s: wall-clock limit per test program; ``info["timeout_s"]`` overrides it.
-        test_memory_mb: address-space limit per test program; ``info["memory_mb"]`` overrides it.
-        float_tolerance: io tests compare numbers within this tolerance (None: exact text);
-            ``info["float_tolerance"]`` overrides it.
-        language: ``python`` checks syntax before running; other languages need a sandbox
-            ``command``/``filename`` in ``sandbox_options`` and an image that has the toolchain.
-        timeout_s: limit for a whole sample (all its tests); tests that do not fit are failed.
-        workers: samples scored at once (default: the sandbox's parallelism).
+    sandbox: str | Any = "local"
+    """``"local"``, ``"docker"``, or a Sandbox instance (shared, not closed by this environment)."""
+    sandbox_options: Mapping[str, Any] = field(default_factory=dict)
+    """Options for ``get_sandbox`` (e.g. ``{"image": ..., "pool_size": 4}``)."""
+    test_timeout_s: float = 5.0
+    """Wall-clock limit per test program; ``info["timeout_s"]`` overrides it."""
+    test_memory_mb: int = 512
+    """Address-space limit per test program; ``info["memory_mb"]`` overrides it."""
+    float_tolerance: float | None = None
+    """io tests compare numbers within this tolerance (None: exact text); ``info["float_tolerance"]`` overrides it."""
+    language: str = "python"
+    """``python`` checks syntax before running; other languages need a sandbox ``command``/``filename`` in
+    ``sandbox_options`` and an image that has the toolchain."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sandbox, str) and self.sandbox not in SANDBOX_KINDS:
+            raise ValueError(
+                f"sandbox must be one of {SANDBOX_KINDS} or a Sandbox instance, got {self.sandbox!r}"
+            )
+        if not isinstance(self.sandbox, str) and not isinstance(self.sandbox, Sandbox):
+            raise TypeError(
+                f"sandbox must be a name or a Sandbox instance, got {type(self.sandbox).__name__}"
+            )
+        if not self.test_timeout_s or self.test_timeout_s <= 0:
+            raise ValueError(f"test_timeout_s must be > 0, got {self.test_timeout_s!r}")
+        if self.test_memory_mb < 16:
+            raise ValueError(f"test_memory_mb must be >= 16, got {self.test_memory_mb!r}")
+        if self.float_tolerance is not None and self.float_tolerance < 0:
+            raise ValueError(f"float_tolerance must be >= 0 or None, got {self.float_tolerance!r}")
+
+
+class CodeEnv(Environment):
+    """Scores code completions by running tests in a sandbox (options: ``CodeConfig``).
+
+    Scoring options differ from the other environments': the ``thread`` executor (``process`` is
+    refused), ``timeout_s`` 60 s for a whole sample (tests that do not fit are failed), and
+    ``workers`` = the sandbox's parallelism (the docker pool size, else the CPU count).
     """
 
     name = "code"
+    Config = CodeConfig
 
-    def __init__(
-        self,
-        *,
-        sandbox: str | Sandbox = "local",
-        sandbox_options: Mapping[str, Any] | None = None,
-        test_timeout_s: float = 5.0,
-        test_memory_mb: int = 512,
-        float_tolerance: float | None = None,
-        language: str = "python",
-        **config: Any,
-    ) -> None:
-        if isinstance(sandbox, str) and sandbox not in SANDBOX_KINDS:
-            raise ValueError(f"sandbox must be one of {SANDBOX_KINDS} or a Sandbox instance, got {sandbox!r}")
-        if not isinstance(sandbox, str) and not isinstance(sandbox, Sandbox):
-            raise TypeError(f"sandbox must be a name or a Sandbox instance, got {type(sandbox).__name__}")
-        if not test_timeout_s or test_timeout_s <= 0:
-            raise ValueError(f"test_timeout_s must be > 0, got {test_timeout_s!r}")
-        if test_memory_mb < 16:
-            raise ValueError(f"test_memory_mb must be >= 16, got {test_memory_mb!r}")
-        if float_tolerance is not None and float_tolerance < 0:
-            raise ValueError(f"float_tolerance must be >= 0 or None, got {float_tolerance!r}")
-        if config.get("executor", "thread") == "process":
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.scoring.executor == "process":
             raise ValueError(
                 "the code env waits on its sandbox from threads; executor='process' is not supported"
             )
-        config.setdefault("executor", "thread")
-        config.setdefault("timeout_s", 60.0)
-        # One sample per container or CPU keeps the sandbox busy without queueing threads on it.
-        config.setdefault("workers", _parallelism(sandbox, sandbox_options or {}))
-        super().__init__(**config)
-        self.sandbox_spec = sandbox
-        self.sandbox_options = dict(sandbox_options or {})
-        self.test_timeout_s = float(test_timeout_s)
-        self.test_memory_mb = int(test_memory_mb)
-        self.float_tolerance = float_tolerance
-        self.language = language
-        self._sandbox: Sandbox | None = None if isinstance(sandbox, str) else sandbox
+        cfg = self.config
+        self._sandbox: Sandbox | None = None if isinstance(cfg.sandbox, str) else cfg.sandbox
         self._sandbox_lock = threading.Lock()
+
+    @classmethod
+    def scoring_defaults(cls, config: CodeConfig) -> Mapping[str, Any]:
+        # One sample per container or CPU keeps the sandbox busy without queueing threads on it.
+        return {
+            "executor": "thread",
+            "timeout_s": 60.0,
+            "workers": _parallelism(config.sandbox, config.sandbox_options),
+        }
 
     @property
     def sandbox(self) -> Sandbox:
         """The sandbox, started on first use (a docker pool takes a moment to warm up)."""
         with self._sandbox_lock:
             if self._sandbox is None:
-                assert isinstance(self.sandbox_spec, str)
-                self._sandbox = get_sandbox(self.sandbox_spec, **self.sandbox_options)
+                self._sandbox = get_sandbox(self.config.sandbox, **self.config.sandbox_options)
             return self._sandbox
 
     def close(self) -> None:
         """Stop scoring threads and the sandbox this env created."""
         super().close()
         with self._sandbox_lock:
-            if self._sandbox is not None and isinstance(self.sandbox_spec, str):
+            if self._sandbox is not None and isinstance(self.config.sandbox, str):
                 self._sandbox.close()
                 self._sandbox = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.pop("_sandbox_lock", None)
-        if isinstance(self.sandbox_spec, str):
+        if isinstance(self.config.sandbox, str):
             state["_sandbox"] = None  # a sandbox holds processes and sockets; rebuilt where unpickled
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
+        self.__dict__.update(state)
         self._sandbox_lock = threading.Lock()
 
     # ---- scoring --------------------------------------------------------------------------------
@@ -141,13 +148,13 @@ class CodeEnv(Environment):
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def verify(self, completion: Completion, *, answer: Any, prompt: Any, info: Mapping[str, Any]) -> Score:
-        deadline = time.monotonic() + self.timeout_s - _MARGIN_S
+        deadline = time.monotonic() + self.scoring.timeout_s - _MARGIN_S
         solution = extract_code(completion_text(completion))
         try:
             tests, limits = self._plan(solution, info)
         except ValueError as exc:
             return Score.failure("invalid_input", str(exc))
-        if self.language == "python" and (error := python_syntax_error(solution)) is not None:
+        if self.config.language == "python" and (error := python_syntax_error(solution)) is not None:
             metrics = {"pass_rate": 0.0, "all_passed": 0.0, "syntax_error": 1.0, "timeout": 0.0}
             return Score.ok(0.0, metrics, reason=error, tests=len(tests))
         outcomes = [self._run_test(test, limits, deadline) for test in tests]
@@ -166,13 +173,13 @@ class CodeEnv(Environment):
         if test_code is not None:
             if not isinstance(test_code, str):
                 raise ValueError(f"info['test_code'] must be a string, got {type(test_code).__name__}")
-            if self.language == "python" and (error := python_syntax_error(test_code)) is not None:
+            if self.config.language == "python" and (error := python_syntax_error(test_code)) is not None:
                 raise ValueError(f"info['test_code'] does not compile: {error}")
             tests.append(_assert_test(solution, test_code))
         limits = {
-            "timeout_s": _positive(info, "timeout_s", self.test_timeout_s),
-            "memory_mb": int(_positive(info, "memory_mb", self.test_memory_mb)),
-            "float_tolerance": info.get("float_tolerance", self.float_tolerance),
+            "timeout_s": _positive(info, "timeout_s", self.config.test_timeout_s),
+            "memory_mb": int(_positive(info, "memory_mb", self.config.test_memory_mb)),
+            "float_tolerance": info.get("float_tolerance", self.config.float_tolerance),
         }
         return tests, limits
 

@@ -19,7 +19,8 @@ import functools
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from rewardkit.envs.base import Environment
 from rewardkit.types import Completion, Score
@@ -29,47 +30,65 @@ LENGTH_PENALTIES = ("linear", "soft_overlong", "none")
 TOOL_CALL_RE = re.compile(r"<tool_call>.*?</tool_call>", re.S)
 
 
-class EfficiencyEnv(Environment):
-    name = "efficiency"
+@dataclass(frozen=True)
+class EfficiencyConfig:
+    """Options of the ``efficiency`` environment (see the module docstring for the reward terms)."""
 
-    def __init__(
-        self,
-        *,
-        max_length: int | None = 512,
-        length_penalty: str = "linear",
-        overlong_buffer: int | None = None,
-        tokenizer: str | None = None,
-        max_ops: int | None = None,
-        op_pattern: str | None = None,
-        **config: Any,
-    ) -> None:
-        if length_penalty not in LENGTH_PENALTIES:
-            raise ValueError(f"length_penalty must be one of {LENGTH_PENALTIES}, got {length_penalty!r}")
-        if length_penalty != "none" and (not isinstance(max_length, int) or max_length <= 0):
-            raise ValueError(f"max_length must be a positive int, got {max_length!r}")
-        if length_penalty == "soft_overlong":
-            overlong_buffer = overlong_buffer or max(1, max_length // 4)
-            if not 0 < overlong_buffer <= max_length:
-                raise ValueError(f"need 0 < overlong_buffer <= max_length, got {overlong_buffer}")
-        if max_ops is not None and max_ops <= 0:
-            raise ValueError(f"max_ops must be > 0, got {max_ops}")
-        if length_penalty == "none" and max_ops is None:
+    max_length: int | None = 512
+    """Length budget, in characters (or tokens with ``tokenizer``)."""
+    length_penalty: Literal["linear", "soft_overlong", "none"] = "linear"
+    """``linear``: ``max(0, 1 - n / max_length)``; ``soft_overlong``: DAPO's penalty in [-1, 0];
+    ``none``: no length term."""
+    overlong_buffer: int | None = None
+    """``soft_overlong``: the buffer before ``max_length`` where the penalty ramps (default: a quarter)."""
+    tokenizer: str | None = None
+    """A ``tokenizer.json`` file or a folder holding one: count tokens instead of characters."""
+    max_ops: int | None = None
+    """Budget of the operations term ``max(0, 1 - n_ops / max_ops)`` (None: no operations term)."""
+    op_pattern: str | None = None
+    """A regular expression whose matches in the assistant's text count as operations (default: tool calls)."""
+
+    def __post_init__(self) -> None:
+        if self.length_penalty not in LENGTH_PENALTIES:
+            raise ValueError(f"length_penalty must be one of {LENGTH_PENALTIES}, got {self.length_penalty!r}")
+        if self.length_penalty != "none" and (not isinstance(self.max_length, int) or self.max_length <= 0):
+            raise ValueError(f"max_length must be a positive int, got {self.max_length!r}")
+        if self.length_penalty == "soft_overlong":
+            buffer = self.overlong_buffer or max(1, self.max_length // 4)
+            if not 0 < buffer <= self.max_length:
+                raise ValueError(f"need 0 < overlong_buffer <= max_length, got {buffer}")
+        if self.max_ops is not None and self.max_ops <= 0:
+            raise ValueError(f"max_ops must be > 0, got {self.max_ops}")
+        if self.length_penalty == "none" and self.max_ops is None:
             raise ValueError("nothing to measure: set length_penalty or max_ops")
-        if tokenizer is not None:
-            _tokenizer_file(tokenizer)  # fail at load_env, not per sample
-        try:
-            self.pattern = re.compile(op_pattern) if op_pattern else None
-        except re.error as exc:  # re.error is no ValueError: callers expect one for bad config
-            raise ValueError(f"op_pattern {op_pattern!r} is not a valid regular expression: {exc}") from None
-        config.setdefault("executor", "inline" if tokenizer is None else "process")
-        super().__init__(**config)
-        self.max_length, self.length_penalty, self.overlong_buffer = (
-            max_length,
-            length_penalty,
-            overlong_buffer,
-        )
-        self.tokenizer, self.max_ops = tokenizer, max_ops
-        self.pass_threshold = float(length_penalty == "linear") + float(max_ops is not None)
+        if self.tokenizer is not None:
+            _tokenizer_file(self.tokenizer)  # fail at load_env, not per sample
+        if self.op_pattern:
+            try:
+                re.compile(self.op_pattern)
+            except re.error as exc:  # re.error is no ValueError: callers expect one for bad config
+                raise ValueError(
+                    f"op_pattern {self.op_pattern!r} is not a valid regular expression: {exc}"
+                ) from None
+
+
+class EfficiencyEnv(Environment):
+    """Rewards short answers and few operations (options: ``EfficiencyConfig``)."""
+
+    name = "efficiency"
+    Config = EfficiencyConfig
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        cfg = self.config
+        self.pattern = re.compile(cfg.op_pattern) if cfg.op_pattern else None
+        self.overlong_buffer = cfg.overlong_buffer or max(1, (cfg.max_length or 4) // 4)
+        self.pass_threshold = float(cfg.length_penalty == "linear") + float(cfg.max_ops is not None)
+
+    @classmethod
+    def scoring_defaults(cls, config: EfficiencyConfig) -> Mapping[str, Any]:
+        # counting characters is microseconds of work; running a tokenizer is real work, isolated and timed
+        return {"executor": "inline" if config.tokenizer is None else "process"}
 
     def verify(self, completion: Completion, *, answer: Any, prompt: Any, info: Mapping[str, Any]) -> Score:
         texts = (
@@ -79,26 +98,26 @@ class EfficiencyEnv(Environment):
         )
         metrics: dict[str, float] = {}
         reward = 0.0
-        if self.length_penalty != "none":
+        if self.config.length_penalty != "none":
             n = sum(self._length(t) for t in texts)
             metrics["length"] = float(n)
-            if self.length_penalty == "linear":
-                term = linear_budget(n, self.max_length)
+            if self.config.length_penalty == "linear":
+                term = linear_budget(n, self.config.max_length)
             else:
-                term = soft_overlong_penalty(n, self.max_length, self.overlong_buffer)
+                term = soft_overlong_penalty(n, self.config.max_length, self.overlong_buffer)
             metrics["length_term"] = term
             reward += term
-        if self.max_ops is not None:
+        if self.config.max_ops is not None:
             n_ops = self._count_ops(completion, texts)
             metrics["ops"] = float(n_ops)
-            metrics["ops_term"] = linear_budget(n_ops, self.max_ops)
+            metrics["ops_term"] = linear_budget(n_ops, self.config.max_ops)
             reward += metrics["ops_term"]
         return Score.ok(reward, metrics)
 
     def _length(self, text: str) -> int:
-        if self.tokenizer is None:
+        if self.config.tokenizer is None:
             return len(text)
-        return len(_load_tokenizer(self.tokenizer).encode(text, add_special_tokens=False).ids)
+        return len(_load_tokenizer(self.config.tokenizer).encode(text, add_special_tokens=False).ids)
 
     def _count_ops(self, completion: Completion, texts: list[str]) -> int:
         if self.pattern is not None:
@@ -111,7 +130,9 @@ class EfficiencyEnv(Environment):
         return structured + sum(len(TOOL_CALL_RE.findall(t)) for t in texts)
 
     def gold_examples(self) -> list[dict[str, Any]]:
-        return [{"completion": ""}] if self.length_penalty != "soft_overlong" else [{"completion": "ok"}]
+        return (
+            [{"completion": ""}] if self.config.length_penalty != "soft_overlong" else [{"completion": "ok"}]
+        )
 
 
 def _tokenizer_file(path: str) -> str:

@@ -69,7 +69,7 @@ class MathConfig:
         if self.dataset is not None and (not isinstance(self.dataset, str) or not self.dataset):
             raise ValueError(f"dataset must be a dataset name or file path, got {self.dataset!r}")
         if not isinstance(self.dataset_options, Mapping):
-            raise TypeError(f"dataset_options must be a dict, got {type(self.dataset_options).__name__}")
+            raise ValueError(f"dataset_options must be a dict, got {type(self.dataset_options).__name__}")
         if (
             isinstance(self.levels, str | int)
             or not self.levels
@@ -90,30 +90,17 @@ class MathEnv(Environment):
 
     name = "math"
 
-    def __init__(
-        self,
-        *,
-        rel_tol: float = DEFAULT_REL_TOL,
-        dataset: str | None = None,
-        dataset_options: Mapping[str, Any] | None = None,
-        seed: int = 0,
-        levels: Sequence[int] = (1, 2, 3),
-        num_tasks: Mapping[str, int] | None = None,
-        **config: Any,
-    ) -> None:
-        self.config = MathConfig(
-            rel_tol=rel_tol,
-            dataset=dataset,
-            dataset_options=dict(dataset_options or {}),
-            seed=seed,
-            levels=tuple(levels) if not isinstance(levels, str | int) else levels,
-            num_tasks=dict(num_tasks) if num_tasks is not None else {"train": 1000, "test": 200},
-        )
-        if dataset is not None:
+    Config = MathConfig
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.config.dataset is not None:
             self._hf_config("train")  # a bad option fails at load_env, not at tasks()
+
+    @classmethod
+    def scoring_defaults(cls, config: MathConfig) -> Mapping[str, Any]:
         # A worker needs ~75 MB; sympy asked for a huge exact value can take gigabytes. memory_mb=None lifts it.
-        config.setdefault("memory_mb", DEFAULT_MEMORY_MB)
-        super().__init__(**config)
+        return {"memory_mb": DEFAULT_MEMORY_MB}
 
     # ---- scoring -------------------------------------------------------------------------------------
     def verify(self, completion: Completion, *, answer: Any, prompt: Any, info: Mapping[str, Any]) -> Score:
@@ -149,7 +136,7 @@ class MathEnv(Environment):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Warm the LaTeX parser when the environment arrives in a worker, before any job's clock starts."""
-        super().__setstate__(state)
+        self.__dict__.update(state)
         for text in _WARMUP_ANSWERS:
             parse_gold(text)
         parse_text_fallback("so $x = \\frac{3}{4}$ and the answer is $7$.")

@@ -15,10 +15,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rewardkit.generation.base import Generation, SamplingParams
+from rewardkit.generation.base import Generation, Generator, SamplingParams
 from rewardkit.types import Message, Task, Trajectory
+
+if TYPE_CHECKING:  # the base imports this module to run episodes; the loop needs only the spec's methods
+    from rewardkit.envs.base import Environment
 
 
 class ChatRenderer:
@@ -127,8 +130,14 @@ class _Episode:
 
 
 def run_episodes(
-    env: Any, generator: Any, tasks: Sequence[Task], *, n: int = 1, sampling: SamplingParams | None = None
+    env: Environment,
+    generator: Generator,
+    tasks: Sequence[Task],
+    *,
+    n: int = 1,
+    sampling: SamplingParams | None = None,
 ) -> list[Trajectory]:
+    """``n`` episodes per task, all advanced together one policy turn at a time (see the module docstring)."""
     sampling = sampling or SamplingParams()
     renderer = ChatRenderer(generator.tokenizer)
     episodes: list[_Episode] = []
@@ -153,7 +162,9 @@ def run_episodes(
     return [_to_trajectory(e, env) for e in episodes]
 
 
-def _step(env: Any, renderer: ChatRenderer, episodes: list[_Episode], generations: list[Generation]) -> None:
+def _step(
+    env: Environment, renderer: ChatRenderer, episodes: list[_Episode], generations: list[Generation]
+) -> None:
     """Append one policy turn to each episode, then let the environment answer or end it."""
     for episode, gen in zip(episodes, generations, strict=True):
         chat = not isinstance(episode.task.prompt, str) or env.max_turns > 1
@@ -190,7 +201,7 @@ def _has_template(renderer: ChatRenderer) -> bool:
     return bool(getattr(renderer.tokenizer, "chat_template", None))
 
 
-def _to_trajectory(episode: _Episode, env: Any) -> Trajectory:
+def _to_trajectory(episode: _Episode, env: Environment) -> Trajectory:
     plain_single_turn = isinstance(episode.task.prompt, str) and env.max_turns == 1
     completion = (
         episode.messages[-1]["content"]

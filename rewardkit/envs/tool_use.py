@@ -27,8 +27,8 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from rewardkit.envs.base import Environment, EnvStep
 from rewardkit.tools.execute import ToolExecutor, ToolResult
@@ -70,7 +70,7 @@ class ToolUseConfig:
     """None: a turn with neither a tool call nor a final answer ends the episode. A string: that text
     goes back as a user message instead (a nudge such as "Call a tool or give <answer>...</answer>."),
     and the episode goes on until ``max_turns``."""
-    answer_match: str = "auto"
+    answer_match: Literal["auto", "math", "exact"] = "auto"
     """``math`` (math verifier), ``exact`` (normalised text) or ``auto`` (each task says which)."""
     format_weight: float = 0.0
     """Weight of the format term: 1 when there is exactly one final answer and no malformed call."""
@@ -81,6 +81,7 @@ class ToolUseConfig:
     n_train: int = 2000
     """Calculator tasks in the train split (lookup has a fixed size: 4 questions per city)."""
     n_test: int = 200
+    """Calculator tasks in the test split."""
     seed: int = 0
     """Seed of the generated tasks and knowledge base."""
     sandbox: str = "local"
@@ -140,14 +141,10 @@ class ToolUseEnv(Environment):
     """Multi-turn tool use with an outcome reward. See ``ToolUseConfig`` for the options."""
 
     name = "tool_use"
+    Config = ToolUseConfig
 
-    def __init__(self, **config: Any) -> None:
-        own = {f.name for f in fields(ToolUseConfig)}
-        mine = {k: config.pop(k) for k in list(config) if k in own}
-        if isinstance(mine.get("tools"), list):
-            mine["tools"] = tuple(mine["tools"])
-        self.config = ToolUseConfig(**mine)
-        super().__init__(**config)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         cfg = self.config
         self.max_turns = cfg.max_turns  # type: ignore[misc]
         self.max_total_tokens = cfg.max_total_tokens

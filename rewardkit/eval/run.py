@@ -30,6 +30,7 @@ from rewardkit.eval.config import EvalConfig
 from rewardkit.eval.report import render_report, summarize_env, write_chart
 from rewardkit.eval.suite import EnvEval, Suite
 from rewardkit.models import ModelRef, load_model, resolve_model
+from rewardkit.scoring import score_trajectories
 from rewardkit.types import Task, Trajectory
 
 ROLLOUTS, SUMMARY, REPORT, CHART, FINGERPRINT = (
@@ -276,7 +277,7 @@ class _EnvRunner:
 
         workers = max(1, min(len(need), 16))
         with concurrent.futures.ThreadPoolExecutor(workers) as pool, self.path.open("a") as sink:
-            futures = {pool.submit(self.env.score_batch, [_sample(t) for t in group(i)]): i for i in need}
+            futures = {pool.submit(score_trajectories, self.env, group(i)): i for i in need}
             for future in concurrent.futures.as_completed(futures):
                 i = futures[future]
                 rows = [
@@ -288,10 +289,6 @@ class _EnvRunner:
                 bar.update(n)
                 if self.hook is not None:
                     self.hook(self.entry.label, i)
-
-
-def _sample(t: Trajectory) -> dict[str, Any]:
-    return {"completion": t.completion, "answer": t.task.answer, "prompt": t.task.prompt, "info": t.task.info}
 
 
 def _record(label: str, task_index: int, sample_index: int, t: Trajectory, score: Any) -> dict[str, Any]:

@@ -73,7 +73,9 @@ def resolve_model(spec: str, step: int | None = None) -> ModelRef:
         ckpt = find_checkpoint(path, step)
         return _local(ckpt / "model", _step_of(ckpt), spec)
     if step is not None:
-        raise ValueError(f"a step needs a training output directory (with {CHECKPOINTS}/); {spec} is not one")
+        raise ValueError(
+            f"a checkpoint step (--step) needs a training output directory (with {CHECKPOINTS}/); {spec} is not one"
+        )
     if (path / "model" / "config.json").is_file() and _step_of(path) is not None:  # one checkpoint
         return _local(path / "model", _step_of(path), spec)
     if (path / "config.json").is_file():

@@ -13,30 +13,38 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from rewardkit.envs.base import Environment
-from rewardkit.generation.base import SamplingParams
+from rewardkit.generation.base import Generator, SamplingParams
+from rewardkit.scoring import score_trajectories
 from rewardkit.types import Score, Task, Trajectory
 from rewardkit.verifiers.efficiency import soft_overlong_penalty
 
 
 @dataclass(frozen=True)
-class Sample:
+class ScoredSample:
     """One scored trajectory: ``reward`` is the environment's reward plus any overlong shaping."""
 
     trajectory: Trajectory
+    """The episode, as token ids."""
     score: Score
+    """What the environment said."""
     reward: float
+    """``score.reward`` plus overlong shaping: what the advantages are computed from."""
     group: int
+    """Index of the prompt group in the batch (samples of one prompt share it)."""
     loss_mask_off: bool = False
     """True when overlong filtering removes this sample from the loss."""
 
 
 @dataclass
 class Batch:
-    samples: list[Sample]
+    """One optimizer step's samples, grouped by prompt, and how collecting them went."""
+
+    samples: list[ScoredSample]
+    """The kept groups' samples, group by group."""
     stats: dict[str, float] = field(default_factory=dict)
+    """Timings and dynamic-sampling counts (logged with the step's metrics)."""
 
 
 class PromptSampler:
@@ -82,7 +90,7 @@ def overlong_penalty(trajectory: Trajectory, max_new_tokens: int, buffer_frac: f
 
 def collect_batch(
     env: Environment,
-    generator: Any,
+    generator: Generator,
     sampler: PromptSampler,
     *,
     prompts: int,
@@ -93,7 +101,7 @@ def collect_batch(
     overlong_buffer_frac: float,
     overlong_filter: bool,
 ) -> Batch:
-    kept: list[list[Sample]] = []
+    kept: list[list[ScoredSample]] = []
     stats = {"rollout_time_s": 0.0, "score_time_s": 0.0, "groups_seen": 0.0, "groups_dropped": 0.0}
     zero_std_groups, rounds = 0, 0
     while len(kept) < prompts and rounds < max_rounds:
@@ -102,16 +110,7 @@ def collect_batch(
         t0 = time.perf_counter()
         trajectories = env.rollout(generator, tasks, n=group_size, sampling=_with_seed(sampling, seed))
         t1 = time.perf_counter()
-        scores = env.score_batch(
-            {
-                "completion": t.completion,
-                "answer": t.task.answer,
-                "prompt": t.task.prompt,
-                # the episode's own info (e.g. a tool sandbox failure) lets the environment report a status
-                "info": {**t.task.info, "episode": dict(t.info)},
-            }
-            for t in trajectories
-        )
+        scores = score_trajectories(env, trajectories)
         stats["rollout_time_s"] += t1 - t0
         stats["score_time_s"] += time.perf_counter() - t1
         rounds += 1
@@ -123,7 +122,9 @@ def collect_batch(
             ):
                 penalty = overlong_penalty(traj, sampling.max_tokens, overlong_buffer_frac)
                 group.append(
-                    Sample(traj, score, score.reward + penalty, len(kept), overlong_filter and traj.truncated)
+                    ScoredSample(
+                        traj, score, score.reward + penalty, len(kept), overlong_filter and traj.truncated
+                    )
                 )
             stats["groups_seen"] += 1
             all_equal = len({round(s.reward, 9) for s in group}) == 1

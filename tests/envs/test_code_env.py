@@ -226,7 +226,7 @@ def test_batches_spread_over_the_docker_pool():
     elapsed = time.monotonic() - started
     env.close()
     assert all(s.reward == 1.0 for s in scores)
-    assert env.workers == 2 and elapsed < 6.5
+    assert env.scoring.workers == 2 and elapsed < 6.5
 
 
 def test_a_failing_sandbox_is_an_error_not_a_zero():

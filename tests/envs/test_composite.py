@@ -94,7 +94,7 @@ def test_component_exception_and_hang_in_the_composite_worker():
 
 def test_timeout_defaults_to_the_slowest_component():
     env = WeightedEnv(components={"a": (Constant(timeout_s=3.0), 1.0), "b": (Constant(timeout_s=7.0), 1.0)})
-    assert env.timeout_s == 7.0
+    assert env.scoring.timeout_s == 7.0
 
 
 def test_weighted_passes_check_env():

@@ -86,7 +86,7 @@ def test_token_length_with_a_tokenizer_made_on_the_spot(tokenizer_json):
     n_tokens = len(tokenizers.Tokenizer.from_file(tokenizer_json).encode(text, add_special_tokens=False).ids)
     assert 0 < n_tokens < len(text) // 2  # a trained BPE merges: tokens differ from characters
     with load_env("efficiency", max_length=L, tokenizer=tokenizer_json, workers=1) as env:
-        assert env.executor == "process"  # tokenizer work is real work: isolated and timed
+        assert env.scoring.executor == "process"  # tokenizer work is real work: isolated and timed
         score = env.score(text)
         assert score.metrics["length"] == n_tokens
         assert score.reward == pytest.approx(1 - n_tokens / L)

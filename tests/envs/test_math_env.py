@@ -48,8 +48,8 @@ def test_score_has_metrics_and_extracted_answer(env):
 
 
 def test_memory_cap_by_default_and_long_answers_cut_in_info(env):
-    assert env.memory_mb == 1024
-    assert MathEnv(memory_mb=None, executor="inline").memory_mb is None
+    assert env.scoring.memory_mb == 1024
+    assert MathEnv(memory_mb=None, executor="inline").scoring.memory_mb is None
     score = env.score("<answer>" + "7" * 5000 + "</answer>", answer="7" * 5000)
     assert score.reward == 1.0 and len(score.info["extracted"]) < 600
 

@@ -110,6 +110,9 @@ class ScriptedGenerator:
         self._histories.append((prompt + tuple(ids), game, j, turn))
         return Generation(tuple(ids), (LOGPROB,) * len(ids), finish, text=text)
 
+    samples_trained_module = False
+    """A script is no trained module: its log-probs are not a policy's."""
+
     def update_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
         """Scripts have no weights."""
 

@@ -126,6 +126,8 @@ class ScriptedGenerator:
             out.append(group)
         return out
 
+    samples_trained_module = False
+
     def update_weights(self, named_tensors) -> None:
         pass
 
