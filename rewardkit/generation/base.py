@@ -63,10 +63,20 @@ class Generator(Protocol):
     ``generate`` takes token-id prompts and returns, for each prompt, ``params.n`` generations in a
     list (order preserved). ``update_weights`` loads new policy weights in place (called after each
     optimizer step); a back end that shares the trainer's module may make it a no-op. The trainer
-    calls ``sleep`` after each rollout phase.
+    calls ``sleep`` after each rollout phase, and reads ``samples_trained_module`` to know whether the
+    sampler's log-probs are its own.
     """
 
     tokenizer: Any
+
+    @property
+    def samples_trained_module(self) -> bool:
+        """True when ``generate`` samples from the very module the trainer updates (the Hugging Face back
+        end), so the sampler's log-probs are the trainer's own and need no recomputation. False when it
+        samples from a copy of the weights with its own numerics (vLLM: other kernels, its own precision):
+        the trainer then recomputes the old log-probs itself and logs the sampler/trainer mismatch, and
+        corrects it with truncated importance weights unless ``is_correction`` is ``none``."""
+        ...
 
     def generate(
         self, prompts: Sequence[Sequence[int]], params: SamplingParams

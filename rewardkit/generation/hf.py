@@ -70,6 +70,11 @@ class HFGenerator:
         pad = tokenizer.pad_token_id
         self._pad_id = pad if pad is not None else (min(self._eos_ids) if self._eos_ids else 0)
 
+    @property
+    def samples_trained_module(self) -> bool:
+        """True: ``generate`` runs the module it was given, which in training is the trainer's policy."""
+        return True
+
     def update_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
         """No-op: the module sampled from is the trainer's policy, already updated in place."""
 

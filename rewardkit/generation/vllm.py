@@ -128,6 +128,12 @@ class VLLMGenerator:
         self._asleep: Literal["no", "weights_and_kv", "kv"] = "no"
         self._weights_valid = True
 
+    @property
+    def samples_trained_module(self) -> bool:
+        """False: the engine samples from its own copy of the weights with its own kernels, so its
+        log-probs differ slightly from the trainer's (the trainer recomputes them and corrects)."""
+        return False
+
     def _engine_kwargs(self, dtype: str) -> dict[str, Any]:
         cfg = self.config
         kwargs: dict[str, Any] = {

@@ -4,14 +4,20 @@ Nothing is downloaded: a byte-level BPE tokenizer is trained on a corpus you pas
 one per token, which small models need for arithmetic), and a Llama-style model is initialised at
 random from a config. The result is an ordinary Hugging Face model directory, so every code path that
 loads a hub model (``AutoModelForCausalLM.from_pretrained``) is exercised on it unchanged.
+
+``tiny_model_for(tasks, path)`` is what ``model: tiny`` in a training config means: a tiny model whose
+tokenizer is trained on the tasks themselves, built once under the run's directory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rewardkit.types import Task
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>")
 
@@ -29,11 +35,17 @@ class TinyConfig:
     vocab_size: int = 512
     """Target BPE vocabulary (the trained tokenizer may be smaller)."""
     hidden_size: int = 128
+    """Width of the residual stream (and of the tied input/output embeddings)."""
     intermediate_size: int = 384
+    """Width of each layer's SwiGLU feed-forward block."""
     num_layers: int = 4
+    """Decoder layers."""
     num_heads: int = 4
+    """Attention heads, each of hidden_size / num_heads dimensions (no grouped-query sharing)."""
     max_position_embeddings: int = 512
+    """Longest sequence (prompt + completion) the rotary embeddings are configured for."""
     seed: int = 0
+    """Seed of the random initialisation (``torch.manual_seed`` right before the model is built)."""
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int = 512) -> Any:
@@ -95,3 +107,18 @@ def build_tiny(
         model.save_pretrained(save_to)
         tokenizer.save_pretrained(save_to)
     return model, tokenizer
+
+
+def tiny_model_for(tasks: Sequence[Task], path: str | Path, seed: int = 0) -> str:
+    """A random tiny Llama for ``tasks``, saved at ``path`` (reused if already there); returns ``path``.
+
+    Its tokenizer is trained on the prompts and answers of the first 2000 tasks in the answer format the
+    example environments reward, so every example config runs on a CPU with nothing downloaded."""
+    path = Path(path)
+    if not (path / "config.json").exists():
+        corpus = [
+            f"{t.prompt if isinstance(t.prompt, str) else str(t.prompt)} <think></think><answer>{t.answer}</answer>"
+            for t in tasks[:2000]
+        ]
+        build_tiny(corpus, TinyConfig(seed=seed), save_to=path)
+    return str(path)

@@ -1,5 +1,6 @@
 """Models for training: loading the policy, the frozen reference, PPO's value model, and the forward
-pass that turns a batch of (prompt, completion) token ids into per-token log-probabilities.
+passes that turn a batch of (prompt, completion) token ids into per-token log-probabilities (under the
+policy or the KL reference) and values.
 
 Layout of a micro-batch: prompts are LEFT-padded to the micro-batch's longest prompt and completions
 RIGHT-padded to its longest completion, so completion token j of every row sits at the same column
@@ -26,6 +27,7 @@ __all__ = [
     "frozen_copy",
     "load_policy",
     "pack",
+    "reference_logprobs",
     "weights_for_sync",
 ]
 
@@ -113,6 +115,17 @@ def completion_logprobs(
     logprobs = logprobs_from_logits(logits, targets)
     entropy = entropy_from_logits(logits.detach()) if with_entropy else None
     return logprobs, entropy
+
+
+def reference_logprobs(
+    policy: nn.Module, reference: nn.Module | None, batch: dict[str, Any], temperature: float
+) -> Tensor:
+    """Log-probabilities [B, T] under the KL reference: ``reference`` (a ``frozen_copy``), or when it is
+    None (LoRA) the base model, i.e. ``policy`` with its adapters switched off for the pass."""
+    if reference is not None:
+        return completion_logprobs(reference, batch, temperature, False)[0]
+    with policy.disable_adapter():
+        return completion_logprobs(policy, batch, temperature, False)[0]
 
 
 def completion_values(value_model: ValueModel, batch: dict[str, Any]) -> Tensor:

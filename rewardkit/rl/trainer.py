@@ -2,9 +2,16 @@
 
     rollout -> score -> overlong shaping -> dynamic-sampling filter -> advantages -> loss -> step -> sync weights
 
-``train(cfg)`` is the whole thing. Algorithms differ only in the registry entries their preset names
-(``rewardkit.rl.algorithms``): nothing here branches on an algorithm's name. Multi-turn environments
-plug in unchanged because every sample is a ``Trajectory`` whose mask marks the policy's tokens.
+``train(cfg)`` sets a run up (``_start``) and repeats ``_train_step``: ``collect_batch`` (in
+``rewardkit.rl.sampling``) does the first four stages; ``optimize`` the next three, in two halves:
+``compute_advantages`` (the batch as tensors, a no-grad pass for old/reference log-probs and old values,
+token rewards, advantages, importance weights) and ``update`` (epochs x mini-batches x micro-batches of
+loss, backward and optimizer steps); then the rollout back end gets the new weights.
+
+Algorithms differ only in the registry entries their preset names (``rewardkit.rl.algorithms``):
+nothing here branches on an algorithm's name, nor on the back end's: whether the sampler's log-probs
+are the trainer's own is the generator's ``samples_trained_module``. Multi-turn environments plug in
+unchanged because every sample is a ``Trajectory`` whose mask marks the policy's tokens.
 """
 
 from __future__ import annotations
@@ -14,14 +21,16 @@ import math
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from rewardkit.envs.base import Environment
-from rewardkit.generation.base import SamplingParams
+from rewardkit.generation.base import Generator, SamplingParams
 from rewardkit.models import latest_checkpoint
 from rewardkit.registry import load_env
 from rewardkit.rl import checkpoint as ckpt
@@ -44,6 +53,7 @@ from rewardkit.rl.model import (
     frozen_copy,
     load_policy,
     pack,
+    reference_logprobs,
     weights_for_sync,
 )
 from rewardkit.rl.sampling import Batch, PromptSampler, batch_metrics, collect_batch
@@ -63,23 +73,162 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The loop
+
+
 def train(
     cfg: TrainConfig, *, env: Environment | None = None, tasks: list[Task] | None = None, resume: bool = False
 ) -> TrainResult:
     """Train ``cfg.model`` against ``cfg.env``; returns where the run was written and its last metrics."""
+    run = _start(cfg, env, tasks, resume)
+    cfg = run.cfg
+    metrics: dict[str, float] = {}
+    step = run.start
+    try:
+        for step in range(run.start + 1, cfg.steps + 1):
+            metrics = _train_step(run, step)
+            if cfg.save_every and step % cfg.save_every == 0:
+                run.save(step)
+    except KeyboardInterrupt:
+        run.save(step - 1)  # the interrupted step did not finish: resume redoes it
+        run.logger.note(f"interrupted: saved a checkpoint at step {step - 1}; continue with --resume")
+        run.logger.close()
+        return TrainResult(run.out, step - 1, metrics, interrupted=True)
+    if cfg.steps > run.start and not (cfg.save_every and cfg.steps % cfg.save_every == 0):
+        run.save(cfg.steps)
+    run.logger.close()
+    return TrainResult(run.out, cfg.steps, metrics)
+
+
+def _train_step(run: _Run, step: int) -> dict[str, float]:
+    """One optimizer-step round: rollout -> score -> shaping -> filter -> advantages -> loss -> step -> sync."""
+    cfg, algo, learner = run.cfg, run.learner.algo, run.learner
+    t0 = time.perf_counter()
+    batch = collect_batch(  # rollout -> score -> overlong shaping -> dynamic-sampling filter
+        run.env,
+        run.generator,
+        run.sampler,
+        prompts=cfg.prompts_per_step,
+        group_size=cfg.group_size,
+        sampling=_sampling_params(cfg, step),
+        dynamic_sampling=algo.dynamic_sampling,
+        max_rounds=cfg.max_sampling_rounds,
+        overlong_buffer_frac=algo.overlong_buffer_frac,
+        overlong_filter=algo.overlong_filter,
+    )
+    run.generator.sleep()  # GPU vLLM with sleep mode: free its memory while the optimizer steps
+    metrics = batch_metrics(batch)
+    if batch.samples:
+        metrics.update(optimize(learner, batch, step))  # advantages -> loss -> step
+        run.generator.update_weights(weights_for_sync(learner.policy))  # in place; a no-op for hf
+    tokens = sum(len(s.trajectory.completion_ids) for s in batch.samples)
+    metrics.update(
+        step=step,
+        step_time_s=time.perf_counter() - t0,
+        tokens_per_s=tokens / max(metrics["rollout_time_s"], 1e-9),
+        lr=learner.scheduler.get_last_lr()[0],
+    )
+    run.logger.log_step(step, metrics, batch)
+    return metrics
+
+
+def _sampling_params(cfg: TrainConfig, step: int) -> SamplingParams:
+    """This step's rollout sampling: ``group_size`` samples per prompt, seeded by the run's seed and step."""
+    return SamplingParams(
+        n=cfg.group_size,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        max_tokens=cfg.max_new_tokens,
+        stop=tuple(cfg.stop),
+        seed=cfg.seed * 100_003 + step,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Setting a run up
+
+
+@dataclass(frozen=True)
+class Learner:
+    """What an update reads and changes: the models, the optimizer and its schedule."""
+
+    cfg: TrainConfig
+    """The run's config (``rollout_backend`` resolved)."""
+    algo: AlgorithmConfig
+    """``cfg.algorithm_config``, resolved once."""
+    policy: Any
+    """The trained causal LM (a peft model under LoRA)."""
+    reference: Any
+    """Frozen copy of the initial policy for the KL term; None when there is none, or under LoRA (the
+    reference is then the policy with its adapters off)."""
+    critic: ValueModel | None
+    """PPO's value model; None for critic-free algorithms."""
+    optimizer: torch.optim.Optimizer
+    """AdamW over the policy's trainable parameters (and the critic's, in a second group)."""
+    scheduler: Any
+    """The learning-rate schedule, stepped once per optimizer step."""
+    pad_id: int
+    """The tokenizer's padding id, for packing micro-batches."""
+    samples_trained_module: bool
+    """The rollout generator's ``samples_trained_module``: True when the sampler's log-probs are the
+    policy's own, so they need no no-grad recomputation and no importance correction."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.policy.parameters()).device
+
+
+@dataclass
+class _Run:
+    """Everything one ``train`` call holds: the config, the data, the learner, the rollout back end."""
+
+    cfg: TrainConfig
+    """The config, with ``rollout_backend`` resolved (``auto`` -> ``hf`` or ``vllm``)."""
+    out: Path
+    """The run's directory (``cfg.output_dir``)."""
+    env: Environment
+    sampler: PromptSampler
+    """Draws the prompts of each step; its position is checkpointed."""
+    generator: Generator
+    """The rollout back end."""
+    tokenizer: Any
+    learner: Learner
+    logger: RunLogger
+    """Writes metrics.jsonl, rollouts and curves (rank 0 only)."""
+    start: int
+    """The last step already done (0, or the step of the checkpoint resumed from)."""
+
+    def save(self, at_step: int) -> None:
+        if is_main_process():
+            learner = self.learner
+            ckpt.save(
+                self.out,
+                at_step,
+                learner.policy,
+                self.tokenizer,
+                learner.critic,
+                learner.optimizer,
+                learner.scheduler,
+                self.sampler,
+                self.cfg,
+                self.cfg.keep_checkpoints,
+            )
+
+
+def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, resume: bool) -> _Run:
+    """Environment, tasks, models, rollout back end, optimizer; the latest checkpoint when resuming."""
     from rewardkit.generation import resolve_backend
 
-    cfg = dataclasses.replace(
-        cfg, rollout_backend=resolve_backend(cfg.rollout_backend)
-    )  # "auto" -> hf | vllm
+    cfg = dataclasses.replace(cfg, rollout_backend=resolve_backend(cfg.rollout_backend))  # auto -> hf | vllm
     algo = cfg.algorithm_config
     _seed_everything(cfg.seed)
     out = Path(cfg.output_dir)
     env = env or load_env(cfg.env, **cfg.env_config)
     tasks = list(tasks if tasks is not None else env.tasks(cfg.train_split))[: cfg.max_tasks]
-    model_path = build_tiny_for(tasks, out / "tiny_model", cfg.seed) if cfg.model == "tiny" else cfg.model
     policy, tokenizer = load_policy(
-        model_path, cfg.tokenizer, cfg.dtype, cfg.gradient_checkpointing, cfg.lora
+        _model_path(cfg, tasks, out), cfg.tokenizer, cfg.dtype, cfg.gradient_checkpointing, cfg.lora
     )
     reference = frozen_copy(policy) if algo.needs_reference and not cfg.lora else None
     critic = ValueModel(policy).to(policy.device) if algo.needs_values else None
@@ -91,263 +240,28 @@ def train(
     if resume and (latest := latest_checkpoint(out)) is not None:
         start = ckpt.load(latest, policy, critic, optimizer, scheduler, sampler)
         generator.update_weights(weights_for_sync(policy))
+    learner = Learner(
+        cfg,
+        algo,
+        policy,
+        reference,
+        critic,
+        optimizer,
+        scheduler,
+        tokenizer.pad_token_id,
+        generator.samples_trained_module,
+    )
     logger = RunLogger(out, cfg, enabled=is_main_process(), start_step=start)
-
-    def save(at_step: int) -> None:
-        if is_main_process():
-            ckpt.save(
-                out,
-                at_step,
-                policy,
-                tokenizer,
-                critic,
-                optimizer,
-                scheduler,
-                sampler,
-                cfg,
-                cfg.keep_checkpoints,
-            )
-
-    metrics: dict[str, float] = {}
-    step = start
-    try:
-        for step in range(start + 1, cfg.steps + 1):
-            t0 = time.perf_counter()
-            sampling = SamplingParams(
-                n=cfg.group_size,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                top_k=cfg.top_k,
-                max_tokens=cfg.max_new_tokens,
-                stop=tuple(cfg.stop),
-                seed=cfg.seed * 100_003 + step,
-            )
-            batch = collect_batch(
-                env,
-                generator,
-                sampler,
-                prompts=cfg.prompts_per_step,
-                group_size=cfg.group_size,
-                sampling=sampling,
-                dynamic_sampling=algo.dynamic_sampling,
-                max_rounds=cfg.max_sampling_rounds,
-                overlong_buffer_frac=algo.overlong_buffer_frac,
-                overlong_filter=algo.overlong_filter,
-            )
-            generator.sleep()  # GPU vLLM with sleep mode: free its memory while the optimizer steps
-            metrics = batch_metrics(batch)
-            if batch.samples:
-                metrics.update(
-                    optimize(
-                        cfg,
-                        algo,
-                        policy,
-                        reference,
-                        critic,
-                        optimizer,
-                        scheduler,
-                        batch,
-                        tokenizer.pad_token_id,
-                        step,
-                    )
-                )
-                generator.update_weights(weights_for_sync(policy))  # in place; a no-op for the hf back end
-            step_time = time.perf_counter() - t0
-            tokens = sum(len(s.trajectory.completion_ids) for s in batch.samples)
-            metrics.update(
-                step=step,
-                step_time_s=step_time,
-                tokens_per_s=tokens / max(metrics["rollout_time_s"], 1e-9),
-                lr=scheduler.get_last_lr()[0],
-            )
-            logger.log_step(step, metrics, batch)
-            if cfg.save_every and step % cfg.save_every == 0:
-                save(step)
-    except KeyboardInterrupt:
-        save(step - 1)  # the interrupted step did not finish: resume redoes it
-        logger.note(f"interrupted: saved a checkpoint at step {step - 1}; continue with --resume")
-        logger.close()
-        return TrainResult(out, step - 1, metrics, interrupted=True)
-    if cfg.steps > start and not (cfg.save_every and cfg.steps % cfg.save_every == 0):
-        save(cfg.steps)
-    logger.close()
-    return TrainResult(out, cfg.steps, metrics)
+    return _Run(cfg, out, env, sampler, generator, tokenizer, learner, logger, start)
 
 
-def optimize(
-    cfg: TrainConfig,
-    algo: AlgorithmConfig,
-    policy: Any,
-    reference: Any,
-    critic: ValueModel | None,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    batch: Batch,
-    pad_id: int,
-    step: int,
-) -> dict[str, float]:
-    """Advantages for the whole batch, then ``num_iterations`` epochs of mini-batch optimizer steps."""
-    device = next(policy.parameters()).device
-    samples = batch.samples
-    prompts = [list(s.trajectory.prompt_ids) for s in samples]
-    completions = [list(s.trajectory.completion_ids) for s in samples]
-    T = max(max(len(c) for c in completions), 1)
-    policy_mask = _rows([s.trajectory.completion_mask for s in samples], T, device).bool()  # [B, T]
-    loss_mask = (
-        policy_mask & ~torch.tensor([s.loss_mask_off for s in samples], device=device)[:, None]
-    )  # [B, T]
-    sampler_logprobs = _rows([s.trajectory.logprobs for s in samples], T, device)  # [B, T]
-    rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32, device=device)  # [B]
-    group_ids = torch.tensor([s.group for s in samples], device=device)  # [B]
-    pieces = _precompute(cfg, algo, policy, reference, critic, prompts, completions, T, pad_id, device)
+def _model_path(cfg: TrainConfig, tasks: Sequence[Task], out: Path) -> str:
+    """``cfg.model``; for ``model: tiny``, a tiny model built for the tasks in the run's directory."""
+    if cfg.model != "tiny":
+        return cfg.model
+    from rewardkit.models.tiny import tiny_model_for
 
-    old_logprobs = pieces.get("old_logprobs", sampler_logprobs)
-    tok_rewards = token_rewards(
-        rewards, policy_mask, algo, old_logprobs, pieces.get("ref_logprobs")
-    )  # [B, T]
-    advantages, returns = ADVANTAGES[algo.advantage](
-        tok_rewards, policy_mask, group_ids, pieces.get("old_values"), algo
-    )
-    is_weights, is_stats = _is_weights(cfg, pieces.get("old_logprobs"), sampler_logprobs, policy_mask)
-
-    totals: dict[str, float] = {}
-    updates = 0
-    gen = torch.Generator().manual_seed(cfg.seed * 7 + step)
-    for _ in range(cfg.num_iterations):
-        order = torch.randperm(len(samples), generator=gen).tolist()
-        for mini in _chunks(order, math.ceil(len(order) / cfg.mini_batches)):
-            norm = StepNorm.from_masks([loss_mask[mini]], constant=float(cfg.max_new_tokens))
-            step_metrics: dict[str, float] = {}
-            for micro in _chunks(mini, cfg.micro_batch_size):
-                packed = pack([prompts[i] for i in micro], [completions[i] for i in micro], pad_id, device)
-                logprobs, entropy = completion_logprobs(policy, packed, cfg.temperature, with_entropy=True)
-                sl = (micro, slice(0, packed["completion_len"]))
-                old = pieces["old_logprobs"][sl] if "old_logprobs" in pieces else logprobs.detach()
-                adv = advantages[sl] * (is_weights[sl] if is_weights is not None else 1.0)
-                ref = pieces["ref_logprobs"][sl] if "ref_logprobs" in pieces else None
-                loss, m = policy_loss(logprobs, old, adv, loss_mask[sl], norm, algo, ref, entropy)
-                if (
-                    reference is None and "kl" not in m
-                ):  # no reference model: report the drift from the rollout policy
-                    m["kl"] = token_mean(KL_ESTIMATORS["k3"](logprobs.detach(), old), loss_mask[sl], norm)
-                if critic is not None:
-                    values = completion_values(critic, packed)
-                    v_loss, vm = value_loss(
-                        values, pieces["old_values"][sl], returns[sl], loss_mask[sl], norm, algo
-                    )
-                    loss = loss + v_loss
-                    m.update(vm)
-                loss.backward()
-                for k, v in m.items():
-                    step_metrics[k] = step_metrics.get(k, 0.0) + float(v)
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step_metrics["grad_norm"] = float(grad_norm)
-            for k, v in step_metrics.items():
-                totals[k] = totals.get(k, 0.0) + v
-            updates += 1
-    out = {k: v / max(updates, 1) for k, v in totals.items()}
-    out.update(is_stats)
-    out["optimizer_updates"] = float(updates)
-    return out
-
-
-def _precompute(
-    cfg, algo, policy, reference, critic, prompts, completions, T, pad_id, device
-) -> dict[str, torch.Tensor]:
-    """No-grad passes over the whole batch: old log-probs (when the policy moves before the last use of
-    the batch, or the sampler is not the trained module), reference log-probs, old values."""
-    need_old = (
-        cfg.num_iterations > 1 or cfg.mini_batches > 1 or cfg.rollout_backend != "hf" or algo.kl_in_reward
-    )
-    need_ref = algo.needs_reference
-    out: dict[str, torch.Tensor] = {}
-    names = [
-        n
-        for n, on in (
-            ("old_logprobs", need_old),
-            ("ref_logprobs", need_ref),
-            ("old_values", critic is not None),
-        )
-        if on
-    ]
-    if not names:
-        return out
-    for name in names:
-        out[name] = torch.zeros(len(prompts), T, device=device)
-    with torch.no_grad():
-        for micro in _chunks(list(range(len(prompts))), cfg.micro_batch_size):
-            packed = pack([prompts[i] for i in micro], [completions[i] for i in micro], pad_id, device)
-            t = packed["completion_len"]
-            if need_old:
-                out["old_logprobs"][micro, :t] = completion_logprobs(policy, packed, cfg.temperature, False)[
-                    0
-                ]
-            if need_ref:
-                if reference is not None:
-                    out["ref_logprobs"][micro, :t] = completion_logprobs(
-                        reference, packed, cfg.temperature, False
-                    )[0]
-                else:  # LoRA: the reference is the base model, i.e. the policy with its adapters off
-                    with policy.disable_adapter():
-                        out["ref_logprobs"][micro, :t] = completion_logprobs(
-                            policy, packed, cfg.temperature, False
-                        )[0]
-            if critic is not None:
-                out["old_values"][micro, :t] = completion_values(critic, packed)
-    return out
-
-
-def _is_weights(
-    cfg: TrainConfig,
-    trainer_logprobs: torch.Tensor | None,
-    sampler_logprobs: torch.Tensor,
-    mask: torch.Tensor,
-) -> tuple[torch.Tensor | None, dict[str, float]]:
-    """Truncated importance weights for the sampler/trainer mismatch (vLLM samples with other numerics).
-
-    The mismatch metrics are logged whenever the sampler is not the trained module, even with the
-    correction off, so a user can see whether it is needed."""
-    if cfg.rollout_backend == "hf" or trainer_logprobs is None:
-        return None, {}
-    from rewardkit.rl.is_correction import truncated_is_weights
-
-    enabled = cfg.is_correction != "none"
-    level = cfg.is_correction if enabled else "token"
-    weights, metrics = truncated_is_weights(
-        trainer_logprobs, sampler_logprobs, mask, level=level, cap=cfg.is_cap, enabled=enabled
-    )
-    return (weights if enabled else None), metrics
-
-
-def _rows(values: list[Any], T: int, device: Any) -> torch.Tensor:
-    out = torch.zeros(len(values), T, dtype=torch.float32)
-    for i, v in enumerate(values):
-        if len(v):
-            out[i, : len(v)] = torch.tensor(v, dtype=torch.float32)
-    return out.to(device)
-
-
-def _chunks(items: list[int], size: int) -> list[list[int]]:
-    size = max(1, size)
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def build_tiny_for(tasks: list[Task], path: Path, seed: int) -> str:
-    """``model: tiny``: a random tiny Llama whose tokenizer is trained on the tasks' prompts and answers,
-    so every example config runs on a CPU with nothing downloaded. Reused if already built."""
-    from rewardkit.models.tiny import TinyConfig, build_tiny
-
-    if not (path / "config.json").exists():
-        corpus = [
-            f"{t.prompt if isinstance(t.prompt, str) else str(t.prompt)} <think></think><answer>{t.answer}</answer>"
-            for t in tasks[:2000]
-        ]
-        build_tiny(corpus, TinyConfig(seed=seed), save_to=path)
-    return str(path)
+    return tiny_model_for(tasks, out / "tiny_model", cfg.seed)
 
 
 def _seed_everything(seed: int) -> None:
@@ -355,7 +269,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _make_generator(cfg: TrainConfig, policy: Any, tokenizer: Any) -> Any:
+def _make_generator(cfg: TrainConfig, policy: Any, tokenizer: Any) -> Generator:
     from rewardkit.generation import make_generator
 
     return make_generator(
@@ -383,3 +297,247 @@ def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.opti
         return 1.0
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Advantages: everything the loss needs that stays fixed while the policy is updated
+
+
+@dataclass(frozen=True)
+class BatchTensors:
+    """A rollout batch of B samples as token lists and tensors; T is its longest completion."""
+
+    prompts: list[list[int]]
+    """Prompt token ids of each sample (the first turn's prompt in multi-turn episodes)."""
+    completions: list[list[int]]
+    """Everything after the prompt: the policy's tokens and, in multi-turn episodes, the environment's."""
+    policy_mask: Tensor
+    """[B, T] bool: True on the tokens the policy sampled (not on padding or environment tokens)."""
+    loss_mask: Tensor
+    """[B, T] bool: ``policy_mask`` without the samples that overlong filtering takes out of the loss."""
+    sampler_logprobs: Tensor
+    """[B, T] float32: the rollout back end's log-prob of each sampled token (0 elsewhere)."""
+    rewards: Tensor
+    """[B] float32: each sample's reward after overlong shaping."""
+    group_ids: Tensor
+    """[B]: which prompt group each sample belongs to."""
+
+    @classmethod
+    def from_batch(cls, batch: Batch, device: Any) -> BatchTensors:
+        samples = batch.samples
+        completions = [list(s.trajectory.completion_ids) for s in samples]
+        T = max(max(len(c) for c in completions), 1)
+        policy_mask = _rows([s.trajectory.completion_mask for s in samples], T, device).bool()
+        filtered = torch.tensor([s.loss_mask_off for s in samples], device=device)[:, None]  # [B, 1]
+        return cls(
+            prompts=[list(s.trajectory.prompt_ids) for s in samples],
+            completions=completions,
+            policy_mask=policy_mask,
+            loss_mask=policy_mask & ~filtered,
+            sampler_logprobs=_rows([s.trajectory.logprobs for s in samples], T, device),
+            rewards=torch.tensor([s.reward for s in samples], dtype=torch.float32, device=device),
+            group_ids=torch.tensor([s.group for s in samples], device=device),
+        )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(B, T)."""
+        return tuple(self.policy_mask.shape)  # type: ignore[return-value]
+
+    def pack(self, rows: list[int], pad_id: int, device: Any) -> dict[str, Any]:
+        """These rows as one padded micro-batch (``rewardkit.rl.model.pack``); its width is theirs."""
+        return pack([self.prompts[i] for i in rows], [self.completions[i] for i in rows], pad_id, device)
+
+
+@dataclass(frozen=True)
+class NoGradPass:
+    """Forward passes over the whole batch before any update, each [B, T] (zero past a row's completion);
+    None where the run does not need them."""
+
+    old_logprobs: Tensor | None = None
+    """Log-probs under the policy before this step's updates (the ratio's denominator). Computed when the
+    policy moves before the batch's last use (several epochs or mini-batches), when the sampler is not the
+    trained module, or for a KL penalty in the reward. When None, each micro-batch's own detached log-probs
+    stand in (ratio 1 with the gradient of the policy-gradient loss)."""
+    ref_logprobs: Tensor | None = None
+    """Log-probs under the KL reference (the frozen copy, or the base model under LoRA)."""
+    old_values: Tensor | None = None
+    """The critic's values before the update (PPO: GAE and value clipping)."""
+
+
+@dataclass(frozen=True)
+class LossInputs:
+    """A batch made ready for the update: nothing in it changes while the policy is trained on it."""
+
+    data: BatchTensors
+    """The batch itself."""
+    nograd: NoGradPass
+    """Old and reference log-probs and old values, computed before the update."""
+    advantages: Tensor
+    """[B, T] per-token advantages."""
+    returns: Tensor | None
+    """[B, T] value targets (algorithms with a critic), else None."""
+    is_weights: Tensor | None
+    """[B, T] truncated importance weights for the sampler/trainer mismatch, or None (no correction)."""
+    is_stats: dict[str, float]
+    """Mismatch metrics (logged whenever the sampler is not the trained module)."""
+
+
+def compute_advantages(learner: Learner, batch: Batch) -> LossInputs:
+    """The batch as tensors, the no-grad pass, token rewards, advantages and returns, and IS weights."""
+    algo = learner.algo
+    data = BatchTensors.from_batch(batch, learner.device)
+    nograd = no_grad_pass(learner, data)
+    rollout_logprobs = nograd.old_logprobs if nograd.old_logprobs is not None else data.sampler_logprobs
+    tok_rewards = token_rewards(
+        data.rewards, data.policy_mask, algo, rollout_logprobs, nograd.ref_logprobs
+    )  # [B, T]
+    advantages, returns = ADVANTAGES[algo.advantage](
+        tok_rewards, data.policy_mask, data.group_ids, nograd.old_values, algo
+    )
+    is_weights, is_stats = _is_weights(learner, nograd.old_logprobs, data.sampler_logprobs, data.policy_mask)
+    return LossInputs(data, nograd, advantages, returns, is_weights, is_stats)
+
+
+def no_grad_pass(learner: Learner, data: BatchTensors) -> NoGradPass:
+    """Old log-probs, reference log-probs and old values, as far as this run needs them (see NoGradPass)."""
+    cfg, algo = learner.cfg, learner.algo
+    need_old = (
+        cfg.num_iterations > 1
+        or cfg.mini_batches > 1
+        or not learner.samples_trained_module
+        or algo.kl_in_reward
+    )
+    need_ref, need_values = algo.needs_reference, learner.critic is not None
+    if not (need_old or need_ref or need_values):
+        return NoGradPass()
+    B, T = data.shape
+    old, ref, values = (
+        torch.zeros(B, T, device=learner.device) if on else None for on in (need_old, need_ref, need_values)
+    )
+    with torch.no_grad():
+        for micro in _chunks(list(range(B)), cfg.micro_batch_size):
+            packed = data.pack(micro, learner.pad_id, learner.device)
+            t = packed["completion_len"]
+            if old is not None:
+                old[micro, :t] = completion_logprobs(learner.policy, packed, cfg.temperature, False)[0]
+            if ref is not None:
+                ref[micro, :t] = reference_logprobs(
+                    learner.policy, learner.reference, packed, cfg.temperature
+                )
+            if values is not None:
+                values[micro, :t] = completion_values(learner.critic, packed)
+    return NoGradPass(old, ref, values)
+
+
+def _is_weights(
+    learner: Learner, trainer_logprobs: Tensor | None, sampler_logprobs: Tensor, mask: Tensor
+) -> tuple[Tensor | None, dict[str, float]]:
+    """Truncated importance weights for the sampler/trainer mismatch (vLLM samples with other numerics).
+
+    The mismatch metrics are logged whenever the sampler is not the trained module, even with the
+    correction off, so a user can see whether it is needed."""
+    if learner.samples_trained_module or trainer_logprobs is None:
+        return None, {}
+    from rewardkit.rl.is_correction import truncated_is_weights
+
+    cfg = learner.cfg
+    enabled = cfg.is_correction != "none"
+    level = cfg.is_correction if enabled else "token"
+    weights, metrics = truncated_is_weights(
+        trainer_logprobs, sampler_logprobs, mask, level=level, cap=cfg.is_cap, enabled=enabled
+    )
+    return (weights if enabled else None), metrics
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The update: loss -> backward -> optimizer step
+
+
+def optimize(learner: Learner, batch: Batch, step: int) -> dict[str, float]:
+    """Advantages for the whole batch, then ``num_iterations`` epochs of mini-batch optimizer steps."""
+    inputs = compute_advantages(learner, batch)
+    metrics, updates = update(learner, inputs, step)
+    metrics.update(inputs.is_stats)
+    metrics["optimizer_updates"] = float(updates)
+    return metrics
+
+
+def update(learner: Learner, inputs: LossInputs, step: int) -> tuple[dict[str, float], int]:
+    """``num_iterations`` epochs over the batch, each in a fresh random order (seeded by the run's seed and
+    ``step``) cut into ``mini_batches`` optimizer steps; returns the metrics averaged over the optimizer
+    steps, and how many there were."""
+    cfg = learner.cfg
+    totals: dict[str, float] = {}
+    updates = 0
+    gen = torch.Generator().manual_seed(cfg.seed * 7 + step)
+    for _ in range(cfg.num_iterations):
+        order = torch.randperm(len(inputs.data.prompts), generator=gen).tolist()
+        for mini in _chunks(order, math.ceil(len(order) / cfg.mini_batches)):
+            _accumulate(totals, _optimizer_step(learner, inputs, mini))
+            updates += 1
+    return {k: v / max(updates, 1) for k, v in totals.items()}, updates
+
+
+def _optimizer_step(learner: Learner, inputs: LossInputs, mini: list[int]) -> dict[str, float]:
+    """Gradients of one mini-batch, accumulated over its micro-batches, then one clipped optimizer step."""
+    cfg, optimizer = learner.cfg, learner.optimizer
+    norm = StepNorm.from_masks([inputs.data.loss_mask[mini]], constant=float(cfg.max_new_tokens))
+    metrics: dict[str, float] = {}
+    for micro in _chunks(mini, cfg.micro_batch_size):
+        _accumulate(metrics, _loss_backward(learner, inputs, micro, norm))
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    optimizer.step()
+    learner.scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    metrics["grad_norm"] = float(grad_norm)
+    return metrics
+
+
+def _loss_backward(learner: Learner, inputs: LossInputs, micro: list[int], norm: StepNorm) -> dict[str, Any]:
+    """Forward pass, policy (and value) loss and backward of one micro-batch; returns the loss's metrics."""
+    cfg, data, nograd = learner.cfg, inputs.data, inputs.nograd
+    packed = data.pack(micro, learner.pad_id, learner.device)
+    logprobs, entropy = completion_logprobs(learner.policy, packed, cfg.temperature, with_entropy=True)
+    sl = (micro, slice(0, packed["completion_len"]))
+    mask = data.loss_mask[sl]
+    old = nograd.old_logprobs[sl] if nograd.old_logprobs is not None else logprobs.detach()
+    adv = inputs.advantages[sl] * (inputs.is_weights[sl] if inputs.is_weights is not None else 1.0)
+    ref = nograd.ref_logprobs[sl] if nograd.ref_logprobs is not None else None
+    loss, metrics = policy_loss(logprobs, old, adv, mask, norm, learner.algo, ref, entropy)
+    if (
+        learner.reference is None and "kl" not in metrics
+    ):  # no reference model: the drift from the rollout policy
+        metrics["kl"] = token_mean(KL_ESTIMATORS["k3"](logprobs.detach(), old), mask, norm)
+    if learner.critic is not None:
+        values = completion_values(learner.critic, packed)
+        v_loss, value_metrics = value_loss(
+            values, nograd.old_values[sl], inputs.returns[sl], mask, norm, learner.algo
+        )
+        loss = loss + v_loss
+        metrics.update(value_metrics)
+    loss.backward()
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _accumulate(totals: dict[str, float], metrics: dict[str, Any]) -> None:
+    for k, v in metrics.items():
+        totals[k] = totals.get(k, 0.0) + float(v)
+
+
+def _rows(values: list[Any], T: int, device: Any) -> Tensor:
+    out = torch.zeros(len(values), T, dtype=torch.float32)
+    for i, v in enumerate(values):
+        if len(v):
+            out[i, : len(v)] = torch.tensor(v, dtype=torch.float32)
+    return out.to(device)
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    size = max(1, size)
+    return [items[i : i + size] for i in range(0, len(items), size)]

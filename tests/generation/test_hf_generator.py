@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the HF back end needs torch")
 pytest.importorskip("transformers", reason="the HF back end needs transformers")
 
-from rewardkit.generation.base import SamplingParams  # noqa: E402
+from rewardkit.generation.base import Generator, SamplingParams  # noqa: E402
 from rewardkit.generation.hf import HFGenerator, HFGeneratorConfig, filter_logits  # noqa: E402
 from rewardkit.models.tiny import TinyConfig, build_tiny  # noqa: E402
 
@@ -47,6 +47,14 @@ def teacher_forced_logprobs(model, prompt, ids, temperature=1.0, params=None):
     else:
         logits = logits / temperature
     return torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(ids)[:, None]).squeeze(-1)
+
+
+def test_is_a_generator_that_samples_the_trained_module(tiny):
+    """It runs the module it is given (the trainer's policy): its log-probs are the trainer's own."""
+    model, tok = tiny
+    gen = HFGenerator(model, tok)
+    assert isinstance(gen, Generator)
+    assert gen.samples_trained_module is True
 
 
 def test_shapes_and_length_finish(tiny, prompts):

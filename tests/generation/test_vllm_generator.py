@@ -84,6 +84,9 @@ WORKER = textwrap.dedent(
                              # small prefill chunks: seeded sampling must survive chunked prefill
                              engine_kwargs={"max_num_batched_tokens": 32})
         res["rng_untouched"] = bool(torch.equal(rng, torch.random.get_rng_state()))
+        from rewardkit.generation.base import Generator
+        res["is_generator"] = isinstance(gen, Generator)
+        res["samples_trained_module"] = gen.samples_trained_module
 
         diffs = {}
         for name, params in {
@@ -237,6 +240,14 @@ def test_stop_strings_agree_with_hf(engine_results):
 def test_engine_start_leaves_rng_alone_and_sleep_is_a_cpu_noop(engine_results):
     assert engine_results["rng_untouched"]
     assert engine_results["works_after_sleep_noop"]
+
+
+@needs_vllm
+@pytest.mark.vllm
+def test_vllm_generator_does_not_sample_the_trained_module(engine_results):
+    """Its own weights and kernels: the trainer must recompute the old log-probs and correct."""
+    assert engine_results["is_generator"]
+    assert engine_results["samples_trained_module"] is False
 
 
 @needs_vllm

@@ -199,3 +199,45 @@ def test_lora_with_gradient_checkpointing_trains_and_syncs_merged_weights(tiny_m
     assert not torch.allclose(synced[q], base_q), "LoRA was not merged into the synced weights"
     # after the sync the adapters are unmerged again: training continues on them
     assert any("lora_A" in n for n, _ in policy.named_parameters())
+
+
+MISMATCH_KEYS = ("mismatch_log_ratio_abs_mean", "mismatch_log_ratio_abs_max", "mismatch_kl", "is_clip_frac")
+
+
+def test_the_generator_says_whether_the_sampler_is_the_trained_module(tiny_model, tmp_path, monkeypatch):
+    """The trainer reads ``samples_trained_module`` (not the back end's name): a sampler that is not the
+    trained module gets recomputed old log-probs and logged mismatch metrics, here ~0 as it is the same."""
+    from rewardkit.generation.hf import HFGenerator
+
+    train(config(tiny_model, tmp_path / "own", steps=2), env=env(), tasks=tasks())
+    monkeypatch.setattr(HFGenerator, "samples_trained_module", property(lambda self: False))
+    train(config(tiny_model, tmp_path / "other", steps=2), env=env(), tasks=tasks())
+    own, other = rows(tmp_path / "own"), rows(tmp_path / "other")
+    assert not any(key in row for row in own for key in MISMATCH_KEYS)
+    for row in other:
+        for key in MISMATCH_KEYS:
+            assert key in row, key
+        assert row["mismatch_log_ratio_abs_max"] < 1e-3  # the same module: only kernel-level noise
+    assert other[0]["reward_mean"] == own[0]["reward_mean"]  # the same first rollouts
+
+
+def test_model_tiny_is_built_for_the_tasks_and_reused(tmp_path):
+    from rewardkit.models.tiny import tiny_model_for
+
+    cfg = TrainConfig(
+        model="tiny",
+        env="sevens",
+        prompts_per_step=2,
+        group_size=2,
+        max_new_tokens=4,
+        steps=1,
+        output_dir=str(tmp_path),
+        save_every=0,
+        sample_every=0,
+        progress=False,
+    )
+    assert train(cfg, env=env(), tasks=tasks()).steps == 1
+    weights = tmp_path / "tiny_model" / "model.safetensors"
+    built = weights.stat().st_mtime_ns
+    assert tiny_model_for(tasks(), tmp_path / "tiny_model", seed=1) == str(tmp_path / "tiny_model")
+    assert weights.stat().st_mtime_ns == built  # already there: not rebuilt
