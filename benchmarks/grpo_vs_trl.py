@@ -57,7 +57,7 @@ def build_start_model(args: argparse.Namespace, path: Path) -> dict[str, Any]:
 
     import torch
 
-    from rewardkit.demo import DemoConfig, demo_tasks, evaluate, sft, solution
+    from rewardkit.demo import DemoConfig, demo_tasks, sft, solution
     from rewardkit.models.tiny import TinyConfig, build_tiny
 
     random.seed(args.seed)
@@ -69,7 +69,7 @@ def build_start_model(args: argparse.Namespace, path: Path) -> dict[str, Any]:
     print(f"[bench] SFT warm-up: {args.sft_steps} steps in {time.perf_counter() - start:.0f} s", flush=True)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
-    return evaluate(model, tokenizer, demo_tasks("test", TEST_TASKS, args.seed), MAX_NEW_TOKENS)
+    return _evaluate_dir(path, args)
 
 
 def run_child(trainer: str, args: argparse.Namespace, model_dir: Path, work: Path) -> dict[str, Any]:
@@ -332,16 +332,24 @@ def _maybe_profiled(args: argparse.Namespace, fn: Any) -> Any:
 
 
 def _evaluate_dir(model_dir: Path, args: argparse.Namespace) -> dict[str, float]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Held-out accuracy and format rate of a saved model, measured as the demo measures them."""
+    import tempfile
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    return _evaluate_model(model, AutoTokenizer.from_pretrained(args.model), args)
+    from rewardkit.demo import DemoConfig, evaluate
+
+    cfg = DemoConfig(seed=args.seed, test_tasks=TEST_TASKS, max_new_tokens=MAX_NEW_TOKENS)
+    with tempfile.TemporaryDirectory(prefix="bench-eval-") as out:
+        return evaluate(model_dir, Path(out), cfg)
 
 
 def _evaluate_model(model: Any, tokenizer: Any, args: argparse.Namespace) -> dict[str, float]:
-    from rewardkit.demo import demo_tasks, evaluate
+    """The same for a model in memory (TRL's trained one): saved first, as the demo evaluates checkpoints."""
+    import tempfile
 
-    return evaluate(model, tokenizer, demo_tasks("test", TEST_TASKS, args.seed), MAX_NEW_TOKENS)
+    with tempfile.TemporaryDirectory(prefix="bench-model-") as path:
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        return _evaluate_dir(Path(path), args)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -482,13 +490,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.model:
             model_dir = Path(args.model)
             results["start_desc"] = f"`{args.model}`"
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            results["start"] = _evaluate_model(
-                AutoModelForCausalLM.from_pretrained(model_dir),
-                AutoTokenizer.from_pretrained(model_dir),
-                args,
-            )
+            results["start"] = _evaluate_dir(model_dir, args)
         else:
             model_dir = work / "start_model"
             results["start"] = build_start_model(args, model_dir)

@@ -122,7 +122,7 @@ def run_rewardkit(batch: list[dict[str, Any]], workers: int | None) -> dict[str,
         env.score_batch(warmup_batch())
         start = time.perf_counter()
         done: list[float] = [0.0] * len(batch)
-        futures = env._submit(batch)  # the futures behind score_batch: per-sample completion times
+        futures = env.scorer.submit(batch)  # the futures behind score_batch: per-sample completion times
         for i, future in enumerate(futures):
             future.add_done_callback(lambda _f, i=i: done.__setitem__(i, time.perf_counter() - start))
         scores = [f.result() for f in futures]
