@@ -43,12 +43,12 @@ from typing import Any, Literal, Protocol
 
 import cloudpickle
 
+from rewardkit.config import check_choices
 from rewardkit.inputs import InvalidInput, normalize_sample
 from rewardkit.types import Completion, Sample, Score, Trajectory, as_score
 
 ScoreFn = Callable[[Sample], Score]
 MAX_STARTUP_DEATHS = 3
-EXECUTORS = ("process", "thread", "inline")
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,7 @@ class ScoringConfig:
     """Verdicts kept for ``cache_key`` hits (0 disables caching)."""
 
     def __post_init__(self) -> None:
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
+        check_choices(self, where="scoring config")
         if isinstance(self.timeout_s, bool) or not self.timeout_s or self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {self.timeout_s!r}")
         if self.workers is not None and self.workers < 1:

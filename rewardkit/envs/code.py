@@ -7,7 +7,7 @@ Two kinds of tests, per sample ``info``:
     ``unittest.main(exit=False)``): a solution could otherwise exit 0 before or inside the tests.
   * ``io_tests``: a list of ``{"stdin", "stdout"}``; each passes iff the program exits 0 and its
     output matches, trailing whitespace ignored (optionally numbers within a tolerance).
-Reward is the fraction of tests passed. Scoring uses the base's ``thread`` executor: the sandbox
+Reward is the fraction of tests passed. Scoring uses the runtime's ``thread`` executor: the sandbox
 isolates and times out each run itself, so a worker thread only waits on it, and threads spread a
 batch over the sandbox's slots or warm containers (process workers would each need their own pool).
 """

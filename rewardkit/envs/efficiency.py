@@ -22,11 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from rewardkit.config import check_choices
 from rewardkit.envs.base import Environment
 from rewardkit.types import Completion, Score
 from rewardkit.verifiers.efficiency import linear_budget, soft_overlong_penalty
 
-LENGTH_PENALTIES = ("linear", "soft_overlong", "none")
 TOOL_CALL_RE = re.compile(r"<tool_call>.*?</tool_call>", re.S)
 
 
@@ -49,14 +49,12 @@ class EfficiencyConfig:
     """A regular expression whose matches in the assistant's text count as operations (default: tool calls)."""
 
     def __post_init__(self) -> None:
-        if self.length_penalty not in LENGTH_PENALTIES:
-            raise ValueError(f"length_penalty must be one of {LENGTH_PENALTIES}, got {self.length_penalty!r}")
+        check_choices(self, where="efficiency environment")
         if self.length_penalty != "none" and (not isinstance(self.max_length, int) or self.max_length <= 0):
             raise ValueError(f"max_length must be a positive int, got {self.max_length!r}")
         if self.length_penalty == "soft_overlong":
-            buffer = self.overlong_buffer or max(1, self.max_length // 4)
-            if not 0 < buffer <= self.max_length:
-                raise ValueError(f"need 0 < overlong_buffer <= max_length, got {buffer}")
+            if not 0 < self.buffer <= self.max_length:
+                raise ValueError(f"need 0 < overlong_buffer <= max_length, got {self.buffer}")
         if self.max_ops is not None and self.max_ops <= 0:
             raise ValueError(f"max_ops must be > 0, got {self.max_ops}")
         if self.length_penalty == "none" and self.max_ops is None:
@@ -71,6 +69,11 @@ class EfficiencyConfig:
                     f"op_pattern {self.op_pattern!r} is not a valid regular expression: {exc}"
                 ) from None
 
+    @property
+    def buffer(self) -> int:
+        """``soft_overlong``'s buffer: ``overlong_buffer``, or a quarter of ``max_length``."""
+        return self.overlong_buffer or max(1, (self.max_length or 0) // 4)
+
 
 class EfficiencyEnv(Environment):
     """Rewards short answers and few operations (options: ``EfficiencyConfig``)."""
@@ -82,7 +85,6 @@ class EfficiencyEnv(Environment):
         super().__init__(**options)
         cfg = self.config
         self.pattern = re.compile(cfg.op_pattern) if cfg.op_pattern else None
-        self.overlong_buffer = cfg.overlong_buffer or max(1, (cfg.max_length or 4) // 4)
         self.pass_threshold = float(cfg.length_penalty == "linear") + float(cfg.max_ops is not None)
 
     @classmethod
@@ -104,7 +106,7 @@ class EfficiencyEnv(Environment):
             if self.config.length_penalty == "linear":
                 term = linear_budget(n, self.config.max_length)
             else:
-                term = soft_overlong_penalty(n, self.config.max_length, self.overlong_buffer)
+                term = soft_overlong_penalty(n, self.config.max_length, self.config.buffer)
             metrics["length_term"] = term
             reward += term
         if self.config.max_ops is not None:

@@ -1,8 +1,8 @@
 """The ``math`` environment: reward 1.0 when the final answer is equivalent to the gold answer.
 
-Checking runs in the base's worker processes (hard timeout, memory cap, replaced workers), so a
+Checking runs in the scoring runtime's worker processes (hard timeout, memory cap, replaced workers), so a
 pathological answer costs one sample. For GRPO batches, where G completions share a gold answer and
-often repeat a final answer, ``cache_key`` is (gold, extracted answer): the base scores each distinct
+often repeat a final answer, ``cache_key`` is (gold, extracted answer): the runtime scores each distinct
 pair once per batch and caches the verdict across batches, and each worker parses a gold once.
 The answer rules are in ``rewardkit.verifiers.math`` and docs/math.md.
 """
@@ -44,7 +44,7 @@ _WARMUP_ANSWERS = (
 
 @dataclass(frozen=True)
 class MathConfig:
-    """Configuration of the ``math`` environment (everything but the base's execution options)."""
+    """Configuration of the ``math`` environment (its own options; the runtime's are ``ScoringConfig``)."""
 
     rel_tol: float = DEFAULT_REL_TOL
     """Relative tolerance for numbers when either side is written as a decimal (see docs/math.md)."""

@@ -30,14 +30,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rewardkit.config import check_choices
 from rewardkit.envs.base import Environment, EnvStep
 from rewardkit.tools.execute import ToolExecutor, ToolResult
 from rewardkit.tools.parse import CLOSE_TAG, OPEN_TAG, ToolCall, parse_tool_calls
 from rewardkit.tools.schema import Tool
 from rewardkit.types import Completion, Message, Score, Task, completion_text
 
-TASKS = ("calculator", "lookup")
-MATCH_MODES = ("auto", "math", "exact")
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
 BUILTIN_TOOLS = ("calculator", "python", "search")
 DEFAULT_TOOLS = {"calculator": ("calculator",), "lookup": ("search",)}
@@ -47,7 +46,7 @@ DEFAULT_TOOLS = {"calculator": ("calculator",), "lookup": ("search",)}
 class ToolUseConfig:
     """Configuration of ``load_env("tool_use", ...)``; the remaining keywords go to ``Environment``."""
 
-    task: str | None = "calculator"
+    task: Literal["calculator", "lookup"] | None = "calculator"
     """Built-in task: ``calculator`` or ``lookup``; None when a subclass supplies ``tasks()``."""
     tools: tuple[Any, ...] | None = None
     """Tools: ``Tool`` objects, typed functions, or built-in names (``calculator``, ``python``,
@@ -88,12 +87,9 @@ class ToolUseConfig:
     """Sandbox kind of the ``python`` tool."""
 
     def __post_init__(self) -> None:
-        if self.task is not None and self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS} or None, got {self.task!r}")
+        check_choices(self, where="tool_use environment")  # task, answer_match
         if self.task is None and self.tools is None:
             raise ValueError("with task=None, pass tools=[...] (there is no default tool set)")
-        if self.answer_match not in MATCH_MODES:
-            raise ValueError(f"answer_match must be one of {MATCH_MODES}, got {self.answer_match!r}")
         for name in (
             "max_turns",
             "max_calls_per_turn",

@@ -4,7 +4,7 @@ Why it is shaped this way:
 
 * **Results are the rollouts.** Each finished task appends its ``n`` samples to ``rollouts.jsonl``;
   the summary, the Markdown report and the chart are always recomputed from that file (see
-  ``eval_report``), so a resumed run reports exactly what an uninterrupted one would.
+  ``rewardkit.eval.report``), so a resumed run reports exactly what an uninterrupted one would.
 * **Resuming never mixes runs.** ``fingerprint.json`` records the model (its path, checkpoint step
   and a digest of its config and weight-file sizes), the suite (its resolved definition and a digest
   of the tasks themselves) and the sampling settings with the back end. ``--resume`` refuses, naming

@@ -59,7 +59,7 @@ def test_soft_overlong_env_counts_characters(soft, n):
 
 def test_soft_overlong_default_buffer_is_a_quarter():
     with load_env("efficiency", max_length=40, length_penalty="soft_overlong") as env:
-        assert env.overlong_buffer == 10
+        assert env.config.buffer == 10
         assert env.score("a" * 31).reward == pytest.approx(-0.1)
 
 
