@@ -35,7 +35,8 @@ __all__ = [
 def load_policy(
     model: str, tokenizer: str | None, dtype: str, gradient_checkpointing: bool, lora: dict | None
 ) -> tuple[Any, Any]:
-    """The trainable policy and its tokenizer, from a hub id or a local directory."""
+    """The trainable policy and its tokenizer, from anything ``rewardkit.models.resolve_model`` accepts (a
+    hub id, a model directory, a training run or checkpoint); a mistyped path fails before any loading."""
     policy, tok = load_model(model, tokenizer, dtype)
     if gradient_checkpointing:
         policy.gradient_checkpointing_enable()
