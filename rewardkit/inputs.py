@@ -1,7 +1,8 @@
 """Validation of what callers hand to ``score``: bad input becomes a status, never an exception.
 
 Model outputs are untrusted: they can be None, bytes, a number, a megabyte of text, a string with
-lone surrogates (broken unicode), or a message list with missing roles. Each case is named in the
+lone surrogates (broken unicode), or a message list with missing roles. A message's content may be
+OpenAI-style text parts; they become one string, so verifiers only ever see ``str`` content. Each case is named in the
 returned reason so the user can tell a malformed sample from a wrong answer.
 """
 
@@ -14,6 +15,8 @@ from rewardkit.types import Sample
 
 ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
+TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
+"""Content-part types that hold text: chat completions' ``text``, the Responses API's two."""
 
 
 class InvalidInput(ValueError):
@@ -28,6 +31,40 @@ def _check_text(text: str, what: str, max_chars: int) -> str:
     except UnicodeEncodeError as exc:
         raise InvalidInput(f"{what} is not valid unicode ({exc.reason} at position {exc.start})") from None
     return text
+
+
+def _content_text(content: Any, i: int) -> str:
+    """A message's content as text: a str, None (no text), or OpenAI-style content parts
+    (``[{"type": "text", "text": ...}, ...]``), whose texts are joined with newlines as vLLM's chat
+    front end does. A non-text part (an image, audio) cannot be scored: InvalidInput names it."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if (
+        isinstance(content, Mapping)
+        or not isinstance(content, Sequence)
+        or isinstance(content, bytes | bytearray)
+    ):
+        raise InvalidInput(
+            f"message {i} content is a {type(content).__name__}; expected a str or a list of text parts"
+        )
+    texts = []
+    for j, part in enumerate(content):
+        where = f"message {i} content part {j}"
+        if not isinstance(part, Mapping):
+            raise InvalidInput(
+                f"{where} is a {type(part).__name__}, not a dict like {{'type': 'text', 'text': ...}}"
+            )
+        if part.get("type") not in TEXT_PARTS:
+            raise InvalidInput(
+                f"{where} has type {part.get('type')!r}; only text parts ({{'type': 'text', 'text': ...}}) "
+                "can be scored: drop images and other media before scoring"
+            )
+        if not isinstance(part.get("text"), str):
+            raise InvalidInput(f"{where} has text of type {type(part.get('text')).__name__}, not a str")
+        texts.append(part["text"])
+    return "\n".join(texts)
 
 
 def normalize_completion(completion: Any, max_chars: int) -> str | tuple[dict[str, Any], ...]:
@@ -52,11 +89,7 @@ def normalize_completion(completion: Any, max_chars: int) -> str | tuple[dict[st
         role = message.get("role")
         if not isinstance(role, str) or role not in ROLES:
             raise InvalidInput(f"message {i} has role {role!r}; expected one of {sorted(ROLES)}")
-        content = message.get("content")
-        if content is None:
-            content = ""
-        if not isinstance(content, str):
-            raise InvalidInput(f"message {i} content is a {type(content).__name__}, not a str")
+        content = _content_text(message.get("content"), i)
         total += len(content)
         _check_text(content, f"message {i} content", max_chars)
         clean = {k: message[k] for k in MESSAGE_KEYS if k in message}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rewardkit.types import Sample
+from rewardkit.types import Sample, Score
 
 if TYPE_CHECKING:
     from rewardkit.envs.base import Environment
@@ -45,23 +45,40 @@ def as_trl_reward_func(
     return reward_func
 
 
-def as_verl_compute_score(env: Environment) -> Callable[..., dict[str, Any]]:
-    """A function with verl's ``compute_score(data_source, solution_str, ground_truth, extra_info=None)`` signature.
+VERL_FLAGS = ("timeout", "error", "invalid_input")
+"""Statuses reported to verl as ``rewardkit_<status>`` flags (1.0 or 0.0) next to the metrics."""
 
-    Returns a dict with ``score`` (what verl trains on), each metric, and ``timeout``/``error`` flags
-    so verl's reward_extra_info logs failed verifications instead of averaging in silent zeros.
+
+def verl_result(score: Score) -> dict[str, float]:
+    """The dict verl's reward managers read: ``score`` (what verl trains on), every metric under its
+    own name, and one ``rewardkit_<status>`` flag per failure status.
+
+    verl logs every key of the dict (``reward_extra_info``), so no key may hide another: a metric
+    named ``score`` or like a flag is reported as ``metrics/<name>`` instead.
+    """
+    flags = {f"rewardkit_{status}": float(score.status == status) for status in VERL_FLAGS}
+    reserved = {"score", *flags}
+    metrics = {(f"metrics/{k}" if k in reserved else k): v for k, v in score.metrics.items()}
+    return {"score": score.reward, **metrics, **flags}
+
+
+def as_verl_compute_score(env: Environment) -> Callable[..., dict[str, float]]:
+    """A function with verl's ``compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs)``
+    signature, returning ``verl_result`` of the score (see there for the keys).
+
+    verl's reward managers pass their ``reward_kwargs`` on as keywords (its own scorers take
+    ``sandbox_fusion_url``, ``concurrent_semaphore``, ``memory_limit_mb``); they are accepted and
+    ignored, since the environment's own config sets its sandbox and limits.
     """
 
     def compute_score(
-        data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None
-    ) -> dict[str, Any]:
-        score = env.score(solution_str, answer=ground_truth, info=extra_info or {})
-        return {
-            "score": score.reward,
-            **score.metrics,
-            "timeout": float(score.status == "timeout"),
-            "error": float(score.status in ("error", "invalid_input")),
-        }
+        data_source: str,
+        solution_str: str,
+        ground_truth: Any,
+        extra_info: dict | None = None,
+        **kwargs: Any,
+    ) -> dict[str, float]:
+        return verl_result(env.score(solution_str, answer=ground_truth, info=extra_info or {}))
 
     compute_score.__name__ = f"rewardkit_{env.name or 'env'}_compute_score"
     return compute_score

@@ -14,6 +14,13 @@ and comes back as a ``timeout`` Score; a worker that dies mid-job costs that job
 and is replaced. Every other job in the batch goes on. Worker start-up (imports, unpickling the
 environment) does not count against a job's time.
 
+The ``thread`` executor (``ThreadPool``) cannot kill anything: Python has no way to stop a thread. A
+job past its deadline resolves to a ``timeout`` Score at once, and its thread is abandoned: it keeps
+running (and using CPU, if the verifier spins) until the verifier returns or the process exits, while
+a fresh thread takes its place. The threads are daemons, so a hung verifier never keeps the
+interpreter from exiting (``concurrent.futures.ThreadPoolExecutor`` joins its threads at exit, which
+waits forever on a hung one). Only the ``process`` executor kills a hung verifier.
+
 Everything returns ``concurrent.futures.Future`` objects underneath, so plain calls, threads and
 asyncio (``asyncio.wrap_future``) are all served.
 """
@@ -49,6 +56,8 @@ from rewardkit.types import Completion, Sample, Score, Trajectory, as_score
 
 ScoreFn = Callable[[Sample], Score]
 MAX_STARTUP_DEATHS = 3
+MAX_STUCK_THREADS = 32
+"""Abandoned (timed-out, still running) threads a ``ThreadPool`` tolerates before it refuses new jobs."""
 
 
 @dataclass(frozen=True)
@@ -128,14 +137,16 @@ class Scorer:
         self._cache: collections.OrderedDict[Hashable, Score] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._pool: WorkerPool | None = None
-        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+        self._threads: ThreadPool | None = None
         if cfg.executor == "process":
             scorer = functools.partial(score_one, env)
             self._pool = WorkerPool(
                 scorer, workers=cfg.workers, timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb
             )
         elif cfg.executor == "thread":
-            self._threads = concurrent.futures.ThreadPoolExecutor(max_workers=cfg.workers or 8)
+            self._threads = ThreadPool(
+                functools.partial(score_one, env), workers=cfg.workers or 8, timeout_s=cfg.timeout_s
+            )
 
     def score_batch(self, samples: Iterable[Any]) -> list[Score]:
         """Score samples in parallel, each with its own timeout; the result order matches the input."""
@@ -196,8 +207,7 @@ class Scorer:
         if self._pool is not None:
             return self._pool.submit(sample)
         if self._threads is not None:
-            inner = self._threads.submit(_safe_score, self._env, sample)
-            return _with_deadline(inner, self.config.timeout_s)
+            return self._threads.submit(sample)
         return _done(_safe_score(self._env, sample))
 
     def _cache_get(self, key: Hashable) -> Score | None:
@@ -220,11 +230,16 @@ class Scorer:
         """The worker processes (``process`` executor), for statistics and tests."""
         return self._pool
 
+    @property
+    def threads(self) -> ThreadPool | None:
+        """The daemon threads (``thread`` executor), for statistics and tests."""
+        return self._threads
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
         if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads.close()
 
 
 def _done(score: Score) -> Future:
@@ -234,35 +249,162 @@ def _done(score: Score) -> Future:
 
 
 def _safe_score(env: Verifiable, sample: Sample) -> Score:
+    return _safe_call(functools.partial(score_one, env), sample)
+
+
+def _safe_call(scorer: ScoreFn, sample: Any) -> Score:
     try:
-        return score_one(env, sample)
+        return scorer(sample)
     except Exception as exc:  # one sample's failure is that sample's status
         return Score.failure("error", f"{type(exc).__name__}: {exc}")
 
 
-def _with_deadline(inner: Future, timeout_s: float) -> Future:
-    """A future that resolves to the inner result, or to a ``timeout`` Score after ``timeout_s``."""
-    outer: Future = Future()
+def _resolve(future: Future, score: Score) -> None:
+    """Set a result unless another party (a deadline, a close) already did."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        future.set_result(score)
 
-    def expire() -> None:
-        with contextlib.suppress(concurrent.futures.InvalidStateError):
-            outer.set_result(Score.failure("timeout", f"scoring exceeded the {timeout_s:g} s limit"))
 
-    timer = threading.Timer(timeout_s, expire)
-    timer.daemon = True
+@dataclass(eq=False)
+class _Slot:
+    """One daemon thread of a ``ThreadPool``: the job it runs and whether it was given up on."""
 
-    def finish(f: Future) -> None:
-        timer.cancel()
-        try:
-            result = f.result()
-        except BaseException as exc:  # noqa: BLE001
-            result = Score.failure("error", f"{type(exc).__name__}: {exc}")
-        with contextlib.suppress(concurrent.futures.InvalidStateError):
-            outer.set_result(result)
+    job: _Job | None = None
+    deadline: float = 0.0
+    abandoned: bool = False
 
-    timer.start()
-    inner.add_done_callback(finish)
-    return outer
+
+class ThreadPool:
+    """Runs ``scorer(sample) -> Score`` on up to ``workers`` daemon threads with a per-job deadline.
+
+    The deadline counts from when a thread takes the job (as in ``WorkerPool``). A job past it
+    resolves to a ``timeout`` Score; its thread cannot be killed, so it is abandoned (counted in
+    ``stats["stuck"]`` while it runs on) and a fresh thread replaces it. Past ``MAX_STUCK_THREADS``
+    threads stuck at once, new jobs get an ``error`` Score instead of piling up more threads. All
+    threads are daemons: a stuck one never blocks interpreter exit.
+    """
+
+    def __init__(self, scorer: ScoreFn, *, workers: int, timeout_s: float) -> None:
+        self._scorer = scorer
+        self.num_workers = max(1, workers)
+        self.timeout_s = timeout_s
+        self._cond = threading.Condition()
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._busy: set[_Slot] = set()
+        self._live = 0  # threads not abandoned
+        self._idle = 0
+        self._starting = 0  # started threads that have not yet asked for a job
+        self._closed = False
+        self._watchdog: threading.Thread | None = None
+        self.stats = collections.Counter()  # timeouts, stuck (now), started: for logs and tests
+
+    def submit(self, sample: Any) -> Future:
+        """Queue one job; the Future resolves to a Score (never raises)."""
+        future: Future = Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the scoring threads are closed")
+            if self.stats["stuck"] >= MAX_STUCK_THREADS:
+                future.set_result(Score.failure("error", self._too_many_stuck()))
+                return future
+            self._queue.append(_Job(sample, future, self.timeout_s))
+            self._grow()
+            self._cond.notify_all()
+        return future
+
+    def close(self) -> None:
+        """Fail queued and running jobs (``error``); running threads are abandoned, never joined."""
+        with self._cond:
+            self._closed = True
+            for job in self._queue:
+                _resolve(job.future, Score.failure("error", "scoring closed before the job ran"))
+            self._queue.clear()
+            for slot in self._busy:
+                slot.abandoned = True
+                if slot.job is not None:
+                    _resolve(slot.job.future, Score.failure("error", "scoring closed while the job ran"))
+            self._cond.notify_all()
+
+    def _too_many_stuck(self) -> str:
+        return (
+            f"{self.stats['stuck']} scoring threads are stuck in verifiers that did not return within "
+            f"{self.timeout_s:g} s; threads cannot be killed: use executor='process', which kills a hung verifier"
+        )
+
+    def _grow(self) -> None:  # called with the lock held
+        """Start threads while queued jobs outnumber idle threads, up to ``workers`` live ones."""
+        while len(self._queue) > self._idle + self._starting and self._live < self.num_workers:
+            self._start_thread()
+
+    def _start_thread(self) -> None:  # called with the lock held
+        self._live += 1
+        self._starting += 1
+        self.stats["started"] += 1
+        threading.Thread(target=self._work, name="rewardkit-scoring-thread", daemon=True).start()
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(
+                target=self._watch, name="rewardkit-scoring-deadlines", daemon=True
+            )
+            self._watchdog.start()
+
+    def _next_job(self, slot: _Slot) -> _Job | None:
+        """Wait for a job and mark it running on ``slot``; None when this thread should exit."""
+        with self._cond:
+            while True:
+                while not self._queue and not self._closed:
+                    self._idle += 1
+                    self._cond.wait()
+                    self._idle -= 1
+                if self._closed:
+                    self._live -= 1
+                    return None
+                job = self._queue.popleft()
+                if job.future.set_running_or_notify_cancel():
+                    slot.job, slot.deadline = job, time.monotonic() + job.timeout_s
+                    self._busy.add(slot)
+                    self._cond.notify_all()  # the watchdog learns the new deadline
+                    return job
+
+    def _work(self) -> None:
+        slot = _Slot()
+        with self._cond:
+            self._starting -= 1
+        while (job := self._next_job(slot)) is not None:
+            try:
+                result = _safe_call(self._scorer, job.sample)
+            except BaseException as exc:  # noqa: BLE001 - sys.exit() in a verifier: that sample's error
+                result = Score.failure("error", f"{type(exc).__name__}: {exc}")
+            _resolve(job.future, result)
+            with self._cond:
+                self._busy.discard(slot)
+                slot.job = None
+                if slot.abandoned:  # a fresh thread took this one's place: leave
+                    self.stats["stuck"] -= int(not self._closed)
+                    return
+
+    def _watch(self) -> None:
+        """Resolve jobs past their deadline as ``timeout`` and replace their threads."""
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                # A job whose thread has its result but not yet the lock back is not late.
+                running = [s for s in self._busy if s.job is not None and not s.job.future.done()]
+                for slot in [s for s in running if now >= s.deadline]:
+                    self._abandon(slot)
+                deadlines = [s.deadline for s in running if not s.abandoned]
+                self._cond.wait(timeout=max(0.0, min(deadlines) - now) if deadlines else None)
+            self._watchdog = None
+
+    def _abandon(self, slot: _Slot) -> None:  # called with the lock held
+        job = slot.job
+        assert job is not None
+        self._busy.discard(slot)
+        slot.abandoned = True
+        self._live -= 1
+        self.stats["timeouts"] += 1
+        self.stats["stuck"] += 1
+        _resolve(job.future, Score.failure("timeout", f"scoring exceeded the {job.timeout_s:g} s limit"))
+        self._grow()
 
 
 def _worker_main(conn: Connection, payload: bytes, memory_mb: int | None) -> None:

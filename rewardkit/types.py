@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 Message: TypeAlias = dict[str, Any]
-"""A chat message: ``{"role": "system" | "user" | "assistant" | "tool", "content": str, ...}``."""
+"""A chat message: ``{"role": "system" | "user" | "assistant" | "tool", "content": str, ...}``.
+
+Callers may pass OpenAI-style text parts as content; ``rewardkit.inputs`` joins them into the str a
+verifier sees."""
 
 Completion: TypeAlias = "str | tuple[Message, ...]"
 """What an environment scores: plain text, or the messages the policy and environment exchanged."""

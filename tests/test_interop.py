@@ -149,11 +149,13 @@ def test_verl_compute_score_signature_and_return():
     with load_env("format", strict=False) as env:
         compute_score = env.as_verl_compute_score()
         params = inspect.signature(compute_score).parameters
-        assert list(params) == ["data_source", "solution_str", "ground_truth", "extra_info"]
+        assert list(params)[:4] == ["data_source", "solution_str", "ground_truth", "extra_info"]
         assert params["extra_info"].default is None
 
         good = compute_score("openai/gsm8k", "<think>a</think><answer>4</answer>", "4")
-        assert good["score"] == 1.0 and (good["timeout"], good["error"]) == (0.0, 0.0)
+        assert good["score"] == 1.0
+        flags = ("rewardkit_timeout", "rewardkit_error", "rewardkit_invalid_input")
+        assert [good[f] for f in flags] == [0.0, 0.0, 0.0]
         assert good["format_ok"] == 1.0 and good["rules_satisfied"] == 1.0
         assert all(isinstance(v, float) and math.isfinite(v) for v in good.values())
 
@@ -164,13 +166,46 @@ def test_verl_compute_score_signature_and_return():
         assert partial["score"] == pytest.approx(2 / 5)
 
         broken = compute_score("x", None, "4")  # type: ignore[arg-type]
-        assert (broken["score"], broken["error"], broken["timeout"]) == (0.0, 1.0, 0.0)
+        assert broken["score"] == 0.0 and broken["rewardkit_invalid_input"] == 1.0
+        assert (broken["rewardkit_error"], broken["rewardkit_timeout"]) == (0.0, 0.0)
+
+
+def test_verl_compute_score_accepts_the_keywords_verl_passes():
+    """verl's reward managers call ``compute_score(..., **reward_kwargs)``; its default scorer takes
+    ``sandbox_fusion_url``, ``concurrent_semaphore`` and ``memory_limit_mb``, and more may come."""
+    with load_env("format", strict=False) as env:
+        compute_score = env.as_verl_compute_score()
+        result = compute_score(
+            data_source="openai/gsm8k",
+            solution_str="<think>a</think><answer>4</answer>",
+            ground_truth="4",
+            extra_info=None,
+            sandbox_fusion_url="http://localhost:8080/run_code",
+            concurrent_semaphore=None,
+            memory_limit_mb=1024,
+            some_future_option=True,
+        )
+        assert result["score"] == 1.0
+
+
+@reward_env(name="test_interop_clashing", register=False)
+def _clashing_metrics(completion, *, answer=None, prompt=None, info=None):
+    """Metrics named like the adapter's own keys must reach verl unchanged or visibly renamed."""
+    return Score.ok(0.25, {"timeout": 7.0, "error": 3.0, "score": 0.5})
+
+
+def test_verl_compute_score_never_overwrites_a_metric():
+    with _clashing_metrics.env(executor="inline") as env:
+        result = env.as_verl_compute_score()("src", "text", None)
+    assert result["score"] == 0.25  # the reward, not the metric called score
+    assert (result["timeout"], result["error"], result["metrics/score"]) == (7.0, 3.0, 0.5)
+    assert (result["rewardkit_timeout"], result["rewardkit_error"]) == (0.0, 0.0)
 
 
 def test_verl_compute_score_flags_failures(recording_env):
     compute_score = recording_env.as_verl_compute_score()
     failed = compute_score("src", "text", "gt", {"fail": True})
-    assert (failed["score"], failed["error"]) == (0.0, 1.0)
+    assert (failed["score"], failed["rewardkit_error"]) == (0.0, 1.0)
     ok = compute_score("src", "x" * 20, "gt", {"fail": False})
-    assert (ok["score"], ok["chars"], ok["error"]) == (0.5, 20.0, 0.0)
+    assert (ok["score"], ok["chars"], ok["rewardkit_error"]) == (0.5, 20.0, 0.0)
     assert RECORDED[-1]["answer"] == "gt" and RECORDED[-1]["info"] == {"fail": False}

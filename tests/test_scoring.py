@@ -176,6 +176,74 @@ def test_thread_executor_has_a_timeout_too():
     assert (slow.status, quick.status, quick.reward) == ("timeout", "ok", 2.0)
 
 
+_HANGING_SCRIPT = """
+import time
+import rewardkit
+
+@rewardkit.reward_env(name="hangs_forever", register=False)
+def hangs_forever(completion, *, answer=None, prompt=None, info=None):
+    while True:  # a verifier stuck in a loop: no thread can be killed, so only exit ends it
+        time.sleep(0.01)
+
+env = hangs_forever.env(executor="thread", timeout_s=0.5, workers=2)
+scores = env.score_batch([{"completion": "a"}, {"completion": "b"}, {"completion": "c"}])
+print(" ".join(s.status for s in scores), flush=True)
+if CLOSE:
+    env.close()
+"""
+
+
+@pytest.mark.parametrize("close", [True, False])
+def test_a_hung_thread_verifier_does_not_block_exit(close):
+    import subprocess
+
+    script = _HANGING_SCRIPT.replace("CLOSE", str(close))
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    # Three samples on two threads: the third runs on a thread that replaced an abandoned one.
+    assert done.stdout.split() == ["timeout", "timeout", "timeout"]
+    assert time.monotonic() - start < 15  # not joined at exit (the interpreter start dominates)
+
+
+def test_thread_executor_replaces_stuck_threads_and_times_from_the_start_of_the_job():
+    with Misbehaving(executor="thread", timeout_s=0.5, workers=1) as threaded:
+        scores = threaded.score_batch([{"completion": "hang"}, {"completion": "sleep 0.3 7"}])
+        assert [s.status for s in scores] == ["timeout", "ok"]  # queued time did not count
+        assert scores[1].reward == 7.0
+        assert threaded.scorer.threads is not None and threaded.scorer.threads.stats["stuck"] == 1
+
+
+def test_thread_executor_runs_in_parallel_once_warm():
+    with Misbehaving(executor="thread", timeout_s=5, workers=3) as threaded:
+        threaded.score("1")  # one thread started and idle: the next batch must still get three
+        start = time.monotonic()
+        scores = threaded.score_batch([{"completion": f"sleep 0.4 {i}"} for i in range(3)])
+        elapsed = time.monotonic() - start
+    assert [s.reward for s in scores] == [0.0, 1.0, 2.0] and elapsed < 1.0
+
+
+def test_thread_executor_refuses_work_past_the_stuck_thread_bound(monkeypatch):
+    from rewardkit import scoring
+
+    monkeypatch.setattr(scoring, "MAX_STUCK_THREADS", 1)
+    with Misbehaving(executor="thread", timeout_s=0.2, workers=1) as threaded:
+        assert threaded.score("hang").status == "timeout"
+        refused = threaded.score("2")
+    assert refused.status == "error" and "use executor='process'" in refused.info["reason"]
+
+
+def test_thread_executor_close_resolves_a_running_job():
+    threaded = Misbehaving(executor="thread", timeout_s=30, workers=1)
+    (running,) = threaded.scorer.submit([{"completion": "hang"}])
+    time.sleep(0.1)
+    threaded.close()
+    score = running.result(timeout=2)
+    assert score.status == "error" and "closed while the job ran" in score.info["reason"]
+
+
 def test_close_then_score_again():
     with Misbehaving(timeout_s=5, workers=1) as env:
         assert env.score("1").reward == 1.0
@@ -369,7 +437,7 @@ def test_environment_config_errors_are_clear():
         ([{"content": "4"}], "message 0 has role None"),
         ([{"role": "robot", "content": "4"}], "message 0 has role 'robot'"),
         ([{"role": "assistant", "content": 4}], "content is a int"),
-        ([{"role": "assistant", "content": [{"type": "text", "text": "4"}]}], "content is a list"),
+        ([{"role": "assistant", "content": [{"type": "image_url", "image_url": {}}]}], "type 'image_url'"),
         ([{"role": "assistant", "content": "\udfff"}], "not valid unicode"),
     ],
 )

@@ -23,8 +23,10 @@ See docs/math.md for the rules with examples.
 from __future__ import annotations
 
 import bisect
+import decimal
 import logging
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -584,9 +586,21 @@ def parse_prediction(text: str) -> ParsedAnswer:
 
 
 def normalize_gold(gold: Any) -> str:
-    """The gold answer as the string that is parsed and used in cache keys (numbers become text)."""
-    if isinstance(gold, bool) or gold is None:
-        raise ValueError(f"gold answer must be a string or a number, got {gold!r}")
+    """The gold answer as the string that is parsed and used in cache keys (numbers become text).
+
+    One answer, as a str or a real number (numpy scalars, ``Fraction`` and ``Decimal`` included).
+    Anything else raises ValueError naming its type: ``str()`` of a list, tuple or dict is Python's
+    notation, not math, and would be scored as a wrong answer instead of reported.
+    """
+    if gold is None:
+        raise ValueError("gold answer is missing (None); pass the answer as a string or a number")
+    if isinstance(gold, bool) or not isinstance(gold, str | numbers.Real | decimal.Decimal):
+        shown = repr(gold)
+        raise ValueError(
+            f"gold answer is a {type(gold).__name__}, not a string or a number: "
+            f"{shown[:80] + '...' if len(shown) > 80 else shown}; write a tuple or set answer as text, "
+            "e.g. '(1, 2)' or '\\{1, 2\\}'"
+        )
     if isinstance(gold, float) and gold.is_integer():
         gold = int(gold)
     text = normalize_answer_text(str(gold))

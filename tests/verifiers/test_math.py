@@ -6,6 +6,8 @@ import concurrent.futures
 import math
 import threading
 import time
+from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 import sympy
@@ -96,6 +98,18 @@ def test_normalize_gold_accepts_numbers_and_rejects_missing():
     for bad in (None, True, "", "$ $"):
         with pytest.raises(ValueError, match="gold answer"):
             normalize_gold(bad)
+
+
+def test_normalize_gold_accepts_numeric_scalars_from_datasets():
+    np = pytest.importorskip("numpy")
+    assert normalize_gold(np.int64(3)) == "3" and normalize_gold(np.float64(2.0)) == "2"
+    assert normalize_gold(Fraction(1, 2)) == "1/2" and normalize_gold(Decimal("0.5")) == "0.5"
+
+
+@pytest.mark.parametrize("bad", [{"a": 1}, ["4"], ("1", "2"), {4}, b"4", 1 + 2j, object()])
+def test_normalize_gold_names_the_type_it_cannot_take(bad):
+    with pytest.raises(ValueError, match=f"gold answer is a {type(bad).__name__}, not a string or a number"):
+        normalize_gold(bad)
 
 
 # ---- strictness rules ---------------------------------------------------------------------------------
