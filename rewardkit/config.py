@@ -13,6 +13,9 @@ From that one definition this module derives what used to be written by hand nex
 - ``build(RunConfig, mapping, where="run config")`` reads YAML/JSON data: unknown keys are refused with a
   did-you-mean, values are checked against the annotations (``Literal`` choices, int/float/bool/str,
   ``X | None``), lists become tuples, nested dataclasses are built from mappings;
+- every bad value is reported the same way, key first: ``run config: backend: got 'vlm', expected one of
+  'hf', 'vllm' (did you mean 'vllm'?)`` (``bad_value``); ``check_ranges`` states numeric ranges in
+  ``__post_init__`` (``{"lr": "> 0", "top_p": "(0, 1]"}``) with the same message;
 - ``describe(RunConfig)`` is the text of a ``--help-config``: every field, its type, default and docstring;
 - ``add_arguments(group, RunConfig)`` makes argparse flags with the docstrings as help, and
   ``values_from_args(namespace, RunConfig)`` reads back the flags that were given.
@@ -39,10 +42,14 @@ import yaml
 __all__ = [
     "ConfigError",
     "add_arguments",
+    "bad_value",
     "build",
     "check_choices",
+    "check_ranges",
     "describe",
     "field_docs",
+    "in_range",
+    "indent_doc",
     "load_yaml",
     "parse_overrides",
     "suggest",
@@ -51,7 +58,33 @@ __all__ = [
 
 
 class ConfigError(ValueError):
-    """A config key or value the dataclass does not accept; the message names the key and what is allowed."""
+    """A config key or value the dataclass does not accept; the message names the key and what is allowed.
+
+    An error about one value (made by :func:`bad_value`) also carries ``key`` and ``detail`` (the text
+    after ``KEY: ``), so a caller that knows better where the value came from can re-address it with
+    :meth:`at` (``algo.clip_eps_low`` in the train config rather than ``clip_eps_low`` in AlgorithmConfig).
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.detail = detail
+
+    def at(self, where: str, prefix: str = "") -> ConfigError:
+        """This error as seen from ``where``, its key under ``prefix``; an error about no one key as it is."""
+        if self.key is None or self.detail is None:
+            return self
+        key = prefix + self.key
+        return ConfigError(f"{where}: {key}: {self.detail}", key=key, detail=self.detail)
+
+
+def bad_value(where: str, key: str, value: Any, expected: str, hint: str = "") -> ConfigError:
+    """The one message for a value that ``key`` does not take: ``WHERE: KEY: got VALUE, expected EXPECTED``.
+
+    ``hint`` follows as written (``suggest(...)``'s did-you-mean, or ``"; use ..."``).
+    """
+    detail = f"got {value!r}, expected {expected}{hint}"
+    return ConfigError(f"{where}: {key}: {detail}", key=key, detail=detail)
 
 
 # ---- docstrings -----------------------------------------------------------------------------------------
@@ -94,13 +127,14 @@ def _own_field_docs(cls: type) -> dict[str, str]:
 
 
 # ---- building from data ---------------------------------------------------------------------------------
-def suggest(word: object, options: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``options`` (difflib), or ``""``."""
+def suggest(word: object, options: Iterable[str], prefix: str = "") -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``options`` (difflib), or ``""``; ``prefix`` goes before
+    the suggestion, not into the comparison (``algo.`` shared by every key would make all look close)."""
     close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return f" (did you mean {prefix + close[0]!r}?)" if close else ""
 
 
-def build(cls: type, data: Mapping[str, Any], *, where: str) -> Any:
+def build(cls: type, data: Mapping[str, Any], *, where: str, prefix: str = "") -> Any:
     """``cls(**data)`` for a dataclass ``cls``, with every key and value checked against its fields.
 
     ``where`` names the config in messages ("train config", "math environment"). Unknown and missing
@@ -110,20 +144,24 @@ def build(cls: type, data: Mapping[str, Any], *, where: str) -> Any:
     for ``X | None``. For ``tuple[...]`` fields lists become tuples (a single value
     for ``tuple[X, ...]`` becomes a one-element tuple) and each element is checked; ``dict``/``Mapping``
     fields need a mapping, whose contents pass through; dataclass fields are built from a mapping,
-    recursively; ``Any`` and other annotations pass through. ``cls.__post_init__`` may check more.
+    recursively; ``Any`` and other annotations pass through. ``cls.__post_init__`` may check more; a
+    :class:`ConfigError` it raises about one key is re-addressed to ``where`` and ``prefix``.
+    ``prefix`` (``"algo."``) is put before every key named in messages: the fields of ``cls`` are the
+    keys of a mapping nested under that name.
     """
-    return _build(cls, data, where, "")
+    return _build(cls, data, where, prefix)
 
 
 def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
     if not isinstance(data, Mapping):
-        what = f"{prefix[:-1]} must be" if prefix else "expected"
-        raise ConfigError(f"{where}: {what} a mapping of {cls.__name__} fields, got {data!r}")
+        expected = f"a mapping of {cls.__name__} fields"
+        if prefix:
+            raise bad_value(where, prefix[:-1], data, expected)
+        raise ConfigError(f"{where}: got {data!r}, expected {expected}")
     known = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [key for key in data if key not in known]
     if unknown:
-        paths = [prefix + name for name in known]
-        bad = ", ".join(f"{prefix + str(key)!r}{suggest(prefix + str(key), paths)}" for key in unknown)
+        bad = ", ".join(f"{prefix + str(key)!r}{suggest(key, known, prefix)}" for key in unknown)
         raise ConfigError(
             f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {bad}; "
             f"allowed keys{' of ' + prefix[:-1] if prefix else ''}: {', '.join(known)}"
@@ -133,7 +171,10 @@ def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
         raise ConfigError(f"{where}: missing required key(s) {', '.join(prefix + m for m in missing)}")
     hints = _hints(cls)
     values = {key: _convert(value, hints[key], prefix + key, where) for key, value in data.items()}
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as exc:  # a __post_init__ check: name the key as this caller sees it
+        raise exc.at(where, prefix) from None
 
 
 @functools.cache
@@ -193,9 +234,7 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
     if origin is Literal:
         if any(value == choice and type(value) is type(choice) for choice in get_args(tp)):
             return value
-        raise ConfigError(
-            f"{where}: {key} must be {_expected(tp)}, got {value!r}{suggest(value, map(str, get_args(tp)))}"
-        )
+        raise bad_value(where, key, value, _expected(tp), suggest(value, map(str, get_args(tp))))
     if tp is tuple or origin is tuple:
         return _convert_tuple(value, tp, key, where)
     if tp in (dict, Mapping) or origin in (dict, Mapping):
@@ -208,7 +247,7 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
             return float(value) if tp is float else value
     else:
         return value  # an annotation this module does not check (list[...], a Protocol, ...)
-    raise ConfigError(f"{where}: {key} must be {_expected(tp)}, got {value!r}")
+    raise bad_value(where, key, value, _expected(tp))
 
 
 def _scalar_ok(value: Any, tp: type) -> bool:
@@ -236,7 +275,7 @@ def _convert_union(value: Any, tp: Any, key: str, where: str) -> Any:
         except ConfigError:
             pass
     choices = [str(c) for o in options if get_origin(o) is Literal for c in get_args(o)]
-    raise ConfigError(f"{where}: {key} must be {_expected(tp)}, got {value!r}{suggest(value, choices)}")
+    raise bad_value(where, key, value, _expected(tp), suggest(value, choices))
 
 
 def _convert_tuple(value: Any, tp: Any, key: str, where: str) -> tuple[Any, ...]:
@@ -244,12 +283,12 @@ def _convert_tuple(value: Any, tp: Any, key: str, where: str) -> tuple[Any, ...]
     variadic = len(args) == 2 and args[1] is Ellipsis
     if not isinstance(value, (list, tuple)):
         if not variadic or isinstance(value, Mapping):
-            raise ConfigError(f"{where}: {key} must be {_expected(tp)}, got {value!r}")
+            raise bad_value(where, key, value, _expected(tp))
         value = [value]
     if not args:
         return tuple(value)
     if not variadic and len(value) != len(args):
-        raise ConfigError(f"{where}: {key} must be {_expected(tp)} of {len(args)} items, got {value!r}")
+        raise bad_value(where, key, value, _expected(tp))
     kinds = [args[0]] * len(value) if variadic else list(args)
     return tuple(_convert(v, t, f"{key}[{i}]", where) for i, (v, t) in enumerate(zip(value, kinds)))
 
@@ -270,17 +309,63 @@ def _has_literal(tp: Any) -> bool:
     return get_origin(tp) is Literal or any(_has_literal(a) for a in get_args(tp) if a is not Ellipsis)
 
 
+_ARTICLES = {int: "an int", float: "a float", bool: "a bool (true or false)", str: "a string"}
+
+
 def _expected(tp: Any) -> str:
-    """What a value of ``tp`` is, for messages: ``one of 'hf', 'vllm'``, ``int or None``."""
+    """What a value of ``tp`` is, for messages: ``one of 'hf', 'vllm'``, ``an int or None``."""
+    args = get_args(tp)
     if get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+        return "one of " + ", ".join(repr(a) for a in args)
     if get_origin(tp) in (Union, types.UnionType):
-        return " or ".join(_expected(a) for a in get_args(tp))
+        return " or ".join(_expected(a) for a in args)
     if tp is tuple or get_origin(tp) is tuple:
+        if args and not (len(args) == 2 and args[1] is Ellipsis):
+            return f"a list of {len(args)} items ({_type_text(tp)})"
         return f"a list ({_type_text(tp)})"
     if tp in (dict, Mapping) or get_origin(tp) in (dict, Mapping):
         return "a mapping"
-    return _type_text(tp)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return f"a mapping of {tp.__name__} fields"
+    return _ARTICLES.get(tp, _type_text(tp))
+
+
+# ---- ranges ---------------------------------------------------------------------------------------------
+_RULE = re.compile(r"^(?:(>=|>|<=|<) *(\S+)|([\[(]) *([^,]+?) *, *([^,]+?) *([\])]))$")
+_COMPARE: dict[str, Callable[[Any, float], bool]] = {
+    ">=": lambda x, b: x >= b,
+    ">": lambda x, b: x > b,
+    "<=": lambda x, b: x <= b,
+    "<": lambda x, b: x < b,
+}
+
+
+def in_range(value: Any, rule: str) -> bool:
+    """Whether the number ``value`` satisfies ``rule``: ``">= 1"``, ``"> 0"``, or an interval ``"(0, 1]"``
+    (``inf`` is a bound too). A value that is no number never does."""
+    match = _RULE.match(rule)
+    if match is None:
+        raise ValueError(f"not a range rule: {rule!r} (write '>= 1', '> 0' or '[0, 1)')")
+    op, bound, left, low, high, right = match.groups()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if op is not None:
+        return _COMPARE[op](value, float(bound))
+    return _COMPARE[">=" if left == "[" else ">"](value, float(low)) and _COMPARE[
+        "<=" if right == "]" else "<"
+    ](value, float(high))
+
+
+def check_ranges(obj: Any, rules: Mapping[str, str], *, where: str) -> None:
+    """For ``__post_init__``: raise :func:`bad_value` for the first field of ``obj`` outside its rule.
+
+    ``rules`` maps field names to :func:`in_range` rules, ``{"lr": "> 0", "top_p": "(0, 1]"}``; a field
+    holding None passes (``X | None``: None is checked by the annotation, not here).
+    """
+    for key, rule in rules.items():
+        value = getattr(obj, key)
+        if value is not None and not in_range(value, rule):
+            raise bad_value(where, key, value, rule if rule[0] in "<>" else f"a value in {rule}")
 
 
 def _type_text(tp: Any) -> str:
@@ -316,20 +401,45 @@ def _default(f: dataclasses.Field[Any]) -> Any:
     return dataclasses.MISSING
 
 
-def describe(cls: type, *, prefix: str = "") -> str:
-    """Every field of the dataclass ``cls``: ``name: type = default`` and its docstring, indented below.
+def describe(
+    cls: type,
+    *,
+    prefix: str = "",
+    width: int = 110,
+    only: Iterable[str] | None = None,
+    docs: Mapping[str, str] | None = None,
+) -> str:
+    """Every field of the dataclass ``cls``: ``name: type = default`` and its whole docstring below it.
 
-    ``prefix`` is put before each name (``algo.`` for the fields of a nested mapping).
+    ``prefix`` is put before each name (``algo.`` for the fields of a nested mapping). Docstrings are
+    indented by four spaces; their line breaks are kept, and a line longer than ``width`` is wrapped.
+    ``only`` lists the fields to show (default: all, in field order) and ``docs`` replaces the field
+    docstrings, for a class that is not ours (peft's LoraConfig keeps its help in field metadata).
     """
-    docs, hints = field_docs(cls), _hints(cls)
+    docs, hints = (field_docs(cls) if docs is None else docs), _hints(cls)
+    shown = set(only) if only is not None else None
     blocks = []
     for f in dataclasses.fields(cls):
+        if shown is not None and f.name not in shown:
+            continue
         default = _default(f)
         head = f"{prefix}{f.name}: {_type_text(hints[f.name])}"
         head += " (required)" if default is dataclasses.MISSING else f" = {default!r}"
         doc = docs.get(f.name, "")
-        blocks.append(head + ("\n" + textwrap.indent(doc, "    ") if doc else ""))
+        blocks.append(head + ("\n" + indent_doc(doc, width) if doc else ""))
     return "\n".join(blocks)
+
+
+def indent_doc(doc: str, width: int = 110, indent: str = "    ") -> str:
+    """``doc`` indented for a ``--help-config`` listing: line breaks kept, lines past ``width`` wrapped."""
+    lines = []
+    for line in doc.splitlines() or [""]:
+        lead = indent + line[: len(line) - len(line.lstrip())]
+        wrapped = textwrap.wrap(
+            line.strip(), width, initial_indent=lead, subsequent_indent=lead, break_long_words=False
+        )
+        lines += wrapped or [""]
+    return "\n".join(lines)
 
 
 # ---- argparse -------------------------------------------------------------------------------------------

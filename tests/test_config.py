@@ -16,10 +16,14 @@ import pytest
 from rewardkit.config import (
     ConfigError,
     add_arguments,
+    bad_value,
     build,
     check_choices,
+    check_ranges,
     describe,
     field_docs,
+    in_range,
+    indent_doc,
     load_yaml,
     suggest,
     values_from_args,
@@ -68,8 +72,7 @@ class Sample:
     undocumented: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise ConfigError(f"sample: steps must be >= 0, got {self.steps}")
+        check_ranges(self, {"steps": ">= 0", "lr": "> 0", "limit": "[1, 100]"}, where="sample")
 
 
 # ---- field_docs -----------------------------------------------------------------------------------------
@@ -137,33 +140,34 @@ def test_literal_error_names_the_key_the_value_and_the_choices() -> None:
     with pytest.raises(ConfigError) as info:
         build(Sample, {"name": "x", "backend": "vlm"}, where="sample")
     assert str(info.value) == (
-        "sample: backend must be one of 'hf', 'vllm', 'auto', got 'vlm' (did you mean 'vllm'?)"
+        "sample: backend: got 'vlm', expected one of 'hf', 'vllm', 'auto' (did you mean 'vllm'?)"
     )
+    assert (info.value.key, info.value.detail) == ("backend", str(info.value).split("backend: ", 1)[1])
 
 
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("steps", "3", "steps must be int, got '3'"),
-        ("steps", True, "steps must be int, got True"),
-        ("steps", 2.5, "steps must be int, got 2.5"),
-        ("lr", "fast", "lr must be float, got 'fast'"),
-        ("lr", False, "lr must be float, got False"),
-        ("greedy", 1, "greedy must be bool, got 1"),
-        ("name", 7, "name must be str, got 7"),
-        ("name", None, "name must be str, got None"),
-        ("limit", "many", "limit must be int or None, got 'many'"),
-        ("extra", [1], "extra must be a mapping, got [1]"),
-        ("stop", {"a": 1}, "stop must be a list (tuple[str, ...])"),
-        ("stop", ["x", 3], "stop[1] must be str, got 3"),
-        ("betas", [0.9], "betas must be a list (tuple[float, float]) of 2 items, got [0.9]"),
-        ("ks", [1, "two"], "ks[1] must be int, got 'two'"),
+        ("steps", "3", "steps: got '3', expected an int"),
+        ("steps", True, "steps: got True, expected an int"),
+        ("steps", 2.5, "steps: got 2.5, expected an int"),
+        ("lr", "fast", "lr: got 'fast', expected a float"),
+        ("lr", False, "lr: got False, expected a float"),
+        ("greedy", 1, "greedy: got 1, expected a bool (true or false)"),
+        ("name", 7, "name: got 7, expected a string"),
+        ("name", None, "name: got None, expected a string"),
+        ("limit", "many", "limit: got 'many', expected an int or None"),
+        ("extra", [1], "extra: got [1], expected a mapping"),
+        ("stop", {"a": 1}, "stop: got {'a': 1}, expected a list (tuple[str, ...])"),
+        ("stop", ["x", 3], "stop[1]: got 3, expected a string"),
+        ("betas", [0.9], "betas: got [0.9], expected a list of 2 items (tuple[float, float])"),
+        ("ks", [1, "two"], "ks[1]: got 'two', expected an int"),
     ],
 )
 def test_type_errors_name_the_key_and_the_expected_type(key: str, value: Any, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         build(Sample, {"name": "x", key: value}, where="sample")
-    assert str(info.value).startswith(f"sample: {expected}")
+    assert str(info.value) == f"sample: {expected}"
 
 
 def test_values_are_converted_to_the_annotation() -> None:
@@ -192,28 +196,88 @@ def test_nested_dataclass_is_built_from_a_mapping() -> None:
     assert build(Sample, {"name": "x", "inner": Inner(2)}, where="s").inner == Inner(2)
     with pytest.raises(ConfigError, match=r"s: unknown key 'inner.dept' \(did you mean 'inner.depth'\?\)"):
         build(Sample, {"name": "x", "inner": {"dept": 3}}, where="s")
-    with pytest.raises(ConfigError, match="s: inner.mode must be one of 'a', 'b', got 'c'"):
+    with pytest.raises(ConfigError, match="s: inner.mode: got 'c', expected one of 'a', 'b'"):
         build(Sample, {"name": "x", "inner": {"mode": "c"}}, where="s")
-    with pytest.raises(ConfigError, match="s: inner must be a mapping of Inner fields, got 3"):
+    with pytest.raises(ConfigError, match="s: inner: got 3, expected a mapping of Inner fields"):
         build(Sample, {"name": "x", "inner": 3}, where="s")
 
 
 def test_post_init_still_runs_and_data_must_be_a_mapping() -> None:
-    with pytest.raises(ConfigError, match="steps must be >= 0"):
+    with pytest.raises(ConfigError, match="steps: got -1, expected >= 0"):
         build(Sample, {"name": "x", "steps": -1}, where="s")
-    with pytest.raises(ConfigError, match="expected a mapping of Sample fields"):
+    with pytest.raises(ConfigError, match=r"s: got \['name'\], expected a mapping of Sample fields"):
         build(Sample, ["name"], where="s")  # type: ignore[arg-type]
 
 
 def test_check_choices_checks_literals_of_a_constructed_instance() -> None:
     check_choices(Sample(name="x"), where="s")
-    with pytest.raises(ConfigError, match="s: backend must be one of 'hf', 'vllm', 'auto', got 'tgi'"):
+    with pytest.raises(ConfigError, match="s: backend: got 'tgi', expected one of 'hf', 'vllm', 'auto'"):
         check_choices(Sample(name="x", backend="tgi"), where="s")  # type: ignore[arg-type]
 
 
 def test_suggest() -> None:
     assert suggest("temprature", ["temperature", "top_p"]) == " (did you mean 'temperature'?)"
     assert suggest("zzz", ["temperature"]) == ""
+
+
+def test_every_bad_value_message_puts_the_key_first() -> None:
+    error = bad_value("train config", "lr", "fast", "a float")
+    assert str(error) == "train config: lr: got 'fast', expected a float"
+    assert (error.key, error.detail) == ("lr", "got 'fast', expected a float")
+    moved = error.at("run", "optim.")
+    assert str(moved) == "run: optim.lr: got 'fast', expected a float" and moved.key == "optim.lr"
+    plain = ConfigError("no key in this one")
+    assert plain.at("run", "x.") is plain
+
+
+# ---- ranges ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "rule", "ok"),
+    [
+        (1, ">= 1", True),
+        (0, ">= 1", False),
+        (1e-9, "> 0", True),
+        (0.0, "> 0", False),
+        (-1, "<= 0", True),
+        (0.5, "(0, 1]", True),
+        (1, "(0, 1]", True),
+        (0, "(0, 1]", False),
+        (1.0, "[0, 1)", False),
+        (10**9, "[1, inf)", True),
+        ("3", ">= 1", False),  # no number satisfies no rule
+        (True, ">= 0", False),
+    ],
+)
+def test_in_range(value: Any, rule: str, ok: bool) -> None:
+    assert in_range(value, rule) is ok
+
+
+def test_check_ranges_names_the_key_and_the_range_and_skips_none() -> None:
+    Sample(name="x", limit=None)  # None is the annotation's business, not the range's
+    with pytest.raises(ConfigError) as info:
+        Sample(name="x", lr=0.0)
+    assert str(info.value) == "sample: lr: got 0.0, expected > 0"
+    with pytest.raises(ConfigError, match=r"^sample: limit: got 101, expected a value in \[1, 100\]$"):
+        Sample(name="x", limit=101)
+    with pytest.raises(ValueError, match="not a range rule"):
+        check_ranges(Sample(name="x"), {"steps": "positive"}, where="s")
+
+
+def test_build_prefix_names_the_keys_of_a_nested_mapping() -> None:
+    with pytest.raises(ConfigError) as info:
+        build(Inner, {"dept": 2}, where="run", prefix="inner.")
+    assert str(info.value).startswith("run: unknown key 'inner.dept' (did you mean 'inner.depth'?)")
+    assert "allowed keys of inner: depth, mode" in str(info.value)
+    with pytest.raises(ConfigError, match="^run: inner.mode: got 'c', expected one of 'a', 'b'$"):
+        build(Inner, {"mode": "c"}, where="run", prefix="inner.")
+    with pytest.raises(ConfigError, match="^run: inner: got 3, expected a mapping of Inner fields$"):
+        build(Inner, 3, where="run", prefix="inner.")  # type: ignore[arg-type]
+
+
+def test_a_post_init_error_is_re_addressed_to_the_builder() -> None:
+    """``Sample.__post_init__`` says "sample"; built as part of something else, the message says where."""
+    with pytest.raises(ConfigError, match=r"^job config: sample.steps: got -1, expected >= 0$"):
+        build(Sample, {"name": "x", "steps": -1}, where="job config", prefix="sample.")
 
 
 # ---- describe -------------------------------------------------------------------------------------------
@@ -228,6 +292,32 @@ def test_describe_lists_every_field_with_type_default_and_docstring() -> None:
     assert "extra: dict[str, Any] = {}" in text and "inner: Inner = Inner(depth=1, mode='a')" in text
     assert text.endswith("undocumented: int = 0")
     assert describe(Inner, prefix="inner.").startswith("inner.depth: int = 1\n    How deep.")
+
+
+def test_describe_prints_whole_docstrings_and_wraps_only_long_lines() -> None:
+    @dataclass
+    class Long:
+        x: int = 0
+        """Short first line.
+        Second line, kept where the author broke it.
+
+        A paragraph after a blank line, then a line longer than the width of sixty: word word word word word.
+        """
+
+    text = describe(Long, width=60)
+    lines = text.splitlines()
+    assert lines[:4] == [
+        "x: int = 0",
+        "    Short first line.",
+        "    Second line, kept where the author broke it.",
+        "",
+    ]
+    assert all(len(line) <= 60 for line in lines)
+    assert " ".join(text.split()).endswith(
+        "then a line longer than the width of sixty: word word word word word."
+    )
+    assert len(lines) == 6  # the long line became two
+    assert indent_doc("a\n  b", width=80) == "    a\n      b"  # a line's own indent is kept
 
 
 # ---- argparse -------------------------------------------------------------------------------------------
@@ -332,3 +422,47 @@ def test_every_config_field_has_a_docstring(module: str) -> None:
 def test_the_walk_finds_the_configs() -> None:
     assert {"rewardkit.rl.config", "rewardkit.eval.config", "rewardkit.generation.base"} <= set(MODULES)
     assert "rewardkit.config" in MODULES and "rewardkit" in MODULES
+
+
+# ---- the eval configs check their ranges too ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"n": 0}, "rewardkit eval: n: got 0, expected >= 1"),
+        ({"temperature": -0.5}, "rewardkit eval: temperature: got -0.5, expected >= 0"),
+        ({"top_p": 0.0}, "rewardkit eval: top_p: got 0.0, expected a value in (0, 1]"),
+        ({"max_tokens": 0}, "rewardkit eval: max_tokens: got 0, expected >= 1"),
+        ({"num_tasks": 0}, "rewardkit eval: num_tasks: got 0, expected >= 1"),
+        ({"batch_tasks": 0}, "rewardkit eval: batch_tasks: got 0, expected >= 1"),
+        ({"k": (0, 2)}, "rewardkit eval: k: got [0, 2], expected one or more values >= 1"),
+        ({"n": 4, "k": (1, 8)}, "rewardkit eval: k: got [1, 8], expected values <= n=4"),
+    ],
+)
+def test_eval_overrides_are_checked_when_the_flags_are_read(values: dict[str, Any], message: str) -> None:
+    from rewardkit.eval.suite import Overrides
+
+    with pytest.raises(ConfigError) as info:
+        build(Overrides, values, where="rewardkit eval")
+    assert str(info.value).startswith(message)
+    # without --n, the suite's n is the bound: EnvEval checks k there
+    assert build(Overrides, {"k": (1, 8)}, where="rewardkit eval").k == (1, 8)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"max_batch_size": 0}, "rewardkit eval: max_batch_size: got 0, expected >= 1"),
+        ({"step": -1}, "rewardkit eval: step: got -1, expected >= 0"),
+        ({"model": ""}, "rewardkit eval: model: got '', expected a run directory"),
+        (
+            {"backend": "vlm"},
+            "rewardkit eval: backend: got 'vlm', expected one of 'hf', 'vllm', 'auto' (did you mean",
+        ),
+    ],
+)
+def test_eval_config_ranges(values: dict[str, Any], message: str) -> None:
+    from rewardkit.eval.config import EvalConfig
+
+    with pytest.raises(ConfigError) as info:
+        build(EvalConfig, {"model": "m", "output_dir": "o", **values}, where="rewardkit eval")
+    assert str(info.value).startswith(message)

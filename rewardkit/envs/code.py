@@ -24,14 +24,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rewardkit.config import bad_value, check_ranges, suggest
 from rewardkit.data.code_tasks import code_tasks
 from rewardkit.envs.base import Environment
-from rewardkit.sandbox import SANDBOX_KINDS, ExecResult, Sandbox, SandboxError, get_sandbox
+from rewardkit.sandbox import SANDBOX_KINDS, ExecResult, Sandbox, SandboxError, get_sandbox, sandbox_config
 from rewardkit.types import Completion, Score, Task, completion_text
 from rewardkit.verifiers.code import extract_code, outputs_match, python_syntax_error
 
 _MARGIN_S = 0.5
 """Sample time kept back for bookkeeping, so the env's own deadline never fires before ours."""
+WHERE = "environment 'code'"
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,8 @@ class CodeConfig:
     sandbox: str | Any = "local"
     """``"local"``, ``"docker"``, or a Sandbox instance (shared, not closed by this environment)."""
     sandbox_options: Mapping[str, Any] = field(default_factory=dict)
-    """Options for ``get_sandbox`` (e.g. ``{"image": ..., "pool_size": 4}``)."""
+    """Options for ``get_sandbox``: the fields of ``LocalConfig`` (``local``, e.g. ``{"max_parallel": 8}``)
+    or ``DockerConfig`` (``docker``, e.g. ``{"image": ..., "pool_size": 4}``); checked at ``load_env``."""
     test_timeout_s: float = 5.0
     """Wall-clock limit per test program; ``info["timeout_s"]`` overrides it."""
     test_memory_mb: int = 512
@@ -64,20 +67,40 @@ class CodeConfig:
     ``sandbox_options`` and an image that has the toolchain."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.sandbox, str) and self.sandbox not in SANDBOX_KINDS:
-            raise ValueError(
-                f"sandbox must be one of {SANDBOX_KINDS} or a Sandbox instance, got {self.sandbox!r}"
+        if isinstance(self.sandbox, str):
+            _check_sandbox_options(self.sandbox, self.sandbox_options, self.language)
+        elif not isinstance(self.sandbox, Sandbox):
+            kinds = ", ".join(map(repr, SANDBOX_KINDS))
+            raise bad_value(WHERE, "sandbox", self.sandbox, f"one of {kinds} or a Sandbox instance")
+        elif self.sandbox_options:
+            raise bad_value(
+                WHERE,
+                "sandbox_options",
+                dict(self.sandbox_options),
+                "none with a Sandbox instance",
+                ": it is built already; pass its options to get_sandbox(...) instead",
             )
-        if not isinstance(self.sandbox, str) and not isinstance(self.sandbox, Sandbox):
-            raise TypeError(
-                f"sandbox must be a name or a Sandbox instance, got {type(self.sandbox).__name__}"
-            )
-        if not self.test_timeout_s or self.test_timeout_s <= 0:
-            raise ValueError(f"test_timeout_s must be > 0, got {self.test_timeout_s!r}")
-        if self.test_memory_mb < 16:
-            raise ValueError(f"test_memory_mb must be >= 16, got {self.test_memory_mb!r}")
-        if self.float_tolerance is not None and self.float_tolerance < 0:
-            raise ValueError(f"float_tolerance must be >= 0 or None, got {self.float_tolerance!r}")
+        check_ranges(
+            self, {"test_timeout_s": "> 0", "test_memory_mb": ">= 16", "float_tolerance": ">= 0"}, where=WHERE
+        )
+
+
+def _check_sandbox_options(kind: str, options: Mapping[str, Any], language: str) -> None:
+    """A sandbox named by kind: its options checked now (names, values), not at the first sample."""
+    if kind not in SANDBOX_KINDS:
+        kinds = ", ".join(map(repr, SANDBOX_KINDS))
+        raise bad_value(
+            WHERE, "sandbox", kind, f"one of {kinds} or a Sandbox instance", suggest(kind, SANDBOX_KINDS)
+        )
+    sandbox_config(kind, options, where=WHERE, prefix="sandbox_options.")
+    if language != "python" and "command" not in options:
+        raise bad_value(
+            WHERE,
+            "language",
+            language,
+            "python, or a sandbox_options command that runs it",
+            " (e.g. command: [node, '{file}'], filename: main.js); the default command runs python3",
+        )
 
 
 class CodeEnv(Environment):

@@ -12,8 +12,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from rewardkit.config import bad_value
+from rewardkit.data.hf import LOCAL_BUILDERS
 from rewardkit.data.procedural import LEVELS, ProceduralConfig, generate_tasks
 from rewardkit.envs.base import Environment
 from rewardkit.types import Completion, Score, Task, completion_text
@@ -81,6 +84,20 @@ class MathConfig:
             raise ValueError(f"num_tasks must map split names to counts >= 0, got {bad!r}")
 
 
+def _check_local_dataset(dataset: str) -> None:
+    """A dataset written as a file path (a data-file suffix, or starting ``/``, ``.``, ``~``) must exist."""
+    path = Path(dataset).expanduser()
+    looks_local = path.suffix.lower() in LOCAL_BUILDERS or dataset.startswith(("/", ".", "~"))
+    if looks_local and not path.exists():
+        raise bad_value(
+            "environment 'math'",
+            "dataset",
+            dataset,
+            "an existing file or folder, or a Hugging Face dataset id",
+            f": {path.resolve()} does not exist",
+        )
+
+
 class MathEnv(Environment):
     """Symbolic answer checking built on math-verify, stricter where it is wrong (see docs/math.md).
 
@@ -96,6 +113,7 @@ class MathEnv(Environment):
         super().__init__(**options)
         if self.config.dataset is not None:
             self._hf_config("train")  # a bad option fails at load_env, not at tasks()
+            _check_local_dataset(self.config.dataset)
 
     @classmethod
     def scoring_defaults(cls, config: MathConfig) -> Mapping[str, Any]:

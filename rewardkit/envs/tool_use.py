@@ -30,8 +30,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rewardkit.config import check_choices
+from rewardkit.config import bad_value, check_choices, check_ranges
 from rewardkit.envs.base import Environment, EnvStep
+from rewardkit.sandbox import SandboxKind
 from rewardkit.tools.execute import ToolExecutor, ToolResult
 from rewardkit.tools.parse import CLOSE_TAG, OPEN_TAG, ToolCall, parse_tool_calls
 from rewardkit.tools.schema import Tool
@@ -40,6 +41,22 @@ from rewardkit.types import Completion, Message, Score, Task, completion_text
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
 BUILTIN_TOOLS = ("calculator", "python", "search")
 DEFAULT_TOOLS = {"calculator": ("calculator",), "lookup": ("search",)}
+WHERE = "environment 'tool_use'"
+_RANGES = {
+    "max_turns": ">= 1",
+    "max_total_tokens": ">= 1",
+    "episode_timeout_s": "> 0",
+    "tool_timeout_s": "> 0",
+    "max_calls_per_turn": ">= 1",
+    "max_tool_errors": ">= 1",
+    "max_output_chars": ">= 1",
+    "format_weight": ">= 0",
+    "efficiency_weight": ">= 0",
+    "max_tool_calls": ">= 1",
+    "n_train": ">= 1",
+    "n_test": ">= 1",
+}
+"""ToolUseConfig's numeric fields and their ranges (``rewardkit.config.in_range`` rules; None passes)."""
 
 
 @dataclass(frozen=True)
@@ -83,30 +100,16 @@ class ToolUseConfig:
     """Calculator tasks in the test split."""
     seed: int = 0
     """Seed of the generated tasks and knowledge base."""
-    sandbox: str = "local"
-    """Sandbox kind of the ``python`` tool."""
+    sandbox: SandboxKind = "local"
+    """Sandbox kind of the ``python`` tool: ``local`` or ``docker``."""
 
     def __post_init__(self) -> None:
-        check_choices(self, where="tool_use environment")  # task, answer_match
+        check_choices(self, where=WHERE)  # task, answer_match, sandbox
         if self.task is None and self.tools is None:
-            raise ValueError("with task=None, pass tools=[...] (there is no default tool set)")
-        for name in (
-            "max_turns",
-            "max_calls_per_turn",
-            "max_tool_errors",
-            "max_tool_calls",
-            "n_train",
-            "n_test",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("episode_timeout_s", "tool_timeout_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.max_total_tokens is not None and self.max_total_tokens < 1:
-            raise ValueError(f"max_total_tokens must be >= 1 or None, got {self.max_total_tokens!r}")
-        if self.format_weight < 0 or self.efficiency_weight < 0:
-            raise ValueError("format_weight and efficiency_weight must be >= 0")
+            raise bad_value(
+                WHERE, "tools", None, "a list with task=None: pass tools=[...] (there is no default tool set)"
+            )
+        check_ranges(self, _RANGES, where=WHERE)
 
 
 @dataclass

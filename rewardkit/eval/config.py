@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from rewardkit.config import ConfigError, check_choices
+from rewardkit.config import ConfigError, bad_value, check_choices, check_ranges
 
 Backend = Literal["hf", "vllm", "auto"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
@@ -38,7 +38,10 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_choices(self, where="eval config")
-        if self.max_batch_size < 1:
-            raise ConfigError(f"eval config: max_batch_size must be >= 1, got {self.max_batch_size}")
+        if not self.model:
+            raise bad_value(
+                "eval config", "model", self.model, "a run directory, checkpoint, model directory or hub id"
+            )
+        check_ranges(self, {"max_batch_size": ">= 1", "step": ">= 0"}, where="eval config")
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite contradict each other; pick one")

@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rewardkit.config import bad_value, check_ranges, suggest
+
 LOG_RATIO_CLAMP = 20.0  # |log pi/pi_old| beyond this is clamped before exp(), so a ratio never overflows
 
 
@@ -54,7 +56,8 @@ class Registry:
         self._info: dict[str, dict[str, Any]] = {}
 
     def register(self, name: str, **info: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator adding `fn` under `name`; `info` holds facts the trainer needs (e.g. needs_values)."""
+        """Decorator adding `fn` under `name`; `info` holds facts the trainer needs (e.g. needs_values,
+        group_relative)."""
 
         def add(fn: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._fns:
@@ -107,6 +110,22 @@ KL_ESTIMATORS = Registry("KL estimator", "KL_ESTIMATORS", "(logprobs [B,T], ref_
 # Config and presets
 
 
+WHERE = "algorithm config"
+_RANGES = {
+    "clip_eps_low": "[0, 1)",
+    "clip_eps_high": ">= 0",
+    "dual_clip_c": "> 1",
+    "adv_eps": ">= 0",
+    "gamma": "[0, 1]",
+    "lam": "[0, 1]",
+    "kl_coef": ">= 0",
+    "entropy_coef": ">= 0",
+    "value_clip": "> 0",
+    "overlong_buffer_frac": "[0, 1)",
+}
+"""AlgorithmConfig's numeric fields and their valid ranges (``rewardkit.config.in_range`` rules)."""
+
+
 @dataclass(frozen=True)
 class AlgorithmConfig:
     """Every algorithmic knob of a run. Build one with `preset(name, **overrides)`; docs/algorithms.md maps each
@@ -153,28 +172,33 @@ class AlgorithmConfig:
     """DAPO overlong filtering: truncated responses are masked out of the loss (read by the sampler)."""
 
     def __post_init__(self) -> None:
-        for registry, name in [
-            (ADVANTAGES, self.advantage),
-            (AGGREGATIONS, self.loss_agg),
-            (POLICY_LOSSES, self.policy_loss),
-            (KL_ESTIMATORS, self.kl_estimator),
-        ]:
-            registry[name]  # unknown names fail here, at configuration time, with the list of known ones
-        _check(0 <= self.clip_eps_low < 1, f"clip_eps_low must be in [0, 1), got {self.clip_eps_low}")
-        _check(self.clip_eps_high >= 0, f"clip_eps_high must be >= 0, got {self.clip_eps_high}")
-        _check(
-            self.dual_clip_c is None or self.dual_clip_c > 1,
-            f"dual_clip_c must be > 1, got {self.dual_clip_c}",
-        )
-        _check(self.adv_eps >= 0, f"adv_eps must be >= 0, got {self.adv_eps}")
-        _check(0 <= self.gamma <= 1 and 0 <= self.lam <= 1, "gamma and lam must be in [0, 1]")
-        _check(self.kl_coef >= 0 and self.entropy_coef >= 0, "kl_coef and entropy_coef must be >= 0")
-        _check(self.value_clip > 0, f"value_clip must be > 0, got {self.value_clip}")
-        _check(0 <= self.overlong_buffer_frac < 1, "overlong_buffer_frac must be in [0, 1)")
-        _check(
-            not (self.kl_coef > 0 and not self.kl_in_reward and self.kl_estimator == "k1"),
-            "k1 as a loss term has zero expected gradient (it only adds noise); use k2 or k3, or kl_in_reward=True",
-        )
+        for key, registry in (
+            ("advantage", ADVANTAGES),
+            ("loss_agg", AGGREGATIONS),
+            ("policy_loss", POLICY_LOSSES),
+            ("kl_estimator", KL_ESTIMATORS),
+        ):  # unknown names fail here, at configuration time, with the list of known ones
+            name = getattr(self, key)
+            if name not in registry:
+                hint = suggest(name, registry.names()) + f"; add one with @{registry.variable}.register(...)"
+                raise bad_value(WHERE, key, name, f"one of {', '.join(registry.names())}", hint)
+        check_ranges(self, _RANGES, where=WHERE)
+        if self.kl_coef > 0 and not self.kl_in_reward and self.kl_estimator == "k1":
+            raise bad_value(
+                WHERE,
+                "kl_estimator",
+                "k1",
+                "k2 or k3 for a KL term in the loss",
+                " (k1 as a loss term has zero expected gradient: it only adds noise); or kl_in_reward=True",
+            )
+
+    @property
+    def group_relative(self) -> bool:
+        """True when advantages compare each sample with the others of its group, so that a group of one
+        has advantage 0 and trains nothing: group_size must be >= 2 (ADVANTAGES' ``group_relative`` info:
+        True, or the name of the bool field that makes the estimator so, e.g. ``group_baseline``)."""
+        relative = ADVANTAGES.info(self.advantage).get("group_relative", False)
+        return bool(getattr(self, relative)) if isinstance(relative, str) else bool(relative)
 
     @property
     def needs_values(self) -> bool:
@@ -185,11 +209,6 @@ class AlgorithmConfig:
     def needs_reference(self) -> bool:
         """True when a frozen reference model is needed: only for a non-zero KL coefficient."""
         return self.kl_coef > 0
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
 
 
 # Each algorithm is a set of AlgorithmConfig fields; fields not named keep their defaults. docs/algorithms.md has
@@ -361,7 +380,7 @@ def _per_token(adv: Tensor, mask: Tensor) -> Tensor:
 # reward-to-go for the others.
 
 
-@ADVANTAGES.register("grpo")
+@ADVANTAGES.register("grpo", group_relative=True)
 def grpo_advantage(token_rewards, mask, group_ids, values, cfg):
     """GRPO outcome advantage (Shao et al. 2024, DeepSeekMath, sec. 4.1.2): A_i = (r_i - mean_g) / (std_g + eps),
     the same for every token of sequence i. std_g is unbiased; a group whose rewards are all equal (a group of
@@ -372,7 +391,7 @@ def grpo_advantage(token_rewards, mask, group_ids, values, cfg):
     return _per_token(adv, mask), discounted_returns(token_rewards, mask, 1.0)
 
 
-@ADVANTAGES.register("dr_grpo")
+@ADVANTAGES.register("dr_grpo", group_relative=True)
 def dr_grpo_advantage(token_rewards, mask, group_ids, values, cfg):
     """Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training", sec. 3.2): A_i = r_i - mean_g.
     Dividing by std_g is dropped because it up-weights prompts that are nearly always or never solved."""
@@ -382,7 +401,7 @@ def dr_grpo_advantage(token_rewards, mask, group_ids, values, cfg):
     return _per_token(adv, mask), discounted_returns(token_rewards, mask, 1.0)
 
 
-@ADVANTAGES.register("rloo")
+@ADVANTAGES.register("rloo", group_relative=True)
 def rloo_advantage(token_rewards, mask, group_ids, values, cfg):
     """RLOO (Ahmadian et al. 2024, "Back to Basics"): A_i = r_i - (sum_{j != i} r_j) / (G - 1), the mean of
     the other G - 1 samples as baseline; equal to G / (G - 1) * (r_i - mean_g). A group of one has no other
@@ -394,7 +413,7 @@ def rloo_advantage(token_rewards, mask, group_ids, values, cfg):
     return _per_token(adv, mask), discounted_returns(token_rewards, mask, 1.0)
 
 
-@ADVANTAGES.register("reinforce_pp")
+@ADVANTAGES.register("reinforce_pp", group_relative="group_baseline")
 def reinforce_pp_advantage(token_rewards, mask, group_ids, values, cfg):
     """REINFORCE++ (Hu 2025): token returns G_t = sum_{s >= t} gamma^(s-t) r_s (KL penalties included
     when cfg.kl_in_reward), then whitened over all policy tokens of the batch: A_t = (G_t - mean) / (std + eps).

@@ -26,6 +26,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from rewardkit.config import bad_value, check_ranges
 from rewardkit.sandbox import runner, warm
 from rewardkit.sandbox.base import (
     DEFAULT_MAX_OUTPUT_BYTES,
@@ -79,15 +80,17 @@ class DockerConfig:
     start-up); False execs ``command`` for every run instead."""
 
     def __post_init__(self) -> None:
-        if self.pool_size is not None and self.pool_size < 1:
-            raise ValueError(f"pool_size must be >= 1, got {self.pool_size!r}")
+        where = "docker sandbox"
         if not any("{file}" in arg for arg in self.command):
-            raise ValueError(f"command must contain a '{{file}}' argument, got {self.command!r}")
+            raise bad_value(
+                where, "command", self.command, "an argv with a '{file}' argument, e.g. ['python3', '{file}']"
+            )
         if self.user.split(":")[0] in ("0", "root", ""):
-            raise ValueError(f"user must be a non-root uid:gid, got {self.user!r}")
-        for name in ("container_memory_mb", "cpus", "pids_limit", "tmpfs_mb", "max_output_bytes"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            raise bad_value(where, "user", self.user, "a non-root uid:gid, e.g. '65534:65534'")
+        ranges = {"pool_size": ">= 1", "container_memory_mb": "> 0", "cpus": "> 0", "pids_limit": "> 0"}
+        ranges |= {"tmpfs_mb": "> 0", "max_output_bytes": "> 0", "grace_s": ">= 0"}
+        ranges |= {"max_jobs_per_container": ">= 1", "start_timeout_s": "> 0"}
+        check_ranges(self, ranges, where=where)
 
 
 class AttachStream(warm.RunnerStream):

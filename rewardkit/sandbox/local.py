@@ -28,6 +28,7 @@ import time
 import weakref
 from dataclasses import dataclass
 
+from rewardkit.config import bad_value, check_ranges, suggest
 from rewardkit.sandbox import runner, warm
 from rewardkit.sandbox.base import (
     DEFAULT_MAX_OUTPUT_BYTES,
@@ -80,13 +81,19 @@ class LocalConfig:
     """(warm) Replace a slot after this many jobs, for hygiene."""
 
     def __post_init__(self) -> None:
+        where = "local sandbox"
         if self.isolation not in ISOLATION_MODES:
-            raise ValueError(f"isolation must be one of {ISOLATION_MODES}, got {self.isolation!r}")
+            expected = "one of " + ", ".join(map(repr, ISOLATION_MODES))
+            raise bad_value(
+                where, "isolation", self.isolation, expected, suggest(self.isolation, ISOLATION_MODES)
+            )
         if not self.command or not any("{file}" in arg for arg in self.command):
-            raise ValueError(f"command must contain a '{{file}}' argument, got {self.command!r}")
-        for name in ("max_parallel", "nproc", "work_mb", "fsize_mb", "max_output_bytes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+            raise bad_value(
+                where, "command", self.command, "an argv with a '{file}' argument, e.g. ['python3', '{file}']"
+            )
+        ranges = {"max_parallel": ">= 1", "nproc": ">= 1", "work_mb": ">= 1", "fsize_mb": ">= 1"}
+        ranges |= {"max_output_bytes": ">= 1", "grace_s": ">= 0", "max_jobs_per_slot": ">= 1"}
+        check_ranges(self, ranges, where=where)
 
 
 class _Slot(warm.WarmRunner):

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from rewardkit import load_env
+from rewardkit.config import ConfigError
 from rewardkit.conformance import check_env
 from rewardkit.sandbox import SandboxError, get_sandbox
 from rewardkit.verifiers.code import extract_code, outputs_match, python_syntax_error
@@ -209,6 +210,66 @@ def test_batch_keeps_order(env):
 def test_bad_config_raises_at_load_env(config):
     with pytest.raises((ValueError, TypeError)):
         load_env("code", **config)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"sandbox_options": {"bogus": 1}},
+            "environment 'code': unknown key 'sandbox_options.bogus'; allowed keys",
+        ),
+        (
+            {"sandbox_options": {"max_paralel": 2}},
+            "environment 'code': unknown key 'sandbox_options.max_paralel' (did you mean 'sandbox_options.max_parallel'?)",
+        ),
+        (
+            {"sandbox": "docker", "sandbox_options": {"pool_size": 0}},
+            "environment 'code': sandbox_options.pool_size: got 0, expected >= 1",
+        ),
+        (
+            {"sandbox_options": {"pool_size": 4}},
+            "environment 'code': sandbox_options.pool_size: an option of the docker sandbox, not of the local one",
+        ),
+        (
+            {"sandbox": "docker", "sandbox_options": {"cpus": 0}},
+            "environment 'code': sandbox_options.cpus: got 0.0, expected > 0",
+        ),
+        (
+            {"sandbox_options": {"command": ["node", "main.js"]}},
+            "environment 'code': sandbox_options.command: got ('node', 'main.js'), expected an argv with a '{file}'",
+        ),
+        (
+            {"sandbox": "dokcer"},
+            "environment 'code': sandbox: got 'dokcer', expected one of 'local', 'docker' or a",
+        ),
+        ({"language": "javascript"}, "environment 'code': language: got 'javascript', expected python, or a"),
+        ({"test_timeout_s": 0}, "environment 'code': test_timeout_s: got 0.0, expected > 0"),
+    ],
+)
+def test_sandbox_options_are_checked_at_load_env_without_starting_a_sandbox(config, message):
+    """Each of these used to load fine and then score every sample ``error`` (or run the wrong program)."""
+    with pytest.raises(ConfigError) as info:
+        load_env("code", **config)
+    assert str(info.value).startswith(message)
+
+
+def test_sandbox_options_with_a_sandbox_instance_are_refused():
+    sandbox = get_sandbox("local")
+    try:
+        with pytest.raises(ConfigError, match="sandbox_options: got {'max_parallel': 2}, expected none"):
+            load_env("code", sandbox=sandbox, sandbox_options={"max_parallel": 2})
+        load_env("code", sandbox=sandbox).close()
+    finally:
+        sandbox.close()
+
+
+def test_good_sandbox_options_load_and_start_nothing():
+    env = load_env("code", sandbox="docker", sandbox_options={"pool_size": 2, "image": "no-such-image:1"})
+    assert env._sandbox is None  # the pool starts at the first sample, not at load_env
+    env.close()
+    node = {"command": ["node", "{file}"], "filename": "main.js"}
+    load_env("code", language="javascript", sandbox_options=node).close()
 
 
 def test_batches_spread_over_the_docker_pool():

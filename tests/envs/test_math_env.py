@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rewardkit import Score, Task, check_env, load_env
+from rewardkit.config import ConfigError
 from rewardkit.envs.math import MathEnv
 from rewardkit.types import STATUSES
 
@@ -68,6 +69,16 @@ def test_missing_gold_is_invalid_input(env):
 
 
 @pytest.mark.parametrize(
+    ("gold", "kind"), [({"a": 1}, "dict"), ([1, 2], "list"), ((1, 2), "tuple"), ({4}, "set"), (4j, "complex")]
+)
+def test_a_gold_that_is_not_a_string_or_number_is_invalid_input(gold, kind):
+    with load_env("math", executor="inline") as math_env:
+        score = math_env.score("<answer>1</answer>", answer=gold)
+    assert (score.status, score.reward) == ("invalid_input", 0.0)
+    assert f"gold answer is a {kind}" in score.info["reason"] and "string or a number" in score.info["reason"]
+
+
+@pytest.mark.parametrize(
     "config",
     [
         {"rel_tol": -1},
@@ -83,6 +94,22 @@ def test_missing_gold_is_invalid_input(env):
 def test_bad_config_fails_at_load_env(config):
     with pytest.raises((ValueError, TypeError)):
         load_env("math", **config)
+
+
+@pytest.mark.parametrize("dataset", ["data/missing.jsonl", "./missing_dir", "/no/such/file.parquet"])
+def test_a_dataset_path_that_does_not_exist_fails_at_load_env_naming_it(dataset):
+    with pytest.raises(ConfigError) as info:
+        load_env("math", dataset=dataset)
+    message = str(info.value)
+    assert message.startswith(f"environment 'math': dataset: got {dataset!r}, expected an existing file")
+    assert "does not exist" in message
+
+
+def test_an_existing_dataset_file_and_a_hub_id_are_accepted(tmp_path):
+    path = tmp_path / "problems.jsonl"
+    path.write_text('{"question": "1+1?", "answer": "2"}\n')
+    load_env("math", dataset=str(path)).close()
+    load_env("math", dataset="openai/gsm8k", dataset_options={"name": "main"}).close()  # not fetched at load
 
 
 # ---- caching and dedup ------------------------------------------------------------------------------

@@ -526,7 +526,19 @@ def test_bad_inputs_and_missing_answer_are_statuses():
 @pytest.mark.parametrize(
     "config, message",
     [
-        ({"task": "chess"}, "task must be one of"),
+        (
+            {"task": "chess"},
+            "environment 'tool_use': task: got 'chess', expected one of 'calculator', 'lookup'",
+        ),
+        (
+            {"sandbox": "nope"},
+            "environment 'tool_use': sandbox: got 'nope', expected one of 'local', 'docker'",
+        ),
+        (
+            {"sandbox": "dockr"},
+            r"sandbox: got 'dockr', expected one of 'local', 'docker' \(did you mean 'docker'\?\)",
+        ),
+        ({"max_output_chars": 0}, "environment 'tool_use': max_output_chars: got 0, expected >= 1"),
         ({"task": None}, "pass tools="),
         ({"max_turns": 0}, "max_turns"),
         ({"tools": ["shell"]}, "unknown built-in tool"),

@@ -531,13 +531,19 @@ def test_registry_errors():
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"advantage": "nope"}, "unknown advantage estimator 'nope'"),
-        ({"loss_agg": "mean"}, "unknown loss aggregation 'mean'; known: seq_mean_token_mean"),
-        ({"kl_estimator": "k4"}, "unknown KL estimator 'k4'; known: k1, k2, k3"),
-        ({"clip_eps_low": 1.0}, "clip_eps_low"),
-        ({"dual_clip_c": 1.0}, "dual_clip_c"),
+        (
+            {"advantage": "nope"},
+            "advantage: got 'nope', expected one of dr_grpo, gae, grpo, reinforce_pp, rloo",
+        ),
+        ({"loss_agg": "mean"}, "loss_agg: got 'mean', expected one of seq_mean_token_mean"),
+        (
+            {"kl_estimator": "k4"},
+            r"kl_estimator: got 'k4', expected one of k1, k2, k3; add one with @KL_ESTIMATORS",
+        ),
+        ({"clip_eps_low": 1.0}, r"clip_eps_low: got 1.0, expected a value in \[0, 1\)"),
+        ({"dual_clip_c": 1.0}, "dual_clip_c: got 1.0, expected > 1"),
         ({"kl_coef": 0.1, "kl_estimator": "k1"}, "k1 as a loss term"),
-        ({"lam": 1.5}, "gamma and lam"),
+        ({"lam": 1.5}, r"lam: got 1.5, expected a value in \[0, 1\]"),
     ],
 )
 def test_config_validation(fields, message):
