@@ -42,6 +42,9 @@ def test_quick_demo_runs_end_to_end(tmp_path):
         assert 0.0 <= summary[key] <= 1.0
     assert (tmp_path / "grpo" / "curves.png").exists()
     assert "held-out accuracy" in proc.stdout
+    # two GRPO steps teach nothing: the table must not pose as a result
+    assert "smoke run: too few steps to learn; run without --quick for the real demo" in proc.stdout
+    assert summary["smoke_run"] is True
 
 
 def test_the_builtin_demo_suite_is_what_the_demo_measures():

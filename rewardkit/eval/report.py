@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rewardkit.console import optional_pyplot
 from rewardkit.types import STATUSES
 
 
@@ -159,13 +160,13 @@ def render_report(summary: Mapping[str, Any], chart: str | None) -> str:
     return "\n".join(lines)
 
 
-def write_chart(summary: Mapping[str, Any], path: Path) -> None:
-    """A grouped bar chart: for each environment, pass@k for every k and the mean reward."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def write_chart(summary: Mapping[str, Any], path: Path) -> bool:
+    """A grouped bar chart: for each environment, pass@k for every k and the mean reward. Returns False,
+    having warned (once), when matplotlib is not installed: the chart is an extra, the numbers are in
+    summary.json and report.md."""
+    plt = optional_pyplot(path.name)
+    if plt is None:
+        return False
     envs = list(summary["environments"])
     series = sorted(
         {f"pass@{k}" for s in summary["environments"].values() for k in s["pass_at_k"]},
@@ -189,6 +190,7 @@ def write_chart(summary: Mapping[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return True
 
 
 # ---- comparison -------------------------------------------------------------------------------------

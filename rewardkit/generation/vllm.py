@@ -15,6 +15,11 @@ policy's weights in Hugging Face checkpoint naming (``model.named_parameters()``
 the others undefined. LoRA training: pass merged weights (``rewardkit.models.weights_for_sync``
 merges the adapters, yields, and unmerges; the pairs are consumed while it is merged).
 
+Output: vLLM logs to stderr (``VLLM_LOGGING_STREAM``, set here before vLLM is imported; stdout is
+the command's results), at the level ``VLLM_LOGGING_LEVEL`` says: ``rewardkit.console`` makes that
+WARNING unless ``--verbose``, and its load-time progress bar shows only when vLLM logs at INFO. A warning
+vLLM repeats (one at every weight sync, one five times at a CPU engine start) is shown once.
+
 Supported vLLM: ``SUPPORTED_VLLM`` (the range CI tests). ``reload_weights``' signature has changed
 between releases, so other versions raise unless ``allow_untested_version`` is set.
 """
@@ -32,6 +37,7 @@ from typing import Any, Literal
 
 import torch
 
+from rewardkit.console import DropRepeatedWarnings
 from rewardkit.generation.base import Generation, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -97,6 +103,7 @@ def import_vllm(allow_untested: bool = False) -> Any:
             f"VLLM_ENABLE_V1_MULTIPROCESSING={mode}: the colocated back end needs the engine in this process "
             "(unset the variable or set it to 0)"
         )
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout carries the results
     import vllm
 
     check_vllm_version(vllm.__version__, allow_untested)
@@ -123,8 +130,10 @@ class VLLMGenerator:
         from vllm.platforms import current_platform
 
         self._on_gpu = not current_platform.is_cpu()
+        _drop_repeated_warnings(configure=True)
         with _preserved_rng():
             self.llm = self._vllm.LLM(model=str(path), **self._engine_kwargs(dtype))
+        _drop_repeated_warnings()  # again, in case the engine configured vLLM's log handler anew
         self._asleep: Literal["no", "weights_and_kv", "kv"] = "no"
         self._weights_valid = True
 
@@ -143,6 +152,8 @@ class VLLMGenerator:
             "enforce_eager": cfg.enforce_eager,
             "logprobs_mode": "processed_logprobs",  # logprobs of the distribution actually sampled
             "enable_sleep_mode": cfg.enable_sleep_mode and self._on_gpu,  # a GPU-only feature
+            # the checkpoint-loading bar belongs to vLLM's INFO output (rewardkit --verbose)
+            "use_tqdm_on_load": logging.getLogger("vllm").isEnabledFor(logging.INFO),
         }
         if cfg.max_model_len is not None:
             kwargs["max_model_len"] = cfg.max_model_len
@@ -296,6 +307,22 @@ def _to_generation(completion: Any) -> Generation:
     ids = tuple(completion.token_ids)
     logprobs = tuple(step[tok].logprob for tok, step in zip(ids, completion.logprobs, strict=True))
     return Generation(ids, logprobs, completion.finish_reason, completion.text)
+
+
+def _drop_repeated_warnings(configure: bool = False) -> None:
+    """Show each distinct vLLM warning once: "RotaryEmbedding: Failed to load weights" comes at every
+    in-place weight sync (its cache is computed, not loaded: harmless) and, on CPU, "doesn't allow to use
+    torch.set_num_threads" five times at engine start. ``configure``: first install vLLM's own log
+    handler (the engine does it on start-up, with the same config, so it keeps this one and its filter)."""
+    if configure:
+        with contextlib.suppress(ImportError):  # internals of the supported range; without them: repeats
+            from vllm.config.logging import LoggingConfig
+            from vllm.logger import configure_logging_if_needed
+
+            configure_logging_if_needed(LoggingConfig())
+    for handler in logging.getLogger("vllm").handlers:
+        if not any(isinstance(f, DropRepeatedWarnings) for f in handler.filters):
+            handler.addFilter(DropRepeatedWarnings())
 
 
 @contextlib.contextmanager

@@ -1,14 +1,26 @@
-"""What a run shows and leaves behind: metrics.jsonl, a live progress bar, sampled rollouts,
-optional TensorBoard / W&B / trackio, and a PNG of the reward and length curves at the end."""
+"""What a run shows and leaves behind: metrics.jsonl, its progress on stderr, sampled rollouts,
+optional TensorBoard / W&B / trackio, and a PNG of the reward and length curves at the end.
+
+Progress: a live tqdm bar when stderr is a terminal; otherwise (a log file under SLURM or nohup, a
+pipe) a bar would write a line per refresh, so there is one plain line every ``log_every`` steps.
+Rollouts: every ``sample_every`` steps and always at the last step, so even a short run shows what the
+model wrote. The curves are an extra: without matplotlib the run warns once and finishes as usual.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from rewardkit.console import optional_pyplot
+
+log = logging.getLogger(__name__)
 
 REQUIRED_KEYS = (
     "step",
@@ -27,10 +39,14 @@ REQUIRED_KEYS = (
 
 
 class RunLogger:
+    """metrics.jsonl, progress, rollouts and trackers of one run (rank 0); ``enabled=False`` does nothing."""
+
     def __init__(self, out: Path, cfg: Any, *, enabled: bool = True, start_step: int = 0) -> None:
         self.out, self.cfg, self.enabled = Path(out), cfg, enabled
         self.history: list[dict[str, float]] = []
         self._bar = None
+        self._lines = False  # plain progress lines instead of a bar (stderr is not a terminal)
+        self._clock = (time.perf_counter(), start_step)  # when, and at which step, this process began
         self._trackers: list[Any] = []
         if not enabled:
             return
@@ -40,7 +56,7 @@ class RunLogger:
         )
         self.metrics_path = self.out / "metrics.jsonl"
         self.history = self._keep_history(start_step)
-        if cfg.progress:
+        if cfg.progress and sys.stderr.isatty():
             from tqdm import tqdm
 
             self._bar = tqdm(
@@ -51,6 +67,7 @@ class RunLogger:
                 file=sys.stderr,
                 dynamic_ncols=True,
             )
+        self._lines = cfg.progress and self._bar is None
         self._trackers = _open_trackers(cfg, self.out)
 
     def _keep_history(self, start_step: int) -> list[dict[str, float]]:
@@ -72,6 +89,14 @@ class RunLogger:
         self.history.append(row)
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+        self._show_progress(step, row)
+        for tracker in self._trackers:
+            tracker(step, row)
+        every = self.cfg.sample_every
+        if every and (step % every == 0 or step == self.cfg.steps):
+            self.save_rollouts(step, batch)
+
+    def _show_progress(self, step: int, row: dict[str, Any]) -> None:
         if self._bar is not None:
             self._bar.set_postfix(
                 reward=f"{row['reward_mean']:.3f}",
@@ -79,10 +104,19 @@ class RunLogger:
                 len=f"{row['response_len_mean']:.0f}",
             )
             self._bar.update(1)
-        for tracker in self._trackers:
-            tracker(step, row)
-        if self.cfg.sample_every and step % self.cfg.sample_every == 0:
-            self.save_rollouts(step, batch)
+        elif self._lines and (step % self.cfg.log_every == 0 or step == self.cfg.steps):
+            print(self._progress_line(step, row), file=sys.stderr, flush=True)
+
+    def _progress_line(self, step: int, row: dict[str, Any]) -> str:
+        """``step 20/100: reward 0.412 (std 0.301), kl 0.0031, len 87, 12.5s/step, elapsed 4m10s, eta 16m40s``."""
+        began, first = self._clock
+        elapsed = time.perf_counter() - began
+        per_step = elapsed / max(step - first, 1)
+        return (
+            f"step {step}/{self.cfg.steps}: reward {row['reward_mean']:.3f} (std {row['reward_std']:.3f}), "
+            f"kl {row['kl']:.4f}, len {row['response_len_mean']:.0f}, {per_step:.1f}s/step, "
+            f"elapsed {_duration(elapsed)}, eta {_duration(per_step * (self.cfg.steps - step))}"
+        )
 
     def save_rollouts(self, step: int, batch: Any) -> None:
         folder = self.out / "rollouts"
@@ -123,16 +157,17 @@ class RunLogger:
         for tracker in self._trackers:
             getattr(tracker, "close", lambda: None)()
         if self.history:
-            plot_curves(self.history, self.out / "curves.png")
+            try:
+                plot_curves(self.history, self.out / "curves.png")
+            except Exception as exc:  # noqa: BLE001 - a plot is an extra: the finished run must not fail on it
+                log.warning("could not draw %s: %s", self.out / "curves.png", exc)
 
 
-def plot_curves(history: list[dict[str, float]], path: Path) -> None:
-    """Reward and response length per step, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_curves(history: list[dict[str, float]], path: Path) -> bool:
+    """Reward and response length per step, as a PNG; False (warned once) without matplotlib."""
+    plt = optional_pyplot(path.name)
+    if plt is None:
+        return False
     steps = [r["step"] for r in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     axes[0].plot(steps, [r["reward_mean"] for r in history], label="reward")
@@ -145,6 +180,17 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return True
+
+
+def _duration(seconds: float) -> str:
+    """``75`` -> ``1m15s``; ``4000`` -> ``1h06m``."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _open_trackers(cfg: Any, out: Path) -> list[Any]:

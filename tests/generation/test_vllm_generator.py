@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -167,7 +168,7 @@ GRPO_WORKER = textwrap.dedent(
 )
 
 
-def _run_script(tmp: Path, source: str, arg: str) -> None:
+def _run_script(tmp: Path, source: str, arg: str) -> subprocess.CompletedProcess[str]:
     """Run ``source`` as a script in a fresh interpreter (a vLLM engine changes process-wide state)."""
     script = tmp / "script.py"
     script.write_text(source)
@@ -179,6 +180,7 @@ def _run_script(tmp: Path, source: str, arg: str) -> None:
         pytest.fail(
             f"vLLM script failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
         )
+    return proc
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +256,15 @@ def test_vllm_generator_does_not_sample_the_trained_module(engine_results):
 @pytest.mark.vllm
 def test_short_grpo_run_with_vllm_logs_mismatch_metrics(tmp_path):
     """The trainer end to end with ``rollout_backend: vllm`` (its own engine, so its own process)."""
-    _run_script(tmp_path, GRPO_WORKER, str(tmp_path))
+    proc = _run_script(tmp_path, GRPO_WORKER, str(tmp_path))
+    # quiet by default, through the Python API too: nothing on stdout (it carries a command's results),
+    # no INFO start-up log (a 4 KB config dump among it), no load bar, and the warning that vLLM repeats
+    # at every weight sync (two here) shown once
+    assert proc.stdout == "", proc.stdout[-3000:]
+    assert not re.search(r"pid=\d+\) INFO ", proc.stderr), proc.stderr[-3000:]
+    assert "Loading safetensors checkpoint shards" not in proc.stderr
+    assert proc.stderr.count("Failed to load weights") <= 1, proc.stderr[-3000:]
+    assert proc.stderr.count("torch.set_num_threads` after the thread binding") <= 1, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     for row in rows:

@@ -46,6 +46,15 @@ def test_example_runs(example, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["step"] == 1
     assert "finished at step 1" in proc.stdout
+    # the last step always writes its rollouts, so a short run shows what the model wrote
+    rollouts = [
+        json.loads(line) for line in (tmp_path / "rollouts" / "step_000001.jsonl").read_text().splitlines()
+    ]
+    assert rollouts and {"prompt", "completion", "reward"} <= set(rollouts[0])
+    # quiet by default: no third-party progress bars at the checkpoint saves
+    assert "Writing model shards" not in proc.stderr and "Loading weights" not in proc.stderr, proc.stderr[
+        -3000:
+    ]
 
 
 # ---- the config behind the examples ---------------------------------------------------------------------
@@ -80,10 +89,13 @@ def test_set_overrides_are_checked_with_the_key_and_the_allowed_values(capsys):
     grpo = str(EXAMPLES[0].parent / "grpo.yaml")
     for pair, message in [
         ("lrr=1", "train config: unknown key 'lrr' (did you mean 'lr'?); allowed keys: model,"),
-        ("dtype=fp16", "train config: dtype must be one of 'auto', 'bf16', 'fp32', got 'fp16'"),
-        ("steps=many", "train config: steps must be int, got 'many'"),
-        ("algorithm=grp", "algorithm must be one of dapo, dr_grpo, grpo, ppo, reinforce_pp, rloo, got 'grp'"),
-        ("algo.kl_cof=0.1", "unknown key 'kl_cof' (did you mean 'kl_coef'?)"),
+        ("dtype=fp16", "train config: dtype: got 'fp16', expected one of 'auto', 'bf16', 'fp32'"),
+        ("steps=many", "train config: steps: got 'many', expected an int"),
+        (
+            "algorithm=grp",
+            "algorithm: got 'grp', expected one of dapo, dr_grpo, grpo, ppo, reinforce_pp, rloo",
+        ),
+        ("algo.kl_cof=0.1", "unknown key 'algo.kl_cof' (did you mean 'algo.kl_coef'?)"),
     ]:
         assert main(["train", grpo, "--set", pair]) == 2, pair
         assert message in capsys.readouterr().err, pair
