@@ -2,7 +2,13 @@
 
 Reward environments are plugins behind one score API (``load_env(name).score(...)``); a GRPO-family
 trainer trains causal language models against them; an evaluator measures checkpoints on suites.
+
+``rewardkit.train(rewardkit.TrainConfig(...))`` runs the trainer from Python (``TrainResult.final_model``
+is the trained model's directory); those three names are imported on first use, so ``import rewardkit``
+stays light (no torch) for scoring.
 """
+
+from typing import Any
 
 from rewardkit.conformance import EnvCheckError, check_env
 from rewardkit.envs.base import Environment, EnvStep
@@ -12,8 +18,26 @@ from rewardkit.types import Completion, Message, Sample, Score, Task, Trajectory
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "train": "rewardkit.rl.trainer",
+    "TrainResult": "rewardkit.rl.trainer",
+    "TrainConfig": "rewardkit.rl.config",
+    "DataConfig": "rewardkit.data.tasks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The trainer's names (``train``, ``TrainConfig``, ``TrainResult``) and ``DataConfig``, imported on use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rewardkit' has no attribute {name!r}")
+
+
 __all__ = [
     "Completion",
+    "DataConfig",
     "EnvCheckError",
     "EnvStep",
     "Environment",
@@ -22,6 +46,8 @@ __all__ = [
     "Score",
     "ScoringConfig",
     "Task",
+    "TrainConfig",
+    "TrainResult",
     "Trajectory",
     "check_env",
     "completion_text",
@@ -30,4 +56,5 @@ __all__ = [
     "register_env",
     "reward_env",
     "score_trajectories",
+    "train",
 ]

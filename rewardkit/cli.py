@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rewardkit.config import parse_overrides
+from rewardkit.imports import add_import_argument, import_modules
 
 
 # ---- envs -----------------------------------------------------------------------------------------
@@ -33,11 +34,15 @@ def cmd_envs(args: argparse.Namespace) -> int:
 
 # ---- score ----------------------------------------------------------------------------------------
 def _read_rows(path: str) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, parsed object or an error string) for each non-blank line."""
+    """Yield (line number, parsed object or an error string) for every line, blank ones included:
+    the output has one row per input line (the newline that ends the file does not start a line)."""
     stream = sys.stdin if path == "-" else open(path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
     with stream:
         for number, line in enumerate(stream, start=1):
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a UTF-8 byte order mark (Windows editors write one)
             if not line.strip():
+                yield number, f"line {number} is blank"
                 continue
             try:
                 row = json.loads(line)
@@ -58,6 +63,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from rewardkit.registry import load_env
 
     config = parse_overrides(args.set or [])
+    import_modules(args.imports)
     env = load_env(args.env, **config)
     statuses: collections.Counter[str] = collections.Counter()
     total, count = 0.0, 0
@@ -119,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="environment config, e.g. --set timeout_s=5"
     )
+    add_import_argument(p)
     p.add_argument("--chunk-size", type=int, default=512, help="samples scored in parallel per chunk")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_score)
@@ -131,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         mod.add_parser(sub)
+    for command in sub.choices.values():  # after the subcommand, where users type it: `train CFG -v`
+        command.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            help="also show the libraries' own output: transformers/huggingface_hub progress bars, "
+            "INFO logs of transformers and vLLM (default: their warnings only)",
+        )
     return parser
 
 
@@ -140,12 +155,15 @@ _SUBCOMMAND_MODULES = ("rewardkit.rl.cli", "rewardkit.eval.cli", "rewardkit.demo
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from rewardkit.console import quiet_third_party
+
+    quiet_third_party(args.verbose)  # before any subcommand imports transformers or vLLM
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (KeyError, ValueError, TypeError, FileNotFoundError) as exc:
+    except (KeyError, ValueError, TypeError, FileNotFoundError, ImportError) as exc:
         if os.environ.get("REWARDKIT_DEBUG"):
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

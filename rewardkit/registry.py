@@ -6,8 +6,9 @@ A third-party environment is an ordinary pip package that declares an entry poin
     [project.entry-points."rewardkit.envs"]
     my_env = "my_package.rewards:my_env"
 
-The object it names is an ``Environment`` subclass, a factory returning an ``Environment``, or a
-function decorated with ``@rewardkit.reward_env``. Entry points are read when a name is first looked
+The object it names is an ``Environment`` subclass, a factory returning an ``Environment``, a
+function decorated with ``@rewardkit.reward_env``, or a plain reward function
+``fn(completion, *, answer=None, prompt=None, info=None)`` (see ``ENV_KINDS``). Entry points are read when a name is first looked
 up, not at import time, and they are keyed by the environment's name, never by module name, so two
 packages with a ``rewards.py`` cannot collide.
 """
@@ -24,7 +25,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rewardkit.config import suggest
 from rewardkit.envs.base import Environment
+from rewardkit.imports import import_object
 from rewardkit.types import Completion, Score
 
 ENTRY_POINT_GROUP = "rewardkit.envs"
@@ -89,11 +92,13 @@ def load_env(name: str, **config: Any) -> Environment:
     Raises ``KeyError`` for an unknown name (the message lists the known names and how to register
     one) and ``ValueError``/``TypeError`` for bad configuration.
     """
-    spec = env_specs().get(name)
+    spec = _user_spec(name) if ":" in name else env_specs().get(name)
     if spec is None:
         known = ", ".join(list_envs()) or "(none)"
         raise KeyError(
-            f"unknown environment {name!r}. Known environments: {known}. Register one with "
+            f"unknown environment {name!r}{suggest(name, list_envs())}. Known environments: {known}. "
+            f"Name one in your own code as module:attr (my_rewards:shouty, or path/to/file.py:shouty), "
+            f"import a module that registers it with --import MODULE, or register it with "
             f"rewardkit.register_env, the @rewardkit.reward_env decorator, or an entry point in the "
             f"'{ENTRY_POINT_GROUP}' group of your package's pyproject.toml."
         )
@@ -101,14 +106,7 @@ def load_env(name: str, **config: Any) -> Environment:
         factory = _resolve(spec.target)
     except (ImportError, AttributeError) as exc:  # say which plugin is broken, not just which module
         raise ImportError(f"environment {name!r} from {spec.source} cannot be imported: {exc}") from exc
-    if isinstance(factory, RewardFunction):
-        return factory.env(**config)
-    env = factory(**config)
-    if not isinstance(env, Environment):
-        raise TypeError(
-            f"environment {name!r} from {spec.source} built a {type(env).__name__}, not an Environment"
-        )
-    return env
+    return _build(name, spec, factory, config)
 
 
 # ---- @reward_env ----------------------------------------------------------------------------------
@@ -195,6 +193,67 @@ def _check_signature(fn: Callable) -> None:
 
 
 # ---- resolution -----------------------------------------------------------------------------------
+def _user_spec(name: str) -> EnvSpec:
+    """``module:attr`` (or ``file.py:attr``): an environment in the user's own code, not registered."""
+    return EnvSpec(name, name, name.rpartition(":")[0])
+
+
+ENV_KINDS = (
+    "a function decorated with @rewardkit.reward_env(name=...), a reward function "
+    "fn(completion, *, answer=None, prompt=None, info=None) -> float | Score, an Environment subclass, "
+    "or a factory that takes the config as keywords and returns an Environment"
+)
+
+
+def _build(name: str, spec: EnvSpec, factory: Any, config: dict[str, Any]) -> Environment:
+    """The environment from what ``name`` resolved to: one of ``ENV_KINDS``, or a TypeError naming it."""
+    if isinstance(factory, RewardFunction):
+        return factory.env(**config)
+    if _is_reward_function(factory):  # undecorated: the smallest plugin is still one function
+        return FunctionEnv(factory, name, **config)
+    where = f"environment {name!r} from {spec.source} names {_target_name(spec.target, factory)}"
+    if not callable(factory):
+        raise TypeError(f"{where}, a {type(factory).__name__}; it should be {ENV_KINDS}")
+    if not inspect.isclass(factory):
+        try:
+            inspect.signature(factory).bind(**config)
+        except TypeError as exc:  # e.g. fn(text): load_env passes only the config, as keywords
+            raise TypeError(
+                f"{where}, which cannot take the config as keywords ({exc}); it should be {ENV_KINDS}"
+            ) from None
+        except ValueError:  # no signature to check (a builtin): let the call say
+            pass
+    env = factory(**config)
+    if not isinstance(env, Environment):
+        raise TypeError(
+            f"{where}, which built a {type(env).__name__}, not an Environment; it should be {ENV_KINDS}"
+        )
+    return env
+
+
+def _is_reward_function(obj: Any) -> bool:
+    """``fn(completion, *, answer, prompt, info)``: a required first argument and the three keywords by
+    name (a factory takes only keywords, so it never has both)."""
+    if inspect.isclass(obj) or not callable(obj):
+        return False
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return False
+    first = next(iter(params.values()), None)
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = first is not None and first.kind in positional and first.default is first.empty
+    return required and {"answer", "prompt", "info"} <= set(params)
+
+
+def _target_name(target: Any, obj: Any) -> str:
+    if isinstance(target, importlib.metadata.EntryPoint):
+        return target.value
+    if isinstance(target, str):
+        return target
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+
+
 def _builtin_spec(name: str) -> EnvSpec | None:
     target = BUILTIN_ENVS.get(name)
     if target is None or importlib.util.find_spec(target.split(":")[0]) is None:
@@ -204,8 +263,7 @@ def _builtin_spec(name: str) -> EnvSpec | None:
 
 def _resolve(target: Any) -> Any:
     if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return import_object(target, what="environment")
     if isinstance(target, importlib.metadata.EntryPoint):
         return target.load()
     return target

@@ -1,6 +1,6 @@
 """The package's layering, as docs/architecture.md states it: a module imports only what stands below it.
 
-Lowest first: types/config/inputs -> verifiers -> sandbox, tools, data -> scoring, interop -> models,
+Lowest first: types/config/inputs/imports/console -> verifiers -> sandbox, tools, data -> scoring, interop -> models,
 generation -> envs (with the registry and check_env) -> rl, eval -> demo -> cli. Imports inside
 functions count (a lazy import is still a dependency); ``if TYPE_CHECKING`` blocks do not.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "rewardkit"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("types", "config", "inputs"),
+    ("types", "config", "inputs", "imports", "console"),
     ("verifiers",),
     ("sandbox", "tools", "data"),
     ("scoring", "interop"),

@@ -180,6 +180,38 @@ def test_broken_plugin_fails_only_its_own_name(tmp_path):
     assert "no_such_module_rk" in done.stdout
 
 
+def test_entry_point_naming_a_plain_function(tmp_path):
+    """An undecorated reward function is accepted as one; anything else fails naming what to write."""
+    dist = tmp_path / "plain_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plain-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\nrkplain = plain_rk:shout\nrkwrong = plain_rk:not_a_reward\n"
+    )
+    (tmp_path / "plain_rk.py").write_text(
+        "def shout(completion, *, answer=None, prompt=None, info=None):\n"
+        "    return 1.0 if completion.isupper() else 0.0\n\n"
+        "def not_a_reward(text):\n"
+        "    return 0.0\n"
+    )
+    code = """
+        import rewardkit
+        env = rewardkit.load_env("rkplain", executor="inline")
+        print(env.name, env.score("HI").reward, env.score("hi").reward)
+        try:
+            rewardkit.load_env("rkwrong")
+        except TypeError as exc:
+            print(exc)
+    """
+    done = _run_python(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    scored, error = done.stdout.strip().splitlines()[-2:]
+    assert scored == "rkplain 1.0 0.0"
+    assert "environment 'rkwrong' from plain-plugin names plain_rk:not_a_reward" in error
+    for hint in ("@rewardkit.reward_env", "Environment subclass", "factory", "fn(completion, *, answer"):
+        assert hint in error
+
+
 # ---- in-process registry ---------------------------------------------------------------------
 
 
@@ -288,6 +320,27 @@ def test_factory_must_build_an_environment():
     register_env("test_registry_not_env", lambda **config: "a string")
     with pytest.raises(TypeError, match="not an Environment"):
         load_env("test_registry_not_env")
+
+
+def test_a_registered_plain_reward_function_is_an_environment():
+    def exact(completion, *, answer=None, prompt=None, info=None):
+        return float(completion == answer)
+
+    register_env("test_registry_plain_fn", exact)
+    with load_env("test_registry_plain_fn", executor="inline") as env:
+        assert env.score("4", answer="4").reward == 1.0 and env.score("5", answer="4").reward == 0.0
+
+
+def test_a_function_that_is_neither_reward_nor_factory_is_named():
+    def needs_a_path(path):
+        return path
+
+    register_env("test_registry_neither", needs_a_path)
+    with pytest.raises(TypeError) as err:
+        load_env("test_registry_neither")
+    message = str(err.value)
+    assert "environment 'test_registry_neither'" in message and "needs_a_path" in message
+    assert "@rewardkit.reward_env" in message and "Environment subclass" in message
 
 
 def test_registered_factory_receives_config():

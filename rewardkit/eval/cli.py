@@ -17,6 +17,7 @@ def add_parser(sub: Any) -> None:
     from rewardkit.config import add_arguments
     from rewardkit.eval.config import EvalConfig
     from rewardkit.eval.suite import Overrides
+    from rewardkit.imports import add_import_argument
 
     p = sub.add_parser(
         "eval",
@@ -33,6 +34,20 @@ def add_parser(sub: Any) -> None:
         default="test",
         help="with --envs: a split name for env.tasks(split), or module:function returning tasks (default: test)",
     )
+    what.add_argument(
+        "--data",
+        metavar="FILE_OR_DATASET",
+        help="with --envs: your own tasks from a .jsonl/.json/.parquet/.csv file or a dataset id "
+        "(prompt and answer columns found by name; a suite file's `data:` key maps columns, see docs/evaluation.md)",
+    )
+    what.add_argument(
+        "--data-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --data: a DataConfig key, e.g. --data-arg prompt_field=text (see docs/training.md)",
+    )
+    add_import_argument(what)
     what.add_argument(
         "--tasks-arg",
         action="append",
@@ -80,7 +95,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print("error: give exactly one of --suite NAME_OR_FILE and --envs a,b,c", file=sys.stderr)
         return 2
     from rewardkit.eval.run import evaluate
+    from rewardkit.imports import import_modules
 
+    import_modules(args.imports)
     suite = _suite(args)
     cfg = build(EvalConfig, running, where="rewardkit eval")
     try:
@@ -108,7 +125,11 @@ def _suite(args: argparse.Namespace) -> Any:
         return load_suite(args.suite, overrides)
     from rewardkit.config import parse_overrides
 
-    source = {"generator": args.tasks} if ":" in args.tasks else {"split": args.tasks}
+    source: dict[str, Any] = {"generator": args.tasks} if ":" in args.tasks else {"split": args.tasks}
+    if args.data:
+        source = {"data": {**parse_overrides(args.data_arg), "path": args.data}}
+    elif args.data_arg:
+        raise ValueError("--data-arg needs --data FILE_OR_DATASET")
     if args.tasks_arg:
         source["kwargs"] = parse_overrides(args.tasks_arg)
     envs = [e.strip() for e in args.envs.split(",") if e.strip()]

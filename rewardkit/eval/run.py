@@ -29,7 +29,7 @@ from typing import Any
 from rewardkit.eval.config import EvalConfig
 from rewardkit.eval.report import render_report, summarize_env, write_chart
 from rewardkit.eval.suite import EnvEval, Suite
-from rewardkit.models import ModelRef, load_model, resolve_model
+from rewardkit.models import ModelRef, load_model, load_tokenizer, resolve_model
 from rewardkit.scoring import score_trajectories
 from rewardkit.types import Task, Trajectory
 
@@ -49,12 +49,10 @@ class EvalMismatchError(ValueError):
 # ---- the model ----------------------------------------------------------------------------------------
 def build_generator(model: ModelRef, backend: str, cfg: EvalConfig) -> Any:
     """A ``Generator`` for the model: the HF back end loads the weights here, vLLM from the directory."""
-    from transformers import AutoTokenizer
-
     from rewardkit.generation import make_generator
 
     if backend == "vllm":
-        tokenizer = AutoTokenizer.from_pretrained(model.path)
+        tokenizer = load_tokenizer(model.path, "model")
         return make_generator("vllm", model.path, tokenizer)
     policy, tokenizer = load_model(model.path, None, cfg.dtype)
     policy.eval()
@@ -132,7 +130,8 @@ def prepare_output(out: Path, current: Mapping[str, Any], cfg: EvalConfig) -> li
         if not (out / FINGERPRINT).exists():
             raise EvalMismatchError(f"refusing to resume in {out}: it has rollouts but no {FINGERPRINT}")
         check_fingerprint(json.loads((out / FINGERPRINT).read_text()), current, out)
-    _write_json(out / FINGERPRINT, current)
+    # The fingerprint is written by ``evaluate`` once the model has loaded: a model that fails to load
+    # must leave nothing that makes the rerun (with the path fixed) refuse the directory.
     return read_complete(out / ROLLOUTS, current)
 
 
@@ -200,11 +199,15 @@ def evaluate(cfg: EvalConfig, suite: Suite, *, on_task_done: TaskHook | None = N
             if not todo:
                 continue
             _warn_greedy(entry)
-            generator = generator or build_generator(model, backend, cfg)
+            if generator is None:
+                generator = build_generator(model, backend, cfg)
+                _write_json(out / FINGERPRINT, current)  # before the first rollout is appended
             runner = _EnvRunner(
                 entry, envs[entry.label], generator, out / ROLLOUTS, cfg.progress, on_task_done
             )
             runner.run(tasks[entry.label], todo)
+        if generator is None:  # nothing left to generate (a finished run resumed, or no tasks)
+            _write_json(out / FINGERPRINT, current)
     finally:
         for env in envs.values():
             env.close()
@@ -332,8 +335,8 @@ def write_outputs(
         "environments": environments,
     }
     _write_json(out / SUMMARY, summary)
-    write_chart(summary, out / CHART)
-    (out / REPORT).write_text(render_report(summary, CHART))
+    chart = CHART if write_chart(summary, out / CHART) else None  # no link to a chart that was not drawn
+    (out / REPORT).write_text(render_report(summary, chart))
     return summary
 
 

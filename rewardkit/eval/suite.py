@@ -31,12 +31,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardkit.config import load_yaml
+from rewardkit.config import bad_value, build, check_ranges, in_range, load_yaml
+from rewardkit.data.tasks import DataConfig, tasks_from
 from rewardkit.generation.base import SamplingParams
 from rewardkit.types import Task
 
 _SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "stop", "seed")
-_ENV_KEYS = ("env", "label", "config", "tasks", "num_tasks", "n", "k", "sampling", "batch_tasks", "chat")
+_ENV_KEYS = (
+    "env",
+    "label",
+    "config",
+    "tasks",
+    "data",
+    "num_tasks",
+    "n",
+    "k",
+    "sampling",
+    "batch_tasks",
+    "chat",
+)
 _SUITE_KEYS = ("name", "description", "defaults", "environments")
 
 
@@ -51,18 +64,15 @@ class TaskSource:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     """Keyword arguments for ``generator``."""
 
+    data: DataConfig | None = None
+    """Your own tasks from a file or dataset (``rewardkit.data.tasks.DataConfig``); wins over ``split``."""
+
     def load(self, env: Any) -> list[Task]:
-        if self.generator is None:
-            try:
-                tasks = env.tasks(self.split)
-            except NotImplementedError as exc:
-                raise ValueError(
-                    f"{exc}; give its tasks with a generator: `--tasks module:function` with --envs, "
-                    "or `tasks: {generator: module:function}` in a suite file"
-                ) from None
-        else:
-            tasks = _import(self.generator)(**self.kwargs)
-        return [t if isinstance(t, Task) else Task(**t) for t in tasks]
+        hint = (
+            "give its tasks with `--data FILE.jsonl` or `--tasks module:function` with --envs, or "
+            "`data: {path: FILE.jsonl}` / `tasks: {generator: module:function}` in a suite file"
+        )
+        return tasks_from(self.data, self.generator, self.kwargs, lambda: env.tasks(self.split), hint)
 
 
 @dataclass(frozen=True)
@@ -93,15 +103,10 @@ class EnvEval:
     models); False sends them as they are (base models, and what training does)."""
 
     def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ValueError(f"{self.label}: n must be >= 1, got {self.n}")
-        bad = [k for k in self.k if not 1 <= k <= self.n]
-        if not self.k or bad:
-            raise ValueError(f"{self.label}: every k must be in [1, n={self.n}], got k={list(self.k)}")
-        if self.num_tasks is not None and self.num_tasks < 1:
-            raise ValueError(f"{self.label}: num_tasks must be >= 1, got {self.num_tasks}")
-        if self.batch_tasks < 1:
-            raise ValueError(f"{self.label}: batch_tasks must be >= 1, got {self.batch_tasks}")
+        where = f"suite environment {self.label!r}"
+        check_ranges(self, {"n": ">= 1", "num_tasks": ">= 1", "batch_tasks": ">= 1"}, where=where)
+        if not self.k or not all(in_range(k, f"[1, {self.n}]") for k in self.k):
+            raise bad_value(where, "k", list(self.k), f"values in [1, n={self.n}] (pass@k of the n samples)")
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -156,6 +161,17 @@ class Overrides:
     """Most new tokens per generation (per turn in multi-turn environments)."""
     seed: int | None = None
     """Sampling seed; each generation call uses seed + its chunk index."""
+
+    def __post_init__(self) -> None:
+        where = "eval overrides"
+        ranges = {"n": ">= 1", "num_tasks": ">= 1", "batch_tasks": ">= 1", "temperature": ">= 0"}
+        check_ranges(self, ranges | {"top_p": "(0, 1]", "max_tokens": ">= 1"}, where=where)
+        if self.k is not None:
+            if not self.k or not all(in_range(k, ">= 1") for k in self.k):
+                raise bad_value(where, "k", list(self.k), "one or more values >= 1, e.g. 1,2,4")
+            if self.n is not None and max(self.k) > self.n:
+                expected = f"values <= n={self.n} (pass@k needs k of the n samples)"
+                raise bad_value(where, "k", list(self.k), expected)
 
     def apply(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Overlay these settings on one environment's raw (unresolved) entry."""
@@ -234,7 +250,12 @@ def _resolve_env(raw: Mapping[str, Any]) -> EnvEval:
     tasks_raw = raw.get("tasks") or {}
     if isinstance(tasks_raw, str):  # shorthand: a split name or a module:function
         tasks_raw = {"generator": tasks_raw} if ":" in tasks_raw else {"split": tasks_raw}
-    _check_keys(tasks_raw, ("split", "generator", "kwargs"), f"{label} tasks")
+    _check_keys(tasks_raw, ("split", "generator", "kwargs", "data"), f"{label} tasks")
+    tasks_raw = dict(tasks_raw)
+    data_raw = raw.get("data", tasks_raw.get("data"))  # `data:` beside `tasks:`, or under it
+    if data_raw is not None:
+        data_raw = {"path": data_raw} if isinstance(data_raw, str) else data_raw
+        tasks_raw["data"] = build(DataConfig, data_raw, where=f"{label} data")
     k = raw.get("k")
     return EnvEval(
         env=str(raw["env"]),
@@ -270,16 +291,6 @@ def _check_keys(mapping: Mapping[str, Any], allowed: Sequence[str], where: str) 
     unknown = sorted(set(mapping) - set(allowed))
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {list(allowed)}")
-
-
-def _import(spec: str) -> Any:
-    module, sep, attr = spec.partition(":")
-    if not sep or not module or not attr:
-        raise ValueError(f"a task generator is written 'package.module:function', got {spec!r}")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import task generator {spec!r}: {exc}") from exc
 
 
 __all__ = [

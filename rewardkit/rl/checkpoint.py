@@ -17,7 +17,14 @@ from typing import Any
 
 import torch
 
-from rewardkit.models.loading import CHECKPOINTS, LATEST, STATE_FILE, checkpoint_dir
+from rewardkit.models.loading import (
+    CHECKPOINTS,
+    LATEST,
+    STATE_FILE,
+    checkpoint_dir,
+    checkpoint_step,
+    save_model,
+)
 
 
 def save(
@@ -37,8 +44,7 @@ def save(
     final = checkpoint_dir(out, step)
     tmp = root / f".tmp_step_{step:06d}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    policy.save_pretrained(tmp / "model")
-    tokenizer.save_pretrained(tmp / "model")
+    save_model(policy, tokenizer, tmp)  # model/ (LoRA merged in) and, for LoRA, adapter/
     state = {
         "step": step,
         "policy": policy.state_dict(),
@@ -58,7 +64,7 @@ def save(
         shutil.rmtree(final)
     os.replace(tmp, final)
     _write_atomic(root / LATEST, final.name)
-    _prune(root, keep)
+    prune(root, keep)
     return final
 
 
@@ -84,8 +90,17 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _prune(root: Path, keep: int) -> None:
+def prune(root: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints under ``root`` (0: keep all).
+
+    Newest by step number (``step_1000000`` is newer than ``step_999999``), and the checkpoint
+    ``latest`` names is always one of those kept, so the pointer never names a deleted folder."""
     if keep <= 0:
         return
-    for old in sorted(root.glob("step_*"))[:-keep]:
+    pointer = root / LATEST
+    latest = pointer.read_text().strip() if pointer.exists() else None
+    steps = sorted((p for p in root.glob("step_*") if checkpoint_step(p) is not None), key=checkpoint_step)
+    others = [p for p in steps if p.name != latest]
+    room = keep - (len(others) < len(steps))  # the latest takes one of the ``keep`` places
+    for old in others[: max(len(others) - room, 0)]:
         shutil.rmtree(old, ignore_errors=True)

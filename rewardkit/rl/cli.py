@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rewardkit.rl.trainer import TrainResult
 
 
 def add_parser(sub: Any) -> None:
+    from rewardkit.imports import add_import_argument
+
     p = sub.add_parser("train", help="train a policy with GRPO/DAPO/... from a YAML config")
     p.add_argument("config", nargs="?", help="YAML config (see examples/); keys are TrainConfig fields")
     p.add_argument(
@@ -17,7 +24,21 @@ def add_parser(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set lr=1e-5",
     )
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
+    add_import_argument(p)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in output_dir from its latest checkpoint (from step 0 when it has none)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="delete the run already in output_dir and start again"
+    )
+    p.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: accept hyper-parameters that differ from the checkpoint's (the old "
+        "config.yaml is kept as config.step_N.yaml)",
+    )
     p.add_argument(
         "--help-config", action="store_true", help="list every config key with its default and meaning"
     )
@@ -37,10 +58,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rewardkit.rl.trainer import train
 
     cfg = TrainConfig.from_yaml(args.config, parse_overrides(args.set))
-    result = train(cfg, resume=args.resume)
-    last = result.last_metrics
-    print(
-        f"{'interrupted' if result.interrupted else 'finished'} at step {result.steps}: "
-        f"reward {last.get('reward_mean', float('nan')):.4f}; outputs in {result.output_dir}"
+    if args.imports:
+        cfg = dataclasses.replace(cfg, imports=(*cfg.imports, *args.imports))
+    if args.verbose:  # `rewardkit train CFG --verbose` is `--set verbose=true`
+        cfg = dataclasses.replace(cfg, verbose=True)
+    result = train(
+        cfg, resume=args.resume, overwrite=args.overwrite, allow_config_change=args.allow_config_change
     )
-    return 130 if result.interrupted else 0
+    print(_summary(result))
+    return _exit_code(result)
+
+
+def _summary(result: TrainResult) -> str:
+    """``finished at step 8: reward 0.4120; outputs in runs/x; model: runs/x/checkpoints/step_000008/model``."""
+    if not result.interrupted:
+        how = "finished"
+    elif result.signal is not None:
+        how = f"stopped by {signal.Signals(result.signal).name}"
+    else:
+        how = "interrupted"
+    line = (
+        f"{how} at step {result.steps}: reward {result.last_metrics.get('reward_mean', float('nan')):.4f}; "
+        f"outputs in {result.output_dir}"
+    )
+    return line + (f"; model: {result.final_model}" if result.final_model is not None else "")
+
+
+def _exit_code(result: TrainResult) -> int:
+    """0 when finished; 128 + the signal when stopped by one (130 Ctrl-C, 143 SIGTERM), as a shell reports
+    a process killed by it, so a scheduler sees the job was cut short; 130 for other interruptions."""
+    if not result.interrupted:
+        return 0
+    return 128 + result.signal if result.signal is not None else 130

@@ -14,10 +14,21 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_type_hints
 
-from rewardkit.config import ConfigError, build, check_choices, load_yaml, suggest
+from rewardkit.config import (
+    ConfigError,
+    bad_value,
+    build,
+    check_choices,
+    check_ranges,
+    in_range,
+    indent_doc,
+    load_yaml,
+    suggest,
+)
 from rewardkit.config import describe as describe_fields
+from rewardkit.data.tasks import DataConfig
 from rewardkit.rl.algorithms import ALGORITHM_PRESETS, AlgorithmConfig
 
 WHERE = "train config"
@@ -35,13 +46,28 @@ class TrainConfig:
     tokenizer: str | None = None
     """Tokenizer id or directory; None: the one of ``model``."""
     env: str = "math"
-    """Registered environment name (see ``rewardkit envs``)."""
+    """Registered environment name (see ``rewardkit envs``), or ``module:attr`` naming one in your own
+    code (``my_rewards:shouty``, ``path/to/rewards.py:shouty``): a ``@rewardkit.reward_env`` function,
+    an Environment subclass, or a factory returning an Environment."""
     env_config: dict[str, Any] = field(default_factory=dict)
     """Keyword config passed to ``load_env`` (the environment's own config keys)."""
+    imports: tuple[str, ...] = ()
+    """Modules to import before the environment is looked up (dotted names from the current directory
+    or ``.py`` paths), so the names they register with ``@rewardkit.reward_env`` resolve; the CLI's
+    ``--import MODULE`` adds to these."""
+    data: DataConfig | None = None
+    """Train on your own prompts: ``{path: FILE.jsonl | hf_id, split, prompt_field, answer_field,
+    info_fields, system_prompt, chat}`` (``data.*`` below; a bare path is short for ``{path: ...}``).
+    None: the environment's built-in tasks (``env.tasks(train_split)``)."""
+    tasks: str | None = None
+    """Or ``module:function`` returning the tasks (``rewardkit.Task`` objects or dicts of their fields),
+    called with ``tasks_kwargs``."""
+    tasks_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the ``tasks`` function."""
     train_split: str = "train"
-    """Split of ``env.tasks()`` to train on."""
+    """Split of ``env.tasks()`` to train on (when neither ``data`` nor ``tasks`` is given)."""
     max_tasks: int | None = None
-    """Use only the first N tasks of the split (None: all)."""
+    """Use only the first N tasks (None: all)."""
 
     # ---- algorithm ----
     algorithm: str = "grpo"
@@ -58,7 +84,8 @@ class TrainConfig:
     prompts_per_step: int = 8
     """Groups (prompts) per optimizer step, after dynamic-sampling filtering."""
     group_size: int = 8
-    """Samples per prompt (G)."""
+    """Samples per prompt (G). At least 2 where advantages are group-relative (grpo, dr_grpo, dapo, rloo,
+    reinforce_pp with group_baseline) or dynamic sampling is on: a group of one trains nothing there."""
     max_new_tokens: int = 128
     """Token budget of one policy turn; overlong shaping counts against it."""
     temperature: float = 1.0
@@ -130,43 +157,37 @@ class TrainConfig:
     report_to: tuple[Literal["tensorboard", "wandb", "trackio"], ...] = ()
     """Extra loggers when installed: tensorboard, wandb, trackio (metrics.jsonl is always written)."""
     progress: bool = True
-    """Show a live progress bar."""
+    """Show the run's progress on stderr: a live bar in a terminal; when stderr is a file or a pipe
+    (SLURM, nohup), one plain line every ``log_every`` steps."""
+    log_every: int = 1
+    """Without a terminal, print a progress line (step, reward, kl, length, time) every N steps."""
+    verbose: bool = False
+    """Show the libraries' own output too: transformers'/huggingface_hub's progress bars and INFO logs,
+    vLLM's start-up log (``rewardkit train --verbose``). False: warnings only (``rewardkit.console``)."""
 
     def __post_init__(self) -> None:
         check_choices(self, where=WHERE)
-        checks = [
-            (bool(self.model), "model is required (a Hugging Face id, a local directory, or tiny)"),
-            (self.group_size >= 1, f"group_size must be >= 1, got {self.group_size}"),
-            (self.prompts_per_step >= 1, f"prompts_per_step must be >= 1, got {self.prompts_per_step}"),
-            (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
-            (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
-            (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
-            (self.steps >= 0, f"steps must be >= 0, got {self.steps}"),
-            (self.num_iterations >= 1, f"num_iterations must be >= 1, got {self.num_iterations}"),
-            (self.mini_batches >= 1, f"mini_batches must be >= 1, got {self.mini_batches}"),
-            (self.micro_batch_size >= 1, f"micro_batch_size must be >= 1, got {self.micro_batch_size}"),
-            (
-                self.max_sampling_rounds >= 1,
-                f"max_sampling_rounds must be >= 1, got {self.max_sampling_rounds}",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"{WHERE}: {message}")
-        self.algorithm_config  # noqa: B018 - validate the algorithm preset and overrides now
+        if not self.model:
+            raise bad_value(WHERE, "model", self.model, "a Hugging Face model id, a local directory, or tiny")
+        check_ranges(self, _RANGES, where=WHERE)
+        for i, beta in enumerate(self.adam_betas):
+            if not in_range(beta, "[0, 1)"):
+                raise bad_value(WHERE, f"adam_betas[{i}]", beta, "a value in [0, 1)")
+        _check_group_size(self.group_size, self.algorithm, self.algorithm_config)
+        _check_vllm(self.vllm)
+        _check_lora(self.lora)
+        if self.data is not None and self.tasks is not None:
+            raise ConfigError(f"{WHERE}: data and tasks both given; keep one (they are two sources of tasks)")
 
     @property
     def algorithm_config(self) -> AlgorithmConfig:
         """The ``algorithm`` preset with the ``algo`` overrides applied, keys and values checked."""
         if self.algorithm not in ALGORITHM_PRESETS:
-            raise ConfigError(
-                f"{WHERE}: algorithm must be one of {', '.join(sorted(ALGORITHM_PRESETS))}, "
-                f"got {self.algorithm!r}{suggest(self.algorithm, ALGORITHM_PRESETS)}"
-            )
+            names = sorted(ALGORITHM_PRESETS)
+            expected = f"one of {', '.join(names)}"
+            raise bad_value(WHERE, "algorithm", self.algorithm, expected, suggest(self.algorithm, names))
         values = {**ALGORITHM_PRESETS[self.algorithm], **self.algo}
-        return build(
-            AlgorithmConfig, values, where=f"{WHERE} algo (overrides of the {self.algorithm} preset)"
-        )
+        return build(AlgorithmConfig, values, where=WHERE, prefix="algo.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -174,7 +195,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """A config from a mapping of field names (YAML's), keys and values checked; see the module doc."""
-        return build(cls, _split_algorithm(data), where=WHERE)
+        return build(cls, _shorthands(data), where=WHERE)
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
@@ -182,7 +203,123 @@ class TrainConfig:
         data = load_yaml(Path(path).read_text()) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys")
-        return cls.from_dict(_merge(_split_algorithm(data), _split_algorithm(overrides or {})))
+        return cls.from_dict(_merge(_shorthands(data), _shorthands(overrides or {})))
+
+
+_RANGES = {
+    "group_size": ">= 1",
+    "prompts_per_step": ">= 1",
+    "max_new_tokens": ">= 1",
+    "temperature": ">= 0",
+    "top_p": "(0, 1]",
+    "top_k": ">= 0",
+    "max_sampling_rounds": ">= 1",
+    "rollout_batch_size": ">= 1",
+    "is_cap": ">= 1",
+    "steps": ">= 0",
+    "num_iterations": ">= 1",
+    "mini_batches": ">= 1",
+    "micro_batch_size": ">= 1",
+    "lr": "> 0",
+    "weight_decay": ">= 0",
+    "max_grad_norm": "> 0",
+    "warmup_steps": ">= 0",
+    "value_lr": "> 0",
+    "max_tasks": ">= 1",
+    "save_every": ">= 0",
+    "keep_checkpoints": ">= 0",
+    "sample_every": ">= 0",
+    "log_every": ">= 1",
+}
+"""TrainConfig's numeric fields and their ranges (``rewardkit.config.in_range`` rules; None passes)."""
+
+LORA_FIELDS = {
+    "r": "Rank of the adapter matrices: each adapted weight W gets W + (lora_alpha / r) * B @ A, B and A of rank r.",
+    "lora_alpha": "Scale of the adapter update (divided by r, or by sqrt(r) with use_rslora).",
+    "lora_dropout": "Dropout on the adapter's input while training.",
+    "target_modules": "Modules that get adapters: a list of names (q_proj, v_proj, ...), a regex, or 'all-linear';\n"
+    "None: peft's default for the architecture.",
+    "exclude_modules": "Modules (names or a regex) that get no adapter.",
+    "bias": "Which biases train too: 'none', 'all' or 'lora_only'.",
+    "use_rslora": "Rank-stabilised scaling lora_alpha / sqrt(r) (Kalajdzievski 2023) instead of lora_alpha / r.",
+    "use_dora": "DoRA (Liu et al. 2024): a trained magnitude per output on top of a LoRA direction.",
+    "init_lora_weights": "Adapter initialisation: True (B = 0: training starts exactly at the base model), or\n"
+    "'gaussian', 'pissa', 'olora', ...; False: random (the model changes before training).",
+    "modules_to_save": "Modules trained in full and saved beside the adapters (e.g. a new head).",
+    "layers_to_transform": "Only the layers with these indices get adapters (with target_modules a list).",
+}
+"""The ``lora.*`` keys ``--help-config`` explains (any other peft LoraConfig field is accepted too)."""
+
+_LORA_RANGES = {"r": ">= 1", "lora_alpha": "> 0", "lora_dropout": "[0, 1)"}
+
+
+def _check_group_size(group_size: int, algorithm: str, algo: AlgorithmConfig) -> None:
+    """Refuse a group of one where it can carry no signal: group-relative advantages are then 0, and
+    dynamic sampling drops every group (one reward is always "all equal")."""
+    if group_size >= 2 or not (algo.group_relative or algo.dynamic_sampling):
+        return
+    why = (
+        f"its {algo.advantage!r} advantage compares each sample with the others of its group, so a group "
+        "of one has advantage 0"
+        if algo.group_relative
+        else "dynamic sampling drops every group whose rewards are all equal, which a group of one always is"
+    )
+    raise bad_value(
+        WHERE,
+        "group_size",
+        group_size,
+        f">= 2 for algorithm {algorithm!r}",
+        f": {why} and trains nothing (ppo, or reinforce_pp without group_baseline, can train with 1)",
+    )
+
+
+def _check_vllm(options: Mapping[str, Any]) -> None:
+    """``vllm:`` keys and values, checked against the vLLM back end's config (vLLM itself not needed)."""
+    if not options:
+        return
+    from rewardkit.generation.vllm import VLLMGeneratorConfig
+
+    try:
+        build(VLLMGeneratorConfig, options, where=WHERE, prefix="vllm.")
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:  # the back end's own __post_init__ checks
+        raise ConfigError(f"{WHERE}: vllm: {exc}") from None
+
+
+def _check_lora(options: Mapping[str, Any] | None) -> None:
+    """``lora:`` keys and values, checked against peft's LoraConfig (imported only when lora is set)."""
+    if options is None:
+        return
+    if not options:
+        expected = "None (train all weights) or LoraConfig fields, e.g. {r: 16}"
+        hint = ": an empty mapping would train all weights, not adapters"
+        raise bad_value(WHERE, "lora", options, expected, hint)
+    if "task_type" in options:
+        raise bad_value(WHERE, "lora.task_type", options["task_type"], "no value: rewardkit sets CAUSAL_LM")
+    try:
+        from peft import LoraConfig
+    except ImportError:
+        raise ConfigError(f"{WHERE}: lora: training LoRA adapters needs peft: pip install peft") from None
+    try:
+        config = build(LoraConfig, options, where=WHERE, prefix="lora.")
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:  # peft's own __post_init__ checks
+        raise ConfigError(f"{WHERE}: lora: {exc}") from None
+    try:
+        check_ranges(config, _LORA_RANGES, where=WHERE)
+    except ConfigError as exc:
+        raise exc.at(WHERE, "lora.") from None
+
+
+def _shorthands(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The short forms spelled out: ``algorithm: {name: P, ...}`` (see ``_split_algorithm``) and
+    ``data: FILE`` for ``data: {path: FILE}``."""
+    out = _split_algorithm(data)
+    if isinstance(out.get("data"), str):
+        out["data"] = {"path": out["data"]}
+    return out
 
 
 def _split_algorithm(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -197,7 +334,7 @@ def _split_algorithm(data: Mapping[str, Any]) -> dict[str, Any]:
     else:
         del out["algorithm"]  # only overrides: the preset stays (the default, or the YAML's when merged)
     algo = out.get("algo") or {}
-    if isinstance(algo, Mapping):
+    if isinstance(algo, Mapping) and (spec or "algo" in out):  # no empty algo: it would replace (_merge)
         clash = sorted(set(spec) & set(algo))
         if clash:
             raise ConfigError(f"{WHERE}: {clash} given both under algorithm and under algo; keep one")
@@ -206,22 +343,60 @@ def _split_algorithm(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` on top of ``base``: a mapping merges key by key into the mapping it meets
+    (``--set env_config.levels=[1]`` keeps the YAML's other env_config keys), except an empty one,
+    which replaces it (``--set env_config={}`` clears it); anything else replaces."""
     out = dict(base)
     for key, value in extra.items():
-        out[key] = (
-            _merge(out[key], value)
-            if isinstance(value, Mapping) and isinstance(out.get(key), dict)
-            else value
-        )
+        merge = isinstance(value, Mapping) and bool(value) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if merge else value
     return out
 
 
 def describe() -> str:
-    """Each config field with its type, default and docstring, then the ``algo.*`` keys: ``--help-config``."""
-    return (
-        "TrainConfig keys (YAML, or --set key=value; nested keys as --set env_config.levels=[1]):\n\n"
-        f"{describe_fields(TrainConfig)}\n\n"
+    """``--help-config``: every TrainConfig key with its type, default and whole docstring, then the keys
+    of each nested mapping: ``algo.*`` (AlgorithmConfig), ``vllm.*`` (the vLLM back end's options),
+    ``lora.*`` (peft's LoraConfig) and the fields of any nested config dataclass (``data.*``)."""
+    from rewardkit.generation.vllm import VLLMGeneratorConfig
+
+    sections = [
+        "TrainConfig keys (YAML, or --set key=value; nested keys as --set env_config.levels=[1]; an empty\n"
+        "mapping replaces: --set env_config={}):\n\n" + describe_fields(TrainConfig)
+    ]
+    hints = get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        nested = _nested_config(hints[f.name])
+        if nested is not None:
+            head = f"{f.name}.* keys: {nested.__name__} fields"
+            sections.append(f"{head}:\n\n{describe_fields(nested, prefix=f.name + '.')}")
+    sections += [
         "algo.* keys: AlgorithmConfig fields, each overriding the preset named by `algorithm`\n"
         "(defaults below are AlgorithmConfig's; each preset sets some of them, see docs/algorithms.md):\n\n"
-        f"{describe_fields(AlgorithmConfig, prefix='algo.')}"
+        + describe_fields(AlgorithmConfig, prefix="algo."),
+        "vllm.* keys: options of the vLLM rollout back end (rollout_backend: vllm or auto):\n\n"
+        + describe_fields(VLLMGeneratorConfig, prefix="vllm."),
+        _describe_lora(),
+    ]
+    return "\n\n".join(sections)
+
+
+def _nested_config(tp: Any) -> type | None:
+    """The dataclass of a field annotated ``SomeConfig`` or ``SomeConfig | None``, else None."""
+    options = [a for a in get_args(tp) if a is not type(None)] if get_args(tp) else [tp]
+    if len(options) == 1 and isinstance(options[0], type) and dataclasses.is_dataclass(options[0]):
+        return options[0]
+    return None
+
+
+def _describe_lora() -> str:
+    """The ``lora.*`` section: the main LoraConfig fields, typed from peft when it is installed."""
+    head = (
+        "lora.* keys: peft LoraConfig fields (the main ones below; any other LoraConfig field is accepted\n"
+        "too; task_type is set by rewardkit: CAUSAL_LM):\n\n"
     )
+    try:
+        from peft import LoraConfig
+    except ImportError:
+        lines = [f"lora.{name}\n{indent_doc(doc)}" for name, doc in LORA_FIELDS.items()]
+        return head + "\n".join(lines) + "\n(peft is not installed: pip install peft)"
+    return head + describe_fields(LoraConfig, prefix="lora.", only=LORA_FIELDS, docs=LORA_FIELDS)

@@ -20,6 +20,7 @@ import dataclasses
 import math
 import os
 import random
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,9 +30,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rewardkit.config import ConfigError
+from rewardkit.console import quiet_third_party
+from rewardkit.data.tasks import tasks_from
 from rewardkit.envs.base import Environment
 from rewardkit.generation.base import Generator, SamplingParams
-from rewardkit.models import latest_checkpoint
+from rewardkit.imports import import_modules
+from rewardkit.models import latest_checkpoint, resolve_model, resolve_tokenizer
 from rewardkit.registry import load_env
 from rewardkit.rl import checkpoint as ckpt
 from rewardkit.rl.algorithms import (
@@ -56,16 +61,30 @@ from rewardkit.rl.model import (
     reference_logprobs,
     weights_for_sync,
 )
+from rewardkit.rl.run_dir import Interrupted, RunDirMode, StopSignals, clear_for_overwrite
+from rewardkit.rl.run_dir import prepare as prepare_run_dir
 from rewardkit.rl.sampling import Batch, PromptSampler, batch_metrics, collect_batch
 from rewardkit.types import Task
 
 
 @dataclass
 class TrainResult:
+    """What ``train`` did: where the run is, how far it got, and the model to evaluate or share."""
+
     output_dir: Path
+    """The run's directory (``cfg.output_dir``)."""
     steps: int
+    """The last finished step (the one the latest checkpoint holds, unless a second signal cut an update)."""
     last_metrics: dict[str, float]
+    """The last step's metrics.jsonl row (empty when no step ran)."""
     interrupted: bool = False
+    """Stopped by Ctrl-C or SIGTERM before ``cfg.steps``; continue with ``resume=True``."""
+    signal: int | None = None
+    """The signal that stopped the run (``signal.SIGINT``, ``signal.SIGTERM``); None when it finished, or
+    for a KeyboardInterrupt raised by code."""
+    final_model: Path | None = None
+    """The Hugging Face model directory of the run's latest checkpoint (``checkpoints/step_N/model``), for
+    ``rewardkit eval --model`` or ``from_pretrained``; None when there is no checkpoint."""
 
 
 def is_main_process() -> bool:
@@ -78,45 +97,92 @@ def is_main_process() -> bool:
 
 
 def train(
-    cfg: TrainConfig, *, env: Environment | None = None, tasks: list[Task] | None = None, resume: bool = False
+    cfg: TrainConfig,
+    *,
+    env: Environment | None = None,
+    tasks: list[Task] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    allow_config_change: bool = False,
 ) -> TrainResult:
-    """Train ``cfg.model`` against ``cfg.env``; returns where the run was written and its last metrics."""
-    run = _start(cfg, env, tasks, resume)
+    """Train ``cfg.model`` against ``cfg.env``; returns where the run was written and its last metrics.
+
+    An ``output_dir`` that already holds a run is refused unless ``resume`` (continue from its latest
+    checkpoint; a config that differs from the checkpoint's beyond ``run_dir.RESUME_SAFE_KEYS`` is refused
+    unless ``allow_config_change``) or ``overwrite`` (delete that run and start again): see
+    ``rewardkit.rl.run_dir``. Ctrl-C and SIGTERM checkpoint the last finished step and return
+    ``interrupted``; the interrupted step is redone on resume."""
+    run = _start(cfg, env, tasks, RunDirMode(resume, overwrite, allow_config_change))
     cfg = run.cfg
     metrics: dict[str, float] = {}
-    step = run.start
-    try:
-        for step in range(run.start + 1, cfg.steps + 1):
-            metrics = _train_step(run, step)
-            if cfg.save_every and step % cfg.save_every == 0:
-                run.save(step)
-    except KeyboardInterrupt:
-        run.save(step - 1)  # the interrupted step did not finish: resume redoes it
-        run.logger.note(f"interrupted: saved a checkpoint at step {step - 1}; continue with --resume")
-        run.logger.close()
-        return TrainResult(run.out, step - 1, metrics, interrupted=True)
-    if cfg.steps > run.start and not (cfg.save_every and cfg.steps % cfg.save_every == 0):
-        run.save(cfg.steps)
+    done = saved = run.start  # the last finished step; the last step checkpointed
+    with StopSignals() as stop:
+        try:
+            for step in range(run.start + 1, cfg.steps + 1):
+                metrics = _train_step(run, step, stop)
+                done = step
+                if cfg.save_every and step % cfg.save_every == 0:
+                    run.save(step)
+                    saved = step
+                if step < cfg.steps:  # a signal held during the update stops here, the step done
+                    stop.check()
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM (run_dir.Interrupted), or raised by code
+            return _interrupted(run, done, saved, metrics, stop.clean, exc)
+        if done > saved:
+            run.save(done)
     run.logger.close()
-    return TrainResult(run.out, cfg.steps, metrics)
+    return TrainResult(run.out, done, metrics, final_model=_final_model(run.out))
 
 
-def _train_step(run: _Run, step: int) -> dict[str, float]:
-    """One optimizer-step round: rollout -> score -> shaping -> filter -> advantages -> loss -> step -> sync."""
+def _interrupted(
+    run: _Run, done: int, saved: int, metrics: dict[str, float], clean: bool, exc: KeyboardInterrupt
+) -> TrainResult:
+    """Checkpoint the last finished step, unless a second signal cut an update in half (then leave now)."""
+    signum = exc.signum if isinstance(exc, Interrupted) else None
+    how = f"stopped by {signal.Signals(signum).name}" if signum is not None else "interrupted"
+    if clean:
+        if done > saved:
+            run.save(done)
+        run.logger.note(f"{how}: saved a checkpoint at step {done}; continue with --resume")
+    else:
+        latest = f"the latest is step {saved}" if saved else "there is none"
+        run.logger.note(f"{how} during an update: no checkpoint written ({latest})")
+    run.logger.close()
+    return TrainResult(
+        run.out, done, metrics, interrupted=True, signal=signum, final_model=_final_model(run.out)
+    )
+
+
+def _final_model(out: Path) -> Path | None:
+    latest = latest_checkpoint(out)
+    return latest / "model" if latest is not None else None
+
+
+def _train_step(run: _Run, step: int, stop: StopSignals) -> dict[str, float]:
+    """One optimizer-step round: rollout -> score -> shaping -> filter -> advantages -> loss -> step -> sync.
+
+    A signal during the rollout abandons the step (the policy has not changed yet); one later is held
+    until the step is done (``StopSignals``)."""
     cfg, algo, learner = run.cfg, run.learner.algo, run.learner
     t0 = time.perf_counter()
-    batch = collect_batch(  # rollout -> score -> overlong shaping -> dynamic-sampling filter
-        run.env,
-        run.generator,
-        run.sampler,
-        prompts=cfg.prompts_per_step,
-        group_size=cfg.group_size,
-        sampling=_sampling_params(cfg, step),
-        dynamic_sampling=algo.dynamic_sampling,
-        max_rounds=cfg.max_sampling_rounds,
-        overlong_buffer_frac=algo.overlong_buffer_frac,
-        overlong_filter=algo.overlong_filter,
-    )
+    position = run.sampler.state_dict()
+    try:
+        with stop.rollout():
+            batch = collect_batch(  # rollout -> score -> overlong shaping -> dynamic-sampling filter
+                run.env,
+                run.generator,
+                run.sampler,
+                prompts=cfg.prompts_per_step,
+                group_size=cfg.group_size,
+                sampling=_sampling_params(cfg, step),
+                dynamic_sampling=algo.dynamic_sampling,
+                max_rounds=cfg.max_sampling_rounds,
+                overlong_buffer_frac=algo.overlong_buffer_frac,
+                overlong_filter=algo.overlong_filter,
+            )
+    except KeyboardInterrupt:
+        run.sampler.load_state_dict(position)  # the abandoned step draws the same prompts on resume
+        raise
     run.generator.sleep()  # GPU vLLM with sleep mode: free its memory while the optimizer steps
     metrics = batch_metrics(batch)
     if batch.samples:
@@ -217,16 +283,20 @@ class _Run:
             )
 
 
-def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, resume: bool) -> _Run:
-    """Environment, tasks, models, rollout back end, optimizer; the latest checkpoint when resuming."""
+def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, mode: RunDirMode) -> _Run:
+    """The run directory checked (``run_dir.prepare``, before anything loads); environment, tasks, models,
+    rollout back end, optimizer; the latest checkpoint when resuming."""
     from rewardkit.generation import resolve_backend
 
+    quiet_third_party(cfg.verbose)  # before anything loads a model or imports vLLM
     cfg = dataclasses.replace(cfg, rollout_backend=resolve_backend(cfg.rollout_backend))  # auto -> hf | vllm
     algo = cfg.algorithm_config
     _seed_everything(cfg.seed)
     out = Path(cfg.output_dir)
-    env = env or load_env(cfg.env, **cfg.env_config)
-    tasks = list(tasks if tasks is not None else env.tasks(cfg.train_split))[: cfg.max_tasks]
+    resume_from = prepare_run_dir(out, cfg, mode, main=is_main_process())
+    env, tasks = _env_and_tasks(cfg, env, tasks)
+    _check_model_paths(cfg)  # a mistyped path fails in one line, before --overwrite deletes anything
+    clear_for_overwrite(out, mode, main=is_main_process())
     policy, tokenizer = load_policy(
         _model_path(cfg, tasks, out), cfg.tokenizer, cfg.dtype, cfg.gradient_checkpointing, cfg.lora
     )
@@ -237,8 +307,8 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
     scheduler = _scheduler(cfg, optimizer)
     sampler = PromptSampler(tasks, cfg.seed)
     start = 0
-    if resume and (latest := latest_checkpoint(out)) is not None:
-        start = ckpt.load(latest, policy, critic, optimizer, scheduler, sampler)
+    if resume_from is not None:
+        start = ckpt.load(resume_from, policy, critic, optimizer, scheduler, sampler)
         generator.update_weights(weights_for_sync(policy))
     learner = Learner(
         cfg,
@@ -253,6 +323,30 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
     )
     logger = RunLogger(out, cfg, enabled=is_main_process(), start_step=start)
     return _Run(cfg, out, env, sampler, generator, tokenizer, learner, logger, start)
+
+
+def _env_and_tasks(
+    cfg: TrainConfig, env: Environment | None, tasks: Sequence[Task] | None
+) -> tuple[Environment, list[Task]]:
+    """The environment (``cfg.imports`` imported first) and the tasks: ``tasks`` when given, else
+    ``cfg.data``'s, ``cfg.tasks``'s, or the environment's ``train_split``; the first ``max_tasks``."""
+    import_modules(cfg.imports)
+    env = env or load_env(cfg.env, **cfg.env_config)
+    if tasks is None:
+        hint = "give your own with `data: {path: FILE.jsonl}` or `tasks: module:function` in the train config"
+        tasks = tasks_from(cfg.data, cfg.tasks, cfg.tasks_kwargs, lambda: env.tasks(cfg.train_split), hint)
+    tasks = list(tasks)[: cfg.max_tasks]
+    if not tasks:
+        raise ConfigError(f"no tasks to train on (env {cfg.env!r}, max_tasks {cfg.max_tasks})")
+    return env, tasks
+
+
+def _check_model_paths(cfg: TrainConfig) -> None:
+    """``FileNotFoundError`` in one line for a ``model`` or ``tokenizer`` path that does not exist."""
+    if cfg.model != "tiny":
+        resolve_model(cfg.model)
+    if cfg.tokenizer is not None:
+        resolve_tokenizer(cfg.tokenizer)
 
 
 def _model_path(cfg: TrainConfig, tasks: Sequence[Task], out: Path) -> str:
