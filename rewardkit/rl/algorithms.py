@@ -1,8 +1,8 @@
 """The RL algorithms as pure tensor functions: advantages, policy and value losses, loss aggregation, KL, entropy.
 
-Every algorithm rewardkit trains (grpo, dr_grpo, dapo, rloo, ppo, reinforce_pp) is a combination of entries
-from four registries, chosen by name in an `AlgorithmConfig` (see `preset`). The trainer looks pieces up by
-name and never branches on the algorithm's name:
+Every algorithm rewardkit trains (grpo, dr_grpo, dapo, rloo, ppo, reinforce_pp, gspo, cispo, sapo) is a
+combination of entries from four registries, chosen by name in an `AlgorithmConfig` (see `preset`). The
+trainer looks pieces up by name and never branches on the algorithm's name:
 
     cfg = preset("dapo", clip_eps_high=0.3)
     rewards_t = token_rewards(rewards, mask, cfg, old_logprobs, ref_logprobs)      # [B, T]
@@ -28,6 +28,7 @@ Conventions pinned by tests and explained in docs/algorithms.md:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -112,8 +113,11 @@ KL_ESTIMATORS = Registry("KL estimator", "KL_ESTIMATORS", "(logprobs [B,T], ref_
 
 WHERE = "algorithm config"
 _RANGES = {
-    "clip_eps_low": "[0, 1)",
+    "clip_eps_low": "[0, 1]",
     "clip_eps_high": ">= 0",
+    "sapo_tau_pos": "> 0",
+    "sapo_tau_neg": "> 0",
+    "pass_k": ">= 1",
     "dual_clip_c": "> 1",
     "adv_eps": ">= 0",
     "gamma": "[0, 1]",
@@ -132,15 +136,24 @@ class AlgorithmConfig:
     field to its paper and equation."""
 
     advantage: str = "grpo"
-    """Advantage estimator, a name in ADVANTAGES: grpo, dr_grpo, rloo, reinforce_pp, gae."""
+    """Advantage estimator, a name in ADVANTAGES: grpo, grpo_batch_std, dr_grpo, rloo, pass_at_k, reinforce_pp,
+    gae."""
     loss_agg: str = "seq_mean_token_mean"
     """How per-token losses become one scalar per optimizer step, a name in AGGREGATIONS."""
     policy_loss: str = "ppo_clip"
-    """Per-token policy loss, a name in POLICY_LOSSES."""
+    """Per-token policy loss, a name in POLICY_LOSSES: ppo_clip, gspo, gspo_token, cispo, sapo."""
     clip_eps_low: float = 0.2
-    """PPO clip range below 1: the ratio is clipped at 1 - clip_eps_low (Schulman et al. 2017, eq. 7)."""
+    """PPO clip range below 1: the ratio is clipped at 1 - clip_eps_low (Schulman et al. 2017, eq. 7); 1 means
+    no lower bound. gspo clips the sequence ratio with it, cispo the IS weight."""
     clip_eps_high: float = 0.2
     """PPO clip range above 1: 1 + clip_eps_high. DAPO's clip-higher sets it above clip_eps_low (0.28)."""
+    sapo_tau_pos: float = 1.0
+    """sapo only: temperature of the soft gate on tokens with a positive advantage (larger: faster decay)."""
+    sapo_tau_neg: float = 1.05
+    """sapo only: temperature of the soft gate on tokens with a negative (or zero) advantage."""
+    pass_k: int = 1
+    """pass_at_k only: the k of the pass@k objective (min(k, group size) where a group is smaller); 1 gives
+    GRPO's advantage with the population std."""
     dual_clip_c: float | None = None
     """Dual-clip bound c > 1 on the loss of negative-advantage tokens (Ye et al. 2020); None disables it."""
     adv_eps: float = 1e-6
@@ -166,6 +179,11 @@ class AlgorithmConfig:
     """gae only: new values stay within old_values +- value_clip in the clipped value loss."""
     dynamic_sampling: bool = False
     """DAPO: drop groups whose rewards are all equal and sample more prompts (read by the sampler)."""
+    dynamic_sampling_metric: str = "auto"
+    """What dynamic sampling compares within a group (DAPO sec. 3.2 filters on accuracy, not on the shaped
+    reward): ``auto`` (the environment's ``correctness_metric``: math's ``correct``, code's
+    ``all_passed``, tool_use's ``outcome``; else ``correct`` where a Score has it; else ``env_reward``), ``env_reward`` (the environment's reward before overlong shaping), ``reward`` (after
+    shaping), or the name of any metric in the environment's Scores."""
     overlong_buffer_frac: float = 0.0
     """DAPO soft overlong penalty: buffer length as a fraction of max_new_tokens; 0 disables it."""
     overlong_filter: bool = False
@@ -183,6 +201,9 @@ class AlgorithmConfig:
                 hint = suggest(name, registry.names()) + f"; add one with @{registry.variable}.register(...)"
                 raise bad_value(WHERE, key, name, f"one of {', '.join(registry.names())}", hint)
         check_ranges(self, _RANGES, where=WHERE)
+        if not (isinstance(self.dynamic_sampling_metric, str) and self.dynamic_sampling_metric.strip()):
+            expected = "auto, env_reward, reward, or the name of a Score metric"
+            raise bad_value(WHERE, "dynamic_sampling_metric", self.dynamic_sampling_metric, expected)
         if self.kl_coef > 0 and not self.kl_in_reward and self.kl_estimator == "k1":
             raise bad_value(
                 WHERE,
@@ -240,6 +261,30 @@ ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
         "loss_agg": "token_mean",
         "kl_in_reward": True,
         "kl_estimator": "k1",
+    },
+    "gspo": {
+        "advantage": "grpo",
+        "policy_loss": "gspo",
+        "loss_agg": "seq_mean_token_mean",  # with per-token copies of the sequence loss: (1/N) sum_i L_i
+        "clip_eps_low": 3e-4,
+        "clip_eps_high": 4e-4,
+        "kl_coef": 0.0,
+    },
+    "cispo": {
+        "advantage": "grpo",
+        "policy_loss": "cispo",
+        "loss_agg": "token_mean",
+        "clip_eps_low": 1.0,  # no lower bound on the IS weight, as in the paper
+        "clip_eps_high": 4.0,  # IS weight capped at 5
+        "kl_coef": 0.0,
+    },
+    "sapo": {
+        "advantage": "grpo",
+        "policy_loss": "sapo",
+        "loss_agg": "seq_mean_token_mean",
+        "sapo_tau_pos": 1.0,
+        "sapo_tau_neg": 1.05,
+        "kl_coef": 0.0,
     },
 }
 
@@ -413,6 +458,73 @@ def rloo_advantage(token_rewards, mask, group_ids, values, cfg):
     return _per_token(adv, mask), discounted_returns(token_rewards, mask, 1.0)
 
 
+@ADVANTAGES.register("grpo_batch_std", group_relative=True)
+def grpo_batch_std_advantage(token_rewards, mask, group_ids, values, cfg):
+    """Group mean, batch std (Liu et al. 2025, "Tricks or Traps? A Deep Dive into RL for LLM Reasoning",
+    arXiv 2508.08221, the Lite PPO normalisation; TRL's ``scale_rewards="batch"``):
+        A_i = (r_i - mean_g) / (std_batch + eps),
+    std_batch the unbiased std of all rewards of the rollout batch. GRPO's per-group baseline stays; its
+    per-group scale, which inflates groups whose rewards are nearly all equal, goes."""
+    r = _outcome(token_rewards, mask)  # [B]
+    mean, _, _, all_equal = _group_stats(r, group_ids)  # [B]
+    std = r.std() if r.numel() > 1 else r.new_zeros(())  # batch-level, unbiased
+    adv = torch.where(all_equal, 0.0, (r - mean) / (std + cfg.adv_eps))  # Lite PPO: batch std, not std_g
+    return _per_token(adv, mask), discounted_returns(token_rewards, mask, 1.0)
+
+
+@ADVANTAGES.register("pass_at_k", group_relative=True)
+def pass_at_k_advantage(token_rewards, mask, group_ids, values, cfg):
+    """Pass@k training's analytic advantage (Chen et al. 2025, "Pass@k Training for Adaptively Balancing
+    Exploration and Exploitation of Large Reasoning Models", arXiv 2508.10751, its analytical derivation).
+
+    A group of G samples stands for all C(G, k) subsets of k of them, each scored by its best reward (pass@k
+    for 0/1 rewards, max@k otherwise). With R the mean subset score and sigma its population std over the
+    subsets, sample i gets the mean score of the subsets that contain it, relative to R:
+        A_i = (mean_{S contains i} max_{j in S} r_j - R) / (sigma + eps).
+    For 0/1 rewards with c of G correct this is the paper's closed form: R = 1 - C(G-c, k) / C(G, k),
+    sigma = sqrt(R (1 - R)), A_correct = (1 - R) / sigma, A_wrong = (1 - R - C(G-c-1, k-1) / C(G-1, k-1)) / sigma.
+    k = cfg.pass_k (min(k, G) for a smaller group); k = 1 is GRPO with the population std. A group whose
+    rewards are all equal gets 0."""
+    r = _outcome(token_rewards, mask)  # [B]
+    _, inv = torch.unique(group_ids, return_inverse=True)  # [B] group index
+    adv = torch.zeros_like(r)
+    for g in range(int(inv.max()) + 1 if inv.numel() else 0):
+        rows = (inv == g).nonzero().squeeze(-1)  # [G]
+        adv[rows] = _pass_at_k_group(r[rows], cfg.pass_k, cfg.adv_eps)
+    return _per_token(adv, mask), discounted_returns(token_rewards, mask, 1.0)
+
+
+def _pass_at_k_group(r: Tensor, k: int, eps: float) -> Tensor:
+    """pass_at_k_advantage for one group's rewards [G] -> [G], through the rewards in ascending order: the
+    one at (0-based) rank q is the best of C(q, k-1) of the C(G, k) subsets, and of C(q-1, k-2) of those that
+    also hold a lower-ranked sample p, besides the C(p, k-1) where p itself is the best."""
+    n = r.numel()
+    if n < 2 or bool((r == r[0]).all()):
+        return torch.zeros_like(r)  # no signal: exactly 0, as for every group estimator
+    best_of, weights = _pass_at_k_weights(n, min(k, n))
+    order = torch.argsort(r, stable=True)  # [G] ascending
+    s = r[order].double()  # [G]
+    best_of, weights = s.new_tensor(best_of), s.new_tensor(weights)  # [G], [G, G]
+    mean = (best_of * s).sum()  # R
+    sigma = ((best_of * s * s).sum() - mean**2).clamp(min=0).sqrt()  # population std over the subsets
+    adv_sorted = (weights @ s - mean) / (sigma + eps)  # [G]
+    return torch.empty_like(r).index_put_((order,), adv_sorted.to(r.dtype))
+
+
+@functools.lru_cache(maxsize=64)
+def _pass_at_k_weights(n: int, k: int) -> tuple[list[float], list[list[float]]]:
+    """For G = n ranked samples: P(the best of a random k-subset is rank q) [n], and P(the best of a random
+    k-subset holding rank p is rank q) [n, n] (p itself: C(p, k-1) subsets; q > p: C(q-1, k-2))."""
+    best_of = [math.comb(q, k - 1) / math.comb(n, k) for q in range(n)]
+    contain = math.comb(n - 1, k - 1)  # k-subsets holding a given sample
+    weights = [[0.0] * n for _ in range(n)]
+    for p in range(n):
+        weights[p][p] = math.comb(p, k - 1) / contain
+        for q in range(p + 1, n):
+            weights[p][q] = math.comb(q - 1, k - 2) / contain if k >= 2 else 0.0
+    return best_of, weights
+
+
 @ADVANTAGES.register("reinforce_pp", group_relative="group_baseline")
 def reinforce_pp_advantage(token_rewards, mask, group_ids, values, cfg):
     """REINFORCE++ (Hu 2025): token returns G_t = sum_{s >= t} gamma^(s-t) r_s (KL penalties included
@@ -479,6 +591,101 @@ def ppo_clip_loss(logprobs, old_logprobs, advantages, mask, cfg):
         loss = torch.where(dual, -cfg.dual_clip_c * adv, loss)
         stats["dual_clip_frac"] = dual.float()
     stats["ratio"] = ratio.detach()
+    return loss, stats
+
+
+def _clip_stats(ratio: Tensor, adv: Tensor, cfg: AlgorithmConfig) -> dict[str, Tensor]:
+    """PPO-style clip indicators [B, T]: the ratio left the band in the direction its advantage pushes."""
+    high = (adv > 0) & (ratio > 1 + cfg.clip_eps_high)
+    low = (adv < 0) & (ratio < 1 - cfg.clip_eps_low)
+    return {"clip_frac": (high | low).float(), "clip_frac_high": high.float(), "clip_frac_low": low.float()}
+
+
+def _sequence_log_ratio(logprobs: Tensor, old_logprobs: Tensor, mask: Tensor) -> Tensor:
+    """GSPO's length-normalised sequence log-ratio [B]: mean over policy tokens of log pi - log pi_old."""
+    log_ratio = masked_mean(logprobs - old_logprobs.detach(), mask, dim=-1)  # [B]; 0 for an empty row
+    return log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+
+
+@POLICY_LOSSES.register("gspo")
+def gspo_loss(logprobs, old_logprobs, advantages, mask, cfg):
+    """GSPO (Zheng et al. 2025, "Group Sequence Policy Optimization", arXiv 2507.18071, eq. 5): one
+    importance ratio per sequence, clipped and optimised at the sequence level:
+        s_i = (pi(y_i) / pi_old(y_i))^(1/|y_i|) = exp(mean_t log(pi_t / pi_old_t)),
+        L_i = -min(s_i A_i, clip(s_i, 1 - eps_low, 1 + eps_high) A_i),
+    with A_i the sequence's advantage (the mean of its per-token advantages: the outcome advantage itself for
+    grpo-style estimators). The band is narrow (3e-4 / 4e-4 in the paper, sec. 5.1) because s_i is a
+    per-token geometric mean; a clipped sequence gives none of its tokens a gradient.
+
+    Returns L_i on every token of sequence i, so seq_mean_token_mean gives the paper's (1/N) sum_i L_i (other
+    aggregations weight sequences by their length). clip_frac: the share of policy tokens in clipped sequences."""
+    mask = mask.bool()
+    log_s = _sequence_log_ratio(logprobs, old_logprobs, mask)  # [B]
+    s = log_s.exp()  # [B]
+    adv = masked_mean(advantages.detach(), mask, dim=-1)  # [B] the sequence's advantage
+    clipped = s.clamp(1 - cfg.clip_eps_low, 1 + cfg.clip_eps_high)  # [B] GSPO: clip the sequence ratio
+    seq_loss = -torch.minimum(s * adv, clipped * adv)  # [B]
+    stats = _clip_stats(s[:, None].expand_as(logprobs), adv[:, None].expand_as(logprobs), cfg)
+    stats["ratio"] = s.detach()[:, None].expand_as(logprobs)
+    return seq_loss[:, None].expand_as(logprobs), stats  # [B, T] L_i on each token of sequence i
+
+
+@POLICY_LOSSES.register("gspo_token")
+def gspo_token_loss(logprobs, old_logprobs, advantages, mask, cfg):
+    """GSPO-token (Zheng et al. 2025, arXiv 2507.18071, the token-level variant): per-token advantages with GSPO's sequence
+    ratio as each token's value,
+        s_it = sg[s_i] * pi_t / sg[pi_t],   L_it = -min(s_it A_it, clip(s_it, 1 - eps_low, 1 + eps_high) A_it).
+    s_it equals s_i, and its gradient is s_i times that of log pi_t; so with A_it = A_i for all t this is GSPO
+    exactly (value and gradient, under seq_mean_token_mean, the paper's (1/N) sum_i (1/|y_i|) sum_t)."""
+    log_s = _sequence_log_ratio(logprobs, old_logprobs, mask).detach()  # [B] sg[log s_i]
+    s_t = (log_s[:, None] + logprobs - logprobs.detach()).exp()  # [B, T] value s_i, gradient s_i dlog pi_t
+    adv = advantages.detach()
+    clipped = s_t.clamp(1 - cfg.clip_eps_low, 1 + cfg.clip_eps_high)  # [B, T]
+    loss = -torch.minimum(s_t * adv, clipped * adv)  # [B, T]
+    stats = _clip_stats(s_t.detach(), adv, cfg)
+    stats["ratio"] = s_t.detach()
+    return loss, stats
+
+
+@POLICY_LOSSES.register("cispo")
+def cispo_loss(logprobs, old_logprobs, advantages, mask, cfg):
+    """CISPO (MiniMax 2025, "MiniMax-M1", arXiv 2506.13585, the CISPO objective): REINFORCE weighted by a clipped,
+    stop-gradient importance weight,
+        L_t = -sg(clip(r_t, 1 - eps_low, 1 + eps_high)) A_t log pi_t,   r_t = pi_t / pi_old_t.
+    No token's gradient is dropped (PPO's clip zeroes the gradient of tokens past the band, often rare
+    "reflection" tokens); clipping only bounds the weight. The paper sets no lower bound (eps_low = 1 here)
+    and tunes eps_high; it normalises over all tokens of the batch (token_mean, the preset's aggregation).
+    clip_frac: the share of tokens whose weight was clipped (either side, any advantage)."""
+    log_ratio = (logprobs - old_logprobs.detach()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)  # [B, T]
+    ratio = log_ratio.detach().exp()  # [B, T]
+    # CISPO: clip the weight, not the update
+    weight = ratio.clamp(1 - cfg.clip_eps_low, 1 + cfg.clip_eps_high)  # [B, T]
+    loss = -weight * advantages.detach() * logprobs  # [B, T] the gradient flows through log pi only
+    high, low = ratio > 1 + cfg.clip_eps_high, ratio < 1 - cfg.clip_eps_low
+    stats = {"clip_frac": (high | low).float(), "clip_frac_high": high.float(), "clip_frac_low": low.float()}
+    stats["ratio"] = ratio
+    return loss, stats
+
+
+@POLICY_LOSSES.register("sapo")
+def sapo_loss(logprobs, old_logprobs, advantages, mask, cfg):
+    """SAPO (Gao et al. 2025, "Soft Adaptive Policy Optimization", arXiv 2511.20347): a smooth,
+    temperature-controlled gate in place of the hard clip,
+        L_t = -f(r_t) A_t,   f(r) = sigmoid(tau (r - 1)) * 4 / tau,   tau = tau_pos if A_t > 0 else tau_neg,
+    whose gradient is -A_t * w_t * r_t d log pi_t with w_t = 4 p (1 - p), p = sigmoid(tau (r_t - 1)): w = 1 on
+    policy (the plain policy gradient) and decays smoothly as r_t leaves 1, faster for tau_neg > tau_pos
+    (negative updates spread to many unsampled tokens; the paper uses 1.0 / 1.05). The paper normalises as
+    GRPO does, (1/G) sum_i (1/|y_i|) sum_t (seq_mean_token_mean). Nothing is hard-clipped: clip_frac is 0 and
+    soft_gate_weight logs the mean w."""
+    log_ratio = (logprobs - old_logprobs.detach()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)  # [B, T]
+    ratio = log_ratio.exp()  # [B, T]
+    adv = advantages.detach()
+    tau_pos, tau_neg = ratio.new_tensor(cfg.sapo_tau_pos), ratio.new_tensor(cfg.sapo_tau_neg)  # ratio's dtype
+    tau = torch.where(adv > 0, tau_pos, tau_neg)  # [B, T]
+    gate = torch.sigmoid(tau * (ratio - 1))  # [B, T] p
+    loss = -gate * (4 / tau) * adv  # [B, T] SAPO: soft gate instead of min(rho A, clip(rho) A)
+    p = gate.detach()
+    stats = {"clip_frac": torch.zeros_like(p), "soft_gate_weight": 4 * p * (1 - p), "ratio": ratio.detach()}
     return loss, stats
 
 
@@ -587,8 +794,8 @@ def policy_loss(
     in the reward) - entropy_coef * aggregate(entropy), all aggregated with cfg.loss_agg and the step's `norm`.
 
     Returns (loss, metrics). Metrics are detached 0-dim tensors aggregated the same way, so summing them over
-    the step's micro-batches gives the step's value (call .item() once per step). KL is logged whenever
-    ref_logprobs are given, entropy whenever `entropy` [B, T] is given.
+    the step's micro-batches gives the step's value (call .item() once per step). The KL to the reference is
+    logged as ``kl_ref`` whenever ref_logprobs are given, entropy whenever `entropy` [B, T] is given.
     """
     aggregate = AGGREGATIONS[cfg.loss_agg]
     per_token, stats = POLICY_LOSSES[cfg.policy_loss](logprobs, old_logprobs, advantages, mask, cfg)
@@ -600,7 +807,7 @@ def policy_loss(
         raise ValueError("kl_coef > 0 with the KL in the loss (kl_in_reward=False) needs ref_logprobs")
     if ref_logprobs is not None:
         kl = KL_ESTIMATORS[cfg.kl_estimator](logprobs, ref_logprobs.detach())  # [B, T]
-        metrics["kl"] = token_mean(kl.detach(), mask, norm)
+        metrics["kl_ref"] = token_mean(kl.detach(), mask, norm)
         if kl_in_loss:
             loss = loss + cfg.kl_coef * aggregate(kl, mask, norm)
     if entropy is not None:

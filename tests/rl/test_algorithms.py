@@ -4,6 +4,7 @@ accumulation, edge cases (groups of one, equal rewards, empty masks), registries
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import pathlib
 import random
@@ -14,7 +15,7 @@ torch = pytest.importorskip("torch", reason="rewardkit.rl needs torch (pip insta
 
 from rewardkit.rl import algorithms as A  # noqa: E402
 
-OUTCOME_ESTIMATORS = ["grpo", "dr_grpo", "rloo", "reinforce_pp"]
+OUTCOME_ESTIMATORS = ["grpo", "grpo_batch_std", "dr_grpo", "rloo", "pass_at_k", "reinforce_pp"]
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "algorithms.md"
 
 
@@ -101,6 +102,8 @@ def test_gae_hand_computed():
 def reference_outcome(name: str, rewards: list[float], groups: list[int], eps: float) -> list[float]:
     """The textbook formulas, one sample at a time, in float64."""
     out = []
+    batch_mean = sum(rewards) / len(rewards)
+    batch_std = math.sqrt(sum((x - batch_mean) ** 2 for x in rewards) / (len(rewards) - 1))
     for r, g in zip(rewards, groups):
         mates = [x for x, h in zip(rewards, groups) if h == g]
         n = len(mates)
@@ -110,6 +113,8 @@ def reference_outcome(name: str, rewards: list[float], groups: list[int], eps: f
             out.append(0.0)
         elif name == "grpo":
             out.append((r - mean) / (std + eps))
+        elif name == "grpo_batch_std":
+            out.append((r - mean) / (batch_std + eps))
         elif name == "dr_grpo":
             out.append(r - mean)
         else:  # rloo
@@ -117,7 +122,7 @@ def reference_outcome(name: str, rewards: list[float], groups: list[int], eps: f
     return out
 
 
-@pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo"])
+@pytest.mark.parametrize("name", ["grpo", "grpo_batch_std", "dr_grpo", "rloo"])
 def test_group_estimators_match_reference_loop(name):
     rng = random.Random(0)
     rewards, groups = [], []
@@ -131,6 +136,63 @@ def test_group_estimators_match_reference_loop(name):
     rewards, groups = [rewards[i] for i in order], [groups[i] for i in order]
     expected = reference_outcome(name, rewards, groups, eps=1e-6)
     assert_close(sequence_advantages(name, rewards, groups), expected, tol=1e-5)
+
+
+def reference_pass_at_k(rewards: list[float], k: int, eps: float) -> list[float]:
+    """Pass@k / max@k advantages of one group by enumeration: every k-subset scored by its best reward."""
+    n = len(rewards)
+    if max(rewards) == min(rewards):
+        return [0.0] * n
+    subsets = list(itertools.combinations(range(n), min(k, n)))
+    scores = [max(rewards[j] for j in subset) for subset in subsets]
+    mean = sum(scores) / len(scores)
+    sigma = math.sqrt(sum((x - mean) ** 2 for x in scores) / len(scores))  # over subsets: population std
+    out = []
+    for i in range(n):
+        mine = [score for subset, score in zip(subsets, scores) if i in subset]
+        out.append((sum(mine) / len(mine) - mean) / (sigma + eps))
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 8])
+def test_pass_at_k_matches_enumeration_of_subsets(k):
+    rng = random.Random(k)
+    rewards, groups, expected = [], [], []
+    for gid in rng.sample(range(1000), 8):  # ragged groups, some smaller than k, ties, continuous rewards
+        size = rng.choice([1, 2, 4, 6, 8])
+        group = [rng.choice([0.0, 0.5, 1.0, rng.random()]) for _ in range(size)]
+        rewards, groups, expected = (
+            rewards + group,
+            groups + [gid] * size,
+            expected + reference_pass_at_k(group, k, 1e-6),
+        )
+    adv = sequence_advantages("pass_at_k", rewards, groups, pass_k=k)
+    assert_close(adv, expected, tol=1e-6)
+
+
+@pytest.mark.parametrize("n", [4, 8])
+def test_pass_at_k_on_binary_rewards_is_the_papers_closed_form(n):
+    # Chen et al. 2025 (arXiv 2508.10751), analytical derivation: c of n correct, R = 1 - C(n-c, k) / C(n, k)
+    for c in range(n + 1):
+        for k in range(1, n + 1):
+            expected = [0.0] * n  # all right or all wrong: no signal
+            if 0 < c < n:
+                rho = 1 - math.comb(n - c, k) / math.comb(n, k)
+                sigma = math.sqrt(rho * (1 - rho))
+                right = (1 - rho) / (sigma + 1e-6)
+                wrong = (1 - rho - math.comb(n - c - 1, k - 1) / math.comb(n - 1, k - 1)) / (sigma + 1e-6)
+                expected = [right] * c + [wrong] * (n - c)
+            adv = sequence_advantages("pass_at_k", [1.0] * c + [0.0] * (n - c), [0] * n, pass_k=k)
+            assert_close(adv, expected, tol=1e-6)
+
+
+def test_pass_at_1_is_grpo_with_the_population_std():
+    rewards, groups = [0.0, 1.0, 0.25, 1.0, 0.3, 0.9], [0, 0, 0, 0, 1, 1]
+    grpo = sequence_advantages("grpo", rewards, groups, adv_eps=0.0)
+    sizes = torch.tensor([4, 4, 4, 4, 2, 2], dtype=torch.float32)
+    assert_close(
+        sequence_advantages("pass_at_k", rewards, groups, adv_eps=0.0), grpo * ((sizes / (sizes - 1)).sqrt())
+    )
 
 
 def reference_reinforce_pp(rewards, mask, groups, gamma, baseline, eps):
@@ -379,12 +441,13 @@ def accumulated_grad(cfg, micro_batches, step_norm: bool):
     return logits.grad, metrics_sum
 
 
+@pytest.mark.parametrize("loss", ["ppo_clip", "gspo", "gspo_token", "cispo", "sapo"])
 @pytest.mark.parametrize(
     "agg", ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm"]
 )
-def test_gradient_accumulation_equals_full_batch(agg):
+def test_gradient_accumulation_equals_full_batch(agg, loss):
     cfg = A.AlgorithmConfig(
-        loss_agg=agg, clip_eps_high=0.28, kl_coef=0.1, kl_estimator="k3", entropy_coef=0.01
+        loss_agg=agg, policy_loss=loss, clip_eps_high=0.28, kl_coef=0.1, kl_estimator="k3", entropy_coef=0.01
     )
     full_grad, full_metrics = accumulated_grad(cfg, [torch.arange(6)], step_norm=True)
     micro_grad, micro_metrics = accumulated_grad(
@@ -522,7 +585,9 @@ def test_registry_errors():
         reg.register("a")(lambda x: x)
     with pytest.raises(ValueError, match=r"unknown widget 'b'; known: a\. Add one with @WIDGETS\.register"):
         reg["b"]
-    with pytest.raises(ValueError, match="known: dr_grpo, gae, grpo, reinforce_pp, rloo"):
+    with pytest.raises(
+        ValueError, match="known: dr_grpo, gae, grpo, grpo_batch_std, pass_at_k, reinforce_pp, rloo"
+    ):
         A.ADVANTAGES["grpo_typo"]
     with pytest.raises(ValueError, match="already registered"):
         A.ADVANTAGES.register("grpo")(A.grpo_advantage)
@@ -533,14 +598,20 @@ def test_registry_errors():
     [
         (
             {"advantage": "nope"},
-            "advantage: got 'nope', expected one of dr_grpo, gae, grpo, reinforce_pp, rloo",
+            "advantage: got 'nope', expected one of dr_grpo, gae, grpo, grpo_batch_std, pass_at_k, reinforce_pp",
         ),
         ({"loss_agg": "mean"}, "loss_agg: got 'mean', expected one of seq_mean_token_mean"),
         (
             {"kl_estimator": "k4"},
             r"kl_estimator: got 'k4', expected one of k1, k2, k3; add one with @KL_ESTIMATORS",
         ),
-        ({"clip_eps_low": 1.0}, r"clip_eps_low: got 1.0, expected a value in \[0, 1\)"),
+        ({"clip_eps_low": 1.5}, r"clip_eps_low: got 1.5, expected a value in \[0, 1\]"),
+        ({"sapo_tau_pos": -1.0}, "sapo_tau_pos: got -1.0, expected > 0"),
+        ({"pass_k": 0}, "pass_k: got 0, expected >= 1"),
+        (
+            {"policy_loss": "gspo_tok"},
+            "policy_loss: got 'gspo_tok', expected one of cispo, gspo, gspo_token, ppo_clip, sapo",
+        ),
         ({"dual_clip_c": 1.0}, "dual_clip_c: got 1.0, expected > 1"),
         ({"kl_coef": 0.1, "kl_estimator": "k1"}, "k1 as a loss term"),
         ({"lam": 1.5}, r"lam: got 1.5, expected a value in \[0, 1\]"),
@@ -552,12 +623,14 @@ def test_config_validation(fields, message):
 
 
 def test_presets():
-    assert sorted(A.ALGORITHM_PRESETS) == ["dapo", "dr_grpo", "grpo", "ppo", "reinforce_pp", "rloo"]
+    assert sorted(A.ALGORITHM_PRESETS) == [
+        "cispo", "dapo", "dr_grpo", "grpo", "gspo", "ppo", "reinforce_pp", "rloo", "sapo"
+    ]  # fmt: skip
     configs = {name: A.preset(name) for name in A.ALGORITHM_PRESETS}
     assert [n for n, c in configs.items() if c.needs_values] == ["ppo"]
     assert [n for n, c in configs.items() if c.needs_reference] == ["grpo"]
     assert A.preset("dapo", clip_eps_high=0.3).clip_eps_high == 0.3
-    with pytest.raises(ValueError, match="unknown algorithm 'trpo'; known: dapo, dr_grpo, grpo"):
+    with pytest.raises(ValueError, match="unknown algorithm 'trpo'; known: cispo, dapo, dr_grpo, grpo, gspo"):
         A.preset("trpo")
     with pytest.raises(ValueError, match="unknown algorithm option"):
         A.preset("grpo", clip_eps=0.3)
@@ -592,7 +665,7 @@ def test_docs_preset_table_matches_presets():
 # Every preset end to end on a toy task
 
 
-def toy_run(name: str, steps: int = 15) -> tuple[float, float]:
+def toy_run(name: str, steps: int = 15, **overrides) -> tuple[float, float]:
     """Train a position-wise softmax policy (4 positions, 6 tokens) whose reward is the fraction of its policy
     tokens equal to token 2, using only this module: token rewards -> advantages -> 2 epochs of 2 accumulated
     micro-batches -> AdamW. Returns the probability of the target token before and after."""
@@ -601,7 +674,7 @@ def toy_run(name: str, steps: int = 15) -> tuple[float, float]:
     logits = torch.zeros(T, V, requires_grad=True)  # the policy
     values = torch.zeros(T, requires_grad=True)  # the critic, used by gae only
     ref_logp = torch.log_softmax(torch.zeros(T, V), -1)  # frozen reference
-    cfg = A.preset(name)
+    cfg = A.preset(name, **overrides)
     opt = torch.optim.AdamW([logits, values], lr=0.1)
     group_ids = torch.arange(P).repeat_interleave(G)  # [B]
     positions = torch.arange(T).expand(G * P, T)  # [B, T]
@@ -645,6 +718,20 @@ def test_every_preset_raises_the_reward_on_a_toy_task(name):
     assert after > 0.6, f"{name}: p(target) went from {before:.3f} to {after:.3f}"
 
 
+VARIANTS = {  # registry entries no preset names, trained through the same toy run
+    "gspo_token": ("gspo", {"policy_loss": "gspo_token"}),
+    "grpo_batch_std": ("grpo", {"advantage": "grpo_batch_std"}),
+    "pass_at_k": ("grpo", {"advantage": "pass_at_k", "pass_k": 4}),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_other_entry_raises_the_reward_on_a_toy_task(variant):
+    name, overrides = VARIANTS[variant]
+    before, after = toy_run(name, **overrides)
+    assert after > 0.6, f"{variant}: p(target) went from {before:.3f} to {after:.3f}"
+
+
 @pytest.mark.gpu
 def test_same_results_on_cuda():
     if not torch.cuda.is_available():
@@ -658,9 +745,8 @@ def test_same_results_on_cuda():
         to = lambda t: t.detach().to(device)  # noqa: E731
         out = {}
         for name in sorted(A.ALGORITHM_PRESETS):
-            cfg = A.preset(
-                name, kl_coef=0.1, kl_estimator="k3" if name in ("grpo", "dr_grpo", "dapo") else "k1"
-            )
+            in_reward = A.preset(name).kl_in_reward  # k1 only as a reward penalty
+            cfg = A.preset(name, kl_coef=0.1, kl_estimator="k1" if in_reward else "k3")
             r = A.token_rewards(to(rewards), to(mask), cfg, to(old), to(ref))
             a, ret = A.ADVANTAGES[cfg.advantage](r, to(mask), to(group_ids), to(values), cfg)
             z = to(logits)

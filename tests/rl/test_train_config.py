@@ -40,8 +40,8 @@ def error_of(**values) -> str:
         ),
         (
             {"algorithm": "grp"},
-            "train config: algorithm: got 'grp', expected one of dapo, dr_grpo, grpo, ppo, reinforce_pp, rloo"
-            " (did you mean 'grpo'?)",
+            "train config: algorithm: got 'grp', expected one of cispo, dapo, dr_grpo, grpo, gspo, ppo, reinforce_pp,"
+            " rloo, sapo (did you mean 'grpo'?)",
         ),
         (
             {"model": ""},
@@ -92,15 +92,15 @@ def test_adam_betas_are_each_in_0_1():
 
 def test_algo_overrides_are_named_as_the_user_wrote_them():
     assert error_of(algo={"clip_eps_low": -0.1}) == (
-        "train config: algo.clip_eps_low: got -0.1, expected a value in [0, 1)"
+        "train config: algo.clip_eps_low: got -0.1, expected a value in [0, 1]"
     )
     assert error_of(algo={"kl_coef": "lots"}) == "train config: algo.kl_coef: got 'lots', expected a float"
     message = error_of(algo={"kl_cof": 0.1})
     assert message.startswith("train config: unknown key 'algo.kl_cof' (did you mean 'algo.kl_coef'?)")
     assert "allowed keys of algo: advantage, loss_agg," in message
     assert error_of(algo={"advantage": "grpoo"}).startswith(
-        "train config: algo.advantage: got 'grpoo', expected one of dr_grpo, gae, grpo, reinforce_pp, rloo"
-        " (did you mean 'grpo'?)"
+        "train config: algo.advantage: got 'grpoo', expected one of dr_grpo, gae, grpo, grpo_batch_std, pass_at_k,"
+        " reinforce_pp, rloo (did you mean 'grpo'?)"
     )
 
 
@@ -119,7 +119,9 @@ def _single_sample_groups_get_zero_advantage(cfg: AlgorithmConfig) -> bool:
 
 @pytest.mark.parametrize(
     ("algorithm", "algo"),
-    [(name, {}) for name in ALGORITHM_PRESETS] + [("reinforce_pp", {"group_baseline": True})],
+    [(name, {}) for name in ALGORITHM_PRESETS]
+    + [("reinforce_pp", {"group_baseline": True})]
+    + [("grpo", {"advantage": "grpo_batch_std"}), ("grpo", {"advantage": "pass_at_k", "pass_k": 3})],
 )
 def test_group_relative_says_what_the_estimator_does_with_a_group_of_one(algorithm, algo):
     cfg = preset(algorithm, **algo)
