@@ -41,6 +41,12 @@ class SamplingParams:
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
+    @property
+    def truncates(self) -> bool:
+        """True when top-k or top-p cut the distribution sampled: the samples then come from a truncated,
+        renormalised distribution, not from the policy at ``temperature`` (greedy truncates nothing)."""
+        return self.temperature > 0 and (self.top_k > 0 or self.top_p < 1.0)
+
 
 FinishReason = Literal["stop", "length"]
 
@@ -72,10 +78,9 @@ class Generator(Protocol):
     @property
     def samples_trained_module(self) -> bool:
         """True when ``generate`` samples from the very module the trainer updates (the Hugging Face back
-        end), so the sampler's log-probs are the trainer's own and need no recomputation. False when it
-        samples from a copy of the weights with its own numerics (vLLM: other kernels, its own precision):
-        the trainer then recomputes the old log-probs itself and logs the sampler/trainer mismatch, and
-        corrects it with truncated importance weights unless ``is_correction`` is ``none``."""
+        end), with the trainer's numerics. False when it samples from a copy of the weights with its own
+        numerics (vLLM: other kernels, its own precision). Whether the sampler's log-probs are the
+        trainer's own also depends on the sampling: see ``samples_policy_distribution``."""
         ...
 
     def generate(
@@ -87,3 +92,14 @@ class Generator(Protocol):
     def sleep(self) -> None:
         """Release generation memory until the next ``generate`` (vLLM on GPU); may be a no-op."""
         ...
+
+
+def samples_policy_distribution(generator: Generator, params: SamplingParams) -> bool:
+    """Whether ``generator.generate(prompts, params)`` samples the trained policy's own distribution at
+    ``params.temperature``, so its log-probs are the ones the trainer computes: the generator samples the
+    trained module (``samples_trained_module``) and ``params`` truncate nothing. Every back end reports
+    the log-probs of the distribution it actually sampled (after top-k/top-p, renormalised: vLLM's
+    ``processed_logprobs``), while the trainer scores the full distribution; when this is False the
+    trainer recomputes the old log-probs itself, logs the sampler/trainer mismatch and corrects it with
+    importance weights unless ``is_correction`` is ``none`` (``rewardkit.rl.is_correction``)."""
+    return generator.samples_trained_module and not params.truncates

@@ -8,9 +8,13 @@ with rows removed from the cache as they finish.
 
 Log-probabilities (the same convention as the vLLM back end with ``logprobs_mode="processed_logprobs"``):
 each returned logprob is ``log_softmax(filter(logits / T))[token]``, where ``filter`` applies top-k and
-then top-p (the kept tokens are renormalised). With the RL defaults (top_p=1, top_k=0) this is the
-logprob of the token under the policy at temperature T, which is what the trainer recomputes. With
-``temperature == 0`` (greedy) it is ``log_softmax(logits)[token]``, the untempered policy.
+then top-p (the kept tokens are renormalised): the log-prob of the distribution actually sampled. With
+the RL defaults (top_p=1, top_k=0) this is the logprob of the token under the policy at temperature T,
+which is what the trainer recomputes. With top-k or top-p it is not (a kept token's truncated log-prob
+is above the full one by -log of the kept mass: up to 2.4 nats at top_k=20 on a tiny model), so
+``rewardkit.generation.base.samples_policy_distribution`` is False for such sampling and the trainer
+treats this back end like vLLM: it recomputes the old log-probs, logs the mismatch and corrects it.
+With ``temperature == 0`` (greedy) it is ``log_softmax(logits)[token]``, the untempered policy.
 
 ``update_weights`` is a no-op: this back end samples from the very module the optimizer updates.
 """
@@ -72,7 +76,8 @@ class HFGenerator:
 
     @property
     def samples_trained_module(self) -> bool:
-        """True: ``generate`` runs the module it was given, which in training is the trainer's policy."""
+        """True: ``generate`` runs the module it was given, which in training is the trainer's policy (its
+        log-probs are the trainer's only without top-k/top-p: ``base.samples_policy_distribution``)."""
         return True
 
     def update_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:

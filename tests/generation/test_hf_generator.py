@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the HF back end needs torch")
 pytest.importorskip("transformers", reason="the HF back end needs transformers")
 
-from rewardkit.generation.base import Generator, SamplingParams  # noqa: E402
+from rewardkit.generation.base import Generator, SamplingParams, samples_policy_distribution  # noqa: E402
 from rewardkit.generation.hf import HFGenerator, HFGeneratorConfig, filter_logits  # noqa: E402
 from rewardkit.models.tiny import TinyConfig, build_tiny  # noqa: E402
 
@@ -131,6 +131,45 @@ def test_logprobs_match_teacher_forced_forward(tiny, prompts, params):
         for g in group:
             ref = teacher_forced_logprobs(model, prompt, g.token_ids, params=params)
             assert torch.allclose(torch.tensor(g.logprobs), ref, atol=1e-4), (g.logprobs, ref.tolist())
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(n=4, top_k=20, max_tokens=8, seed=5),
+        SamplingParams(n=4, top_p=0.7, max_tokens=8, seed=6),
+    ],
+    ids=["top_k20", "top_p0.7"],
+)
+def test_truncated_sampling_is_not_the_policy_distribution(tiny, prompts, params):
+    """With top-k/top-p the reported log-probs are the truncated distribution's (what was sampled), above
+    the full distribution the trainer scores by -log(kept mass): the generator's samples are then not the
+    policy's own, so the trainer recomputes and corrects (tests/rl/test_is_correction.py)."""
+    model, tok = tiny
+    gen = HFGenerator(model, tok)
+    assert gen.samples_trained_module and not samples_policy_distribution(gen, params)
+    gaps = []
+    for prompt, group in zip(prompts, gen.generate(prompts, params)):
+        for g in group:
+            full = teacher_forced_logprobs(model, prompt, g.token_ids, temperature=params.temperature)
+            gap = torch.tensor(g.logprobs) - full  # [T]: -log of the mass top-k/top-p kept, >= 0
+            assert bool((gap > -1e-4).all()), gap
+            gaps.append(float(gap.max()))
+    assert max(gaps) > 0.1
+
+
+def test_untruncated_sampling_is_the_policy_distribution(tiny, prompts):
+    """top_k=0, top_p=1: the sampler's log-probs are the trainer's full-distribution ones to 1e-4."""
+    model, tok = tiny
+    gen = HFGenerator(model, tok)
+    params = SamplingParams(n=4, temperature=0.8, max_tokens=8, seed=7)
+    assert samples_policy_distribution(gen, params)
+    greedy = SamplingParams(temperature=0.0, top_k=5)
+    assert samples_policy_distribution(gen, greedy)  # greedy truncates nothing
+    for prompt, group in zip(prompts, gen.generate(prompts, params)):
+        for g in group:
+            full = teacher_forced_logprobs(model, prompt, g.token_ids, temperature=0.8)
+            assert torch.allclose(torch.tensor(g.logprobs), full, atol=1e-4)
 
 
 def test_greedy_logprobs_are_untempered(tiny, prompts):
