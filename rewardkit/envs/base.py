@@ -56,7 +56,7 @@ class Environment:
     Class attributes a subclass may set: ``name`` (the registry name), ``Config`` (a frozen dataclass
     of its own options, built from ``load_env``'s keywords into ``self.config``), ``max_turns`` and
     ``max_total_tokens`` (multi-turn episodes), ``pass_threshold`` (the reward that counts as a pass
-    for pass@k and ``check_env``). ``self.scoring`` holds the scoring runtime's options.
+    for pass@k and ``check_env``), ``correctness_metric`` (the metric saying the answer is right). ``self.scoring`` holds the scoring runtime's options.
     """
 
     name: ClassVar[str] = ""
@@ -66,6 +66,10 @@ class Environment:
     max_total_tokens: int | None = None
     pass_threshold: float = 1.0
     """A sample counts as passed (for pass@k) when its reward reaches this value."""
+    correctness_metric: ClassVar[str | None] = None
+    """The Score metric that says whether the answer is right (1/0), when the reward is more than that
+    (partial credit, format bonuses): dynamic sampling's ``auto`` filters groups on it, as DAPO filters on
+    accuracy. None: ``correct`` when a Score has it, else the reward."""
 
     def __init__(self, **options: Any) -> None:
         """Build ``self.config`` from the ``Config`` fields in ``options`` and ``self.scoring`` from the rest."""

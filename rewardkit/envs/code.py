@@ -112,6 +112,7 @@ class CodeEnv(Environment):
     """
 
     name = "code"
+    correctness_metric = "all_passed"
     Config = CodeConfig
 
     def __init__(self, **options: Any) -> None:

@@ -106,6 +106,7 @@ class MathEnv(Environment):
     """
 
     name = "math"
+    correctness_metric = "correct"
 
     Config = MathConfig
 

@@ -140,6 +140,7 @@ class ToolUseEnv(Environment):
     """Multi-turn tool use with an outcome reward. See ``ToolUseConfig`` for the options."""
 
     name = "tool_use"
+    correctness_metric = "outcome"
     Config = ToolUseConfig
 
     def __init__(self, **options: Any) -> None:

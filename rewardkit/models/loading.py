@@ -339,12 +339,19 @@ def merged_state_dict(policy: Any) -> Iterator[dict[str, Any]]:
     if not hasattr(policy, "merge_adapter"):
         yield policy.state_dict()
         return
+    # peft merges in place (W += s * B @ A) and unmerges by subtracting again, which rounds: W + d - d is
+    # not W in floating point (1 ulp in fp32, far more in bf16), so the frozen base would drift at every
+    # checkpoint and weight sync. Keep the exact base weights and put them back.
+    exact = {n: p.detach().clone() for n, p in policy.named_parameters() if ".base_layer." in n}
     policy.merge_adapter()
     try:
         base = policy.get_base_model().state_dict()
         yield {n.replace(".base_layer", ""): t for n, t in base.items() if "lora_" not in n}
     finally:
         policy.unmerge_adapter()
+        for n, p in policy.named_parameters():
+            if n in exact:
+                p.data.copy_(exact[n])
 
 
 def weights_for_sync(policy: Any) -> Iterator[tuple[str, Any]]:

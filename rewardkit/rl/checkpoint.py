@@ -4,6 +4,11 @@ A checkpoint is a directory ``checkpoints/step_NNNNNN`` with the model in Huggin
 evaluation and sharing) and ``trainer_state.pt`` (policy and critic weights, optimizer, scheduler,
 RNG states, data position, step). It is written to a temporary directory and renamed into place, so
 a crash mid-save never leaves a half-written checkpoint; ``checkpoints/latest`` names the newest.
+
+Random state: a run seeds Python's, NumPy's and torch's global generators (``seed_rngs``) and a
+checkpoint holds all three (``rng_state``), because code the run calls in-process (an inline verifier,
+dropout in a model) may draw from any of them. The trainer's own draws do not touch them: rollouts are
+seeded by step, mini-batch orders by step, prompts by epoch.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from rewardkit.models.loading import (
@@ -38,7 +44,13 @@ def save(
     sampler: Any,
     cfg: Any,
     keep: int,
+    *,
+    reference: Any = None,
+    kl_control: Any = None,
 ) -> Path:
+    """Write ``step``'s checkpoint atomically. ``reference``: the KL reference's weights, saved when the run
+    resets it (``ref_reset_every``); ``kl_control``: the ``rewardkit.rl.kl.KLControl`` (coefficient, last
+    reset)."""
     root = Path(out) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = checkpoint_dir(out, step)
@@ -52,11 +64,9 @@ def save(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "sampler": sampler.state_dict(),
-        "rng": {
-            "python": random.getstate(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        },
+        "reference": reference.state_dict() if reference is not None else None,
+        "kl_control": kl_control.state_dict() if kl_control is not None else None,
+        "rng": rng_state(),
     }
     torch.save(state, tmp / STATE_FILE)
     (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
@@ -68,8 +78,19 @@ def save(
     return final
 
 
-def load(path: Path, policy: Any, critic: Any, optimizer: Any, scheduler: Any, sampler: Any) -> int:
-    """Restore a run's state in place; returns the step the checkpoint was taken after."""
+def load(
+    path: Path,
+    policy: Any,
+    critic: Any,
+    optimizer: Any,
+    scheduler: Any,
+    sampler: Any,
+    *,
+    reference: Any = None,
+    kl_control: Any = None,
+) -> int:
+    """Restore a run's state in place; returns the step the checkpoint was taken after. ``reference`` and
+    ``kl_control`` are restored when given and saved (checkpoints from before KL control hold neither)."""
     state = torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False)
     policy.load_state_dict(state["policy"])
     if critic is not None and state["critic"] is not None:
@@ -77,11 +98,39 @@ def load(path: Path, policy: Any, critic: Any, optimizer: Any, scheduler: Any, s
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     sampler.load_state_dict(state["sampler"])
-    random.setstate(state["rng"]["python"])
-    torch.set_rng_state(state["rng"]["torch"])
-    if state["rng"]["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    if reference is not None and state.get("reference") is not None:
+        reference.load_state_dict(state["reference"])
+    if kl_control is not None and state.get("kl_control") is not None:
+        kl_control.load_state_dict(state["kl_control"])
+    set_rng_state(state["rng"])
     return int(state["step"])
+
+
+def seed_rngs(seed: int) -> None:
+    """Seed the global generators a checkpoint holds: Python's, NumPy's, torch's (every CUDA device's too)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # NumPy's legacy seed is 32-bit
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global generators' states (``set_rng_state`` puts them back)."""
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what ``rng_state`` returned."""
+    random.setstate(state["python"])
+    if "numpy" in state:  # checkpoints written before NumPy's generator was saved lack it
+        np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _write_atomic(path: Path, text: str) -> None:

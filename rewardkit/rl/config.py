@@ -71,7 +71,7 @@ class TrainConfig:
 
     # ---- algorithm ----
     algorithm: str = "grpo"
-    """Name of the algorithm preset: grpo, dr_grpo, dapo, rloo, ppo, reinforce_pp (see
+    """Name of the algorithm preset: grpo, dr_grpo, dapo, rloo, ppo, reinforce_pp, gspo, cispo, sapo (see
     docs/algorithms.md). A preset is a set of AlgorithmConfig values; change single ones with ``algo``.
     Also accepted: a mapping ``{name: PRESET, FIELD: VALUE, ...}``, whose other keys go into ``algo``."""
     algo: dict[str, Any] = field(default_factory=dict)
@@ -104,11 +104,22 @@ class TrainConfig:
     """Sequences generated per forward pass by the hf back end."""
     vllm: dict[str, Any] = field(default_factory=dict)
     """Options for the vLLM back end (gpu_memory_utilization, enable_sleep_mode, max_model_len, ...)."""
-    is_correction: Literal["token", "sequence", "none"] = "token"
-    """Sampler/trainer log-prob mismatch correction: ``token`` or ``sequence`` truncated importance
-    sampling, or ``none``. Only matters when the sampler is not the trained module (vLLM)."""
+    is_correction: Literal[
+        "token", "sequence", "geo_sequence", "token_mask", "sequence_mask", "geo_sequence_mask", "none"
+    ] = "token"
+    """Sampler/trainer log-prob mismatch correction (``rewardkit.rl.is_correction``), with the ratio
+    r = pi_train / pi_sampler of each token: truncated importance sampling ``token`` (min(r_t, C)),
+    ``sequence`` (min(prod_t r_t, C)) or ``geo_sequence`` (min(exp(mean_t log r_t), C)); masked IS
+    (IcePop) ``token_mask``, ``sequence_mask``, ``geo_sequence_mask``: drop the tokens, or whole
+    sequences, whose ratio at that level is outside [is_mask_low, is_mask_high]; or ``none`` (measure
+    only). Applies when the sampler's log-probs are not the policy's own: vLLM, or the hf back end with
+    top_k/top_p."""
     is_cap: float = 2.0
     """Cap C of the truncated importance weight min(pi_train / pi_sampler, C)."""
+    is_mask_low: float = 0.5
+    """Masked IS (``*_mask`` corrections): the lowest ratio pi_train / pi_sampler kept, in (0, 1]."""
+    is_mask_high: float = 2.0
+    """Masked IS: the highest ratio kept, >= 1 (verl's geometric-mean thresholds are ~1.0002-1.001)."""
 
     # ---- optimisation ----
     steps: int = 100
@@ -126,13 +137,29 @@ class TrainConfig:
     adam_betas: tuple[float, float] = (0.9, 0.999)
     """AdamW (beta1, beta2): decay rates of the gradient's first and second moment estimates."""
     max_grad_norm: float = 1.0
-    """Gradients are clipped to this global L2 norm before each optimizer step (the norm is logged)."""
+    """The policy's gradient is clipped to this L2 norm before each optimizer step (its norm before
+    clipping is logged as ``grad_norm``)."""
+    value_max_grad_norm: float | None = None
+    """PPO's value model: its gradient is clipped to this L2 norm on its own, so a large value-loss
+    gradient never shrinks the policy's update (logged as ``value_grad_norm``). None: ``max_grad_norm``."""
     warmup_steps: int = 0
     """Linear learning-rate warm-up over this many steps (rounds, as ``steps``); 0: none."""
     lr_schedule: Literal["constant", "cosine"] = "constant"
     """``constant`` or ``cosine`` decay to 0 at the last step (after warm-up)."""
     value_lr: float | None = None
     """Learning rate of PPO's value model (None: ``lr``)."""
+
+    # ---- KL control (rewardkit.rl.kl) ----
+    kl_target: float | None = None
+    """Adaptive KL coefficient (Ziegler et al. 2019): after each step the coefficient ``algo.kl_coef``
+    (its start value, > 0) is multiplied by 1 + clip(KL / kl_target - 1, -0.2, 0.2) * n / kl_horizon,
+    n the step's samples, KL the measured KL to the reference. None: a fixed coefficient."""
+    kl_horizon: int = 10000
+    """Horizon of the adaptive KL controller, in samples: larger adapts more slowly."""
+    ref_reset_every: int = 0
+    """Copy the policy into the KL reference every N steps, and clear the optimizer's moments (ProRL,
+    arXiv 2505.24864): the KL then anchors to a recent policy, not the initial one. 0: never. Needs a
+    reference (``algo.kl_coef`` > 0) and full training (under LoRA the reference is the base model)."""
 
     # ---- memory ----
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
@@ -174,6 +201,7 @@ class TrainConfig:
             if not in_range(beta, "[0, 1)"):
                 raise bad_value(WHERE, f"adam_betas[{i}]", beta, "a value in [0, 1)")
         _check_group_size(self.group_size, self.algorithm, self.algorithm_config)
+        _check_kl_control(self)
         _check_vllm(self.vllm)
         _check_lora(self.lora)
         if self.data is not None and self.tasks is not None:
@@ -216,6 +244,11 @@ _RANGES = {
     "max_sampling_rounds": ">= 1",
     "rollout_batch_size": ">= 1",
     "is_cap": ">= 1",
+    "is_mask_low": "(0, 1]",
+    "is_mask_high": ">= 1",
+    "kl_target": "> 0",
+    "kl_horizon": ">= 1",
+    "ref_reset_every": ">= 0",
     "steps": ">= 0",
     "num_iterations": ">= 1",
     "mini_batches": ">= 1",
@@ -223,6 +256,7 @@ _RANGES = {
     "lr": "> 0",
     "weight_decay": ">= 0",
     "max_grad_norm": "> 0",
+    "value_max_grad_norm": "> 0",
     "warmup_steps": ">= 0",
     "value_lr": "> 0",
     "max_tasks": ">= 1",
@@ -271,6 +305,34 @@ def _check_group_size(group_size: int, algorithm: str, algo: AlgorithmConfig) ->
         f">= 2 for algorithm {algorithm!r}",
         f": {why} and trains nothing (ppo, or reinforce_pp without group_baseline, can train with 1)",
     )
+
+
+def _check_kl_control(cfg: TrainConfig) -> None:
+    """``kl_target`` and ``ref_reset_every`` need a KL reference to act on; a reference reset needs one of
+    its own (under LoRA the reference is the base model with the adapters off)."""
+    from rewardkit.rl.kl import KL_ERROR_CLIP
+
+    if cfg.algorithm_config.kl_coef <= 0:
+        no_kl = ": there is no KL term to control (no reference); set algo.kl_coef > 0"
+        if cfg.kl_target is not None:
+            raise bad_value(WHERE, "kl_target", cfg.kl_target, "None with algo.kl_coef = 0", no_kl)
+        if cfg.ref_reset_every:
+            raise bad_value(WHERE, "ref_reset_every", cfg.ref_reset_every, "0 with algo.kl_coef = 0", no_kl)
+
+    samples = cfg.prompts_per_step * cfg.group_size  # the most one step trains on
+    if cfg.kl_target is not None and cfg.kl_horizon <= KL_ERROR_CLIP * samples:
+        expected = f"> {KL_ERROR_CLIP} * prompts_per_step * group_size = {KL_ERROR_CLIP * samples:g}"
+        hint = ": a step may scale the coefficient by 1 - 0.2 * samples / kl_horizon, which must stay > 0"
+        raise bad_value(WHERE, "kl_horizon", cfg.kl_horizon, expected, hint)
+    if cfg.ref_reset_every and cfg.lora is not None:
+        raise bad_value(
+            WHERE,
+            "ref_reset_every",
+            cfg.ref_reset_every,
+            "0 under LoRA",
+            ": the reference is the base model with the adapters off; resetting it would mean merging the "
+            "adapters into the base and restarting them (not supported): train all weights, or leave it 0",
+        )
 
 
 def _check_vllm(options: Mapping[str, Any]) -> None:

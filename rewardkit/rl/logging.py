@@ -82,6 +82,9 @@ class RunLogger:
     def log_step(self, step: int, metrics: dict[str, float], batch: Any) -> None:
         if not self.enabled:
             return
+        # ``kl``, the public contract's name, is the KL to the reference (``kl_ref``): 0.0 when there is no
+        # reference model. The drift from the rollout policy is ``kl_rollout``, never ``kl``.
+        metrics.setdefault("kl", metrics.get("kl_ref", 0.0))
         for key in REQUIRED_KEYS:
             metrics.setdefault(key, 0.0)
         row = {k: (float(v) if isinstance(v, int | float) else v) for k, v in metrics.items()}
@@ -121,8 +124,9 @@ class RunLogger:
     def save_rollouts(self, step: int, batch: Any) -> None:
         folder = self.out / "rollouts"
         folder.mkdir(exist_ok=True)
+        trained = {id(s) for s in batch.samples}
         with (folder / f"step_{step:06d}.jsonl").open("w") as f:
-            for s in batch.samples:
+            for s in batch.generated:  # dynamic sampling's dropped groups too: what the model wrote
                 t = s.trajectory
                 f.write(
                     json.dumps(
@@ -139,6 +143,7 @@ class RunLogger:
                             "truncated": t.truncated,
                             "turns": t.turns,
                             "group": s.group,
+                            "trained": id(s) in trained,
                         },
                         default=str,
                     )

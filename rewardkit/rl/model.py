@@ -100,9 +100,18 @@ def pack(
 
 
 def completion_logprobs(
-    model: nn.Module, batch: dict[str, Any], temperature: float, with_entropy: bool
+    model: nn.Module,
+    batch: dict[str, Any],
+    temperature: float,
+    with_entropy: bool,
+    *,
+    entropy_grad: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
-    """Log-probabilities [B, T] of the completion tokens under ``model`` at ``temperature`` (and entropy)."""
+    """Log-probabilities [B, T] of the completion tokens under ``model`` at ``temperature`` (and entropy).
+
+    The entropy [B, T] is a metric computed from detached logits unless ``entropy_grad``: an entropy bonus
+    (``entropy_coef`` > 0) needs its gradient, which keeps a float32 log-softmax of every chunk of logits
+    for the backward pass, so it is only paid for when the loss uses it."""
     P, T = batch["prompt_len"], batch["completion_len"]
     out = model(
         input_ids=batch["input_ids"],
@@ -114,7 +123,9 @@ def completion_logprobs(
         logits = logits / temperature  # the sampler drew from softmax(z / T): score the same distribution
     targets = batch["input_ids"][:, P : P + T]  # [B, T]
     logprobs = logprobs_from_logits(logits, targets)
-    entropy = entropy_from_logits(logits.detach()) if with_entropy else None
+    entropy = None
+    if with_entropy:
+        entropy = entropy_from_logits(logits if entropy_grad else logits.detach())  # [B, T]
     return logprobs, entropy
 
 

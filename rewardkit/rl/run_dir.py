@@ -208,7 +208,8 @@ class StopSignals:
     """SIGINT and SIGTERM during ``train()``: stop where the run can be saved as its last finished step.
 
     A signal during a rollout (generation and scoring: most of a step) stops at once with ``Interrupted``;
-    the policy has not changed yet, so the step is simply redone on resume. A signal at any other moment
+    the policy has not changed yet, so the trainer undoes the step (the prompt sampler and the random
+    generators go back to where it began) and it is redone exactly on resume. A signal at any other moment
     (the update, a checkpoint) is held until the step is done and ``check`` raises it, so an update is
     never cut in half. A second signal while one is held stops at once, and ``clean`` is then False: the
     state is mid-update and not worth a checkpoint. Handlers are installed on entry and the previous ones

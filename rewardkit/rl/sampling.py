@@ -2,9 +2,13 @@
 
 ``collect_batch`` is one optimizer step's worth of data: it draws prompts, rolls out G samples each
 through the environment, scores them, applies overlong shaping, and (with dynamic sampling) drops
-groups whose rewards are all equal (they carry no gradient under group-relative advantages) and
-draws more prompts until the batch is full or the round budget is spent. It never fails when the
-budget runs out: it trains on what it has and says so in the stats.
+groups whose accuracy is all equal (they carry no signal under group-relative advantages; what is
+compared is ``AlgorithmConfig.dynamic_sampling_metric``, see ``filter_value``) and draws more prompts
+until the batch is full or the round budget is spent. It never fails when the budget runs out: it
+trains on what it has and says so in the stats.
+
+Overlong shaping is per policy turn: ``max_new_tokens`` is the budget of one turn, so a multi-turn
+episode is judged by its longest turn (``overlong_penalty``), never by the sum of its turns.
 """
 
 from __future__ import annotations
@@ -42,9 +46,16 @@ class Batch:
     """One optimizer step's samples, grouped by prompt, and how collecting them went."""
 
     samples: list[ScoredSample]
-    """The kept groups' samples, group by group."""
+    """The kept groups' samples, group by group: what the step trains on."""
     stats: dict[str, float] = field(default_factory=dict)
     """Timings and dynamic-sampling counts (logged with the step's metrics)."""
+    generated: list[ScoredSample] | None = None
+    """Every sample the step generated, kept or dropped (the step's reward and length statistics are
+    theirs); None: the kept samples are all there were."""
+
+    def __post_init__(self) -> None:
+        if self.generated is None:
+            self.generated = list(self.samples)
 
 
 class PromptSampler:
@@ -80,12 +91,59 @@ class PromptSampler:
         self._order = self._shuffled(self.epoch)
 
 
+def policy_turn_lengths(trajectory: Trajectory) -> list[int]:
+    """The number of tokens of each policy turn: the runs of 1 in the completion mask (environment replies
+    are the 0s between them). A reply that tokenises to nothing would join two turns into one run."""
+    lengths: list[int] = []
+    previous = 0
+    for m in trajectory.completion_mask:
+        if m and previous:
+            lengths[-1] += 1
+        elif m:
+            lengths.append(1)
+        previous = m
+    return lengths
+
+
 def overlong_penalty(trajectory: Trajectory, max_new_tokens: int, buffer_frac: float) -> float:
-    """DAPO's soft overlong penalty on the number of policy tokens (0 when ``buffer_frac`` is 0)."""
+    """DAPO's soft overlong penalty (Yu et al. 2025, arXiv:2503.14476, sec. 3.4, eq. 13) on the longest policy
+    turn, with L = ``max_new_tokens`` and buffer B = ``buffer_frac`` * L (0 when ``buffer_frac`` is 0).
+
+    DAPO punishes a response for running into its generation budget. In a multi-turn episode that budget
+    is per turn (each turn is generated with ``max_new_tokens``), so the turn that came closest to its own
+    budget decides: two 6-token turns under a budget of 8 are not overlong, though they hold 12 policy
+    tokens. A truncated turn has length L and gets -1. Single-turn, this is the number of policy tokens."""
     if buffer_frac <= 0:
         return 0.0
     buffer = max(1, int(round(buffer_frac * max_new_tokens)))
-    return soft_overlong_penalty(trajectory.num_policy_tokens, max_new_tokens, buffer)
+    longest = max(policy_turn_lengths(trajectory), default=0)
+    return soft_overlong_penalty(longest, max_new_tokens, buffer)
+
+
+def filter_value(score: Score, reward: float, metric: str, correctness: str | None = None) -> float:
+    """What dynamic sampling compares within a group, for one sample (``AlgorithmConfig.dynamic_sampling_metric``).
+
+    DAPO (sec. 3.2) drops the groups whose *accuracy* is all 0 or all 1, so ``auto`` reads the Score's
+    ``correctness`` metric (the environment's ``correctness_metric``: math's ``correct``, code's
+    ``all_passed``, tool_use's ``outcome``; else ``correct``) and falls back to ``env_reward``, the reward before
+    overlong shaping: a length penalty alone is no reason to train on a group. ``reward`` is the shaped
+    reward; any other name is a metric of the Score. A failed Score (timeout, error, invalid input) has no
+    metrics and counts as 0."""
+    if metric == "reward":
+        return reward
+    if metric == "env_reward":
+        return score.reward
+    if metric == "auto":
+        return float(score.metrics.get(correctness or "correct", score.reward))
+    if metric in score.metrics:
+        return float(score.metrics[metric])
+    if score.status != "ok":
+        return 0.0
+    known = ", ".join(sorted(score.metrics)) or "none"
+    raise ValueError(
+        f"dynamic_sampling_metric {metric!r} is not a metric of this environment's scores (its metrics: "
+        f"{known}); use auto, env_reward, reward, or one of those"
+    )
 
 
 def collect_batch(
@@ -100,8 +158,12 @@ def collect_batch(
     max_rounds: int,
     overlong_buffer_frac: float,
     overlong_filter: bool,
+    dynamic_sampling_metric: str = "auto",
 ) -> Batch:
+    """``prompts`` groups of ``group_size`` scored, shaped samples (see the module docstring)."""
     kept: list[list[ScoredSample]] = []
+    generated: list[ScoredSample] = []
+    correctness = getattr(env, "correctness_metric", None)
     stats = {"rollout_time_s": 0.0, "score_time_s": 0.0, "groups_seen": 0.0, "groups_dropped": 0.0}
     zero_std_groups, rounds = 0, 0
     while len(kept) < prompts and rounds < max_rounds:
@@ -115,21 +177,17 @@ def collect_batch(
         stats["score_time_s"] += time.perf_counter() - t1
         rounds += 1
         for g in range(len(tasks)):
-            group = []
-            for traj, score in zip(
-                trajectories[g * group_size : (g + 1) * group_size],
-                scores[g * group_size : (g + 1) * group_size],
-            ):
-                penalty = overlong_penalty(traj, sampling.max_tokens, overlong_buffer_frac)
-                group.append(
-                    ScoredSample(
-                        traj, score, score.reward + penalty, len(kept), overlong_filter and traj.truncated
-                    )
-                )
+            part = slice(g * group_size, (g + 1) * group_size)
+            group = [
+                _shaped(traj, score, len(kept), sampling.max_tokens, overlong_buffer_frac, overlong_filter)
+                for traj, score in zip(trajectories[part], scores[part])
+            ]
+            generated += group
             stats["groups_seen"] += 1
-            all_equal = len({round(s.reward, 9) for s in group}) == 1
-            zero_std_groups += all_equal
-            if dynamic_sampling and all_equal:
+            zero_std_groups += _all_equal([s.reward for s in group])  # no advantage signal
+            if dynamic_sampling and _all_equal(
+                [filter_value(s.score, s.reward, dynamic_sampling_metric, correctness) for s in group]
+            ):
                 stats["groups_dropped"] += 1
                 continue
             if len(kept) < prompts:
@@ -139,8 +197,19 @@ def collect_batch(
     stats["sampling_rounds"] = float(rounds)
     stats["frac_zero_std_groups"] = zero_std_groups / max(stats["groups_seen"], 1)
     stats["batch_short"] = float(len(kept) < prompts)  # dynamic sampling ran out of rounds
-    samples = [s for group in kept for s in group]
-    return Batch(samples, stats)
+    return Batch([s for group in kept for s in group], stats, generated)
+
+
+def _shaped(
+    traj: Trajectory, score: Score, group: int, max_tokens: int, buffer_frac: float, overlong_filter: bool
+) -> ScoredSample:
+    """One sample with its overlong penalty added (and masked out of the loss when filtered)."""
+    reward = score.reward + overlong_penalty(traj, max_tokens, buffer_frac)
+    return ScoredSample(traj, score, reward, group, overlong_filter and traj.truncated)
+
+
+def _all_equal(values: list[float]) -> bool:
+    return len({round(v, 9) for v in values}) == 1
 
 
 def _with_seed(sampling: SamplingParams, seed: int | None) -> SamplingParams:
@@ -150,8 +219,10 @@ def _with_seed(sampling: SamplingParams, seed: int | None) -> SamplingParams:
 
 
 def batch_metrics(batch: Batch) -> dict[str, float]:
-    """Reward, status and length statistics of a batch, with each environment metric's mean."""
-    samples = batch.samples
+    """Reward, status and length statistics of every sample the step generated (kept or dropped by dynamic
+    sampling), with each environment metric's mean; ``reward_mean_kept`` and ``kept_fraction`` describe
+    the samples it trains on (``reward_mean_kept`` is absent when every group was dropped)."""
+    samples = batch.generated or []
     n = max(len(samples), 1)
     rewards = [s.reward for s in samples]
     mean = sum(rewards) / n
@@ -161,8 +232,11 @@ def batch_metrics(batch: Batch) -> dict[str, float]:
         "env_reward_mean": sum(s.score.reward for s in samples) / n,
         "response_len_mean": sum(s.trajectory.num_policy_tokens for s in samples) / n,
         "truncated_frac": sum(s.trajectory.truncated for s in samples) / n,
-        "num_samples": float(len(samples)),
+        "num_samples": float(len(batch.samples)),
+        "kept_fraction": len(batch.samples) / n,
     }
+    if batch.samples:
+        out["reward_mean_kept"] = sum(s.reward for s in batch.samples) / len(batch.samples)
     for status in ("timeout", "error", "invalid_input"):
         out[f"status_{status}"] = float(sum(s.score.status == status for s in samples))
     metric_sums: dict[str, float] = {}

@@ -10,7 +10,8 @@ loss, backward and optimizer steps); then the rollout back end gets the new weig
 
 Algorithms differ only in the registry entries their preset names (``rewardkit.rl.algorithms``):
 nothing here branches on an algorithm's name, nor on the back end's: whether the sampler's log-probs
-are the trainer's own is the generator's ``samples_trained_module``. Multi-turn environments plug in
+are the trainer's own is ``samples_policy_distribution`` (the generator's ``samples_trained_module``, and
+sampling without top-k/top-p). Multi-turn environments plug in
 unchanged because every sample is a ``Trajectory`` whose mask marks the policy's tokens.
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import random
 import signal
 import time
 from collections.abc import Sequence
@@ -34,7 +34,7 @@ from rewardkit.config import ConfigError
 from rewardkit.console import quiet_third_party
 from rewardkit.data.tasks import tasks_from
 from rewardkit.envs.base import Environment
-from rewardkit.generation.base import Generator, SamplingParams
+from rewardkit.generation.base import Generator, SamplingParams, samples_policy_distribution
 from rewardkit.imports import import_modules
 from rewardkit.models import latest_checkpoint, resolve_model, resolve_tokenizer
 from rewardkit.registry import load_env
@@ -50,6 +50,7 @@ from rewardkit.rl.algorithms import (
     value_loss,
 )
 from rewardkit.rl.config import TrainConfig
+from rewardkit.rl.kl import KLControl, reset_reference
 from rewardkit.rl.logging import RunLogger
 from rewardkit.rl.model import (
     ValueModel,
@@ -163,32 +164,23 @@ def _train_step(run: _Run, step: int, stop: StopSignals) -> dict[str, float]:
 
     A signal during the rollout abandons the step (the policy has not changed yet); one later is held
     until the step is done (``StopSignals``)."""
-    cfg, algo, learner = run.cfg, run.learner.algo, run.learner
+    learner = run.learner
     t0 = time.perf_counter()
-    position = run.sampler.state_dict()
+    position, rng = run.sampler.state_dict(), ckpt.rng_state()  # where the step starts, to undo it
     try:
         with stop.rollout():
-            batch = collect_batch(  # rollout -> score -> overlong shaping -> dynamic-sampling filter
-                run.env,
-                run.generator,
-                run.sampler,
-                prompts=cfg.prompts_per_step,
-                group_size=cfg.group_size,
-                sampling=_sampling_params(cfg, step),
-                dynamic_sampling=algo.dynamic_sampling,
-                max_rounds=cfg.max_sampling_rounds,
-                overlong_buffer_frac=algo.overlong_buffer_frac,
-                overlong_filter=algo.overlong_filter,
-            )
+            batch = rollout_batch(run, step)
     except KeyboardInterrupt:
-        run.sampler.load_state_dict(position)  # the abandoned step draws the same prompts on resume
+        run.sampler.load_state_dict(position)  # the abandoned step draws the same prompts on resume,
+        ckpt.set_rng_state(rng)  # and the same random numbers (an inline verifier's, say)
         raise
     run.generator.sleep()  # GPU vLLM with sleep mode: free its memory while the optimizer steps
     metrics = batch_metrics(batch)
     if batch.samples:
         metrics.update(optimize(learner, batch, step))  # advantages -> loss -> step
+        _control_kl(run, step, metrics, len(batch.samples))  # next step's KL coefficient; reference reset
         run.generator.update_weights(weights_for_sync(learner.policy))  # in place; a no-op for hf
-    tokens = sum(len(s.trajectory.completion_ids) for s in batch.samples)
+    tokens = sum(len(s.trajectory.completion_ids) for s in batch.generated)  # kept or not, all were generated
     metrics.update(
         step=step,
         step_time_s=time.perf_counter() - t0,
@@ -197,6 +189,24 @@ def _train_step(run: _Run, step: int, stop: StopSignals) -> dict[str, float]:
     )
     run.logger.log_step(step, metrics, batch)
     return metrics
+
+
+def rollout_batch(run: _Run, step: int) -> Batch:
+    """Step ``step``'s batch: rollout -> score -> overlong shaping -> dynamic-sampling filter."""
+    cfg, algo = run.cfg, run.learner.algo
+    return collect_batch(
+        run.env,
+        run.generator,
+        run.sampler,
+        prompts=cfg.prompts_per_step,
+        group_size=cfg.group_size,
+        sampling=_sampling_params(cfg, step),
+        dynamic_sampling=algo.dynamic_sampling,
+        max_rounds=cfg.max_sampling_rounds,
+        overlong_buffer_frac=algo.overlong_buffer_frac,
+        overlong_filter=algo.overlong_filter,
+        dynamic_sampling_metric=algo.dynamic_sampling_metric,
+    )
 
 
 def _sampling_params(cfg: TrainConfig, step: int) -> SamplingParams:
@@ -212,6 +222,23 @@ def _sampling_params(cfg: TrainConfig, step: int) -> SamplingParams:
     )
 
 
+def _control_kl(run: _Run, step: int, metrics: dict[str, float], n_samples: int) -> None:
+    """After the update (``rewardkit.rl.kl``): log the KL coefficient this step used as ``kl_coef``, adapt
+    it to the measured KL to the reference (``kl_target``; the learner gets the new value for the next
+    step), and every ``ref_reset_every`` steps copy the policy into the reference."""
+    control, learner = run.kl_control, run.learner
+    metrics["kl_coef"] = learner.algo.kl_coef
+    if "kl_ref" in metrics:  # measured whenever there is a reference
+        control.update(metrics["kl_ref"], n_samples)
+    if control.coef != learner.algo.kl_coef:
+        run.learner = dataclasses.replace(
+            learner, algo=dataclasses.replace(learner.algo, kl_coef=control.coef)
+        )
+    if control.reset_due(step):  # TrainConfig: resets need a reference of their own (kl_coef > 0, no LoRA)
+        reset_reference(learner.reference, learner.policy, learner.optimizer)
+        control.last_reset = step
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Setting a run up
 
@@ -223,12 +250,12 @@ class Learner:
     cfg: TrainConfig
     """The run's config (``rollout_backend`` resolved)."""
     algo: AlgorithmConfig
-    """``cfg.algorithm_config``, resolved once."""
+    """``cfg.algorithm_config``, resolved once; its ``kl_coef`` is the KL controller's current one."""
     policy: Any
     """The trained causal LM (a peft model under LoRA)."""
     reference: Any
-    """Frozen copy of the initial policy for the KL term; None when there is none, or under LoRA (the
-    reference is then the policy with its adapters off)."""
+    """Frozen copy of the initial policy (of the last reset's, with ``ref_reset_every``) for the KL term;
+    None when there is none, or under LoRA (the reference is then the policy with its adapters off)."""
     critic: ValueModel | None
     """PPO's value model; None for critic-free algorithms."""
     optimizer: torch.optim.Optimizer
@@ -238,8 +265,10 @@ class Learner:
     pad_id: int
     """The tokenizer's padding id, for packing micro-batches."""
     samples_trained_module: bool
-    """The rollout generator's ``samples_trained_module``: True when the sampler's log-probs are the
-    policy's own, so they need no no-grad recomputation and no importance correction."""
+    """``samples_policy_distribution(generator, sampling)``: True when the sampler's log-probs are the
+    policy's own (the generator samples the trained module, without top-k/top-p), so they need no no-grad
+    recomputation and no importance correction. Read once: a run's sampling truncates at every step or
+    at none (temperature, top_k and top_p are the config's)."""
 
     @property
     def device(self) -> torch.device:
@@ -265,6 +294,8 @@ class _Run:
     """Writes metrics.jsonl, rollouts and curves (rank 0 only)."""
     start: int
     """The last step already done (0, or the step of the checkpoint resumed from)."""
+    kl_control: KLControl
+    """The KL coefficient (fixed or adaptive) and the reference resets; checkpointed."""
 
     def save(self, at_step: int) -> None:
         if is_main_process():
@@ -280,6 +311,8 @@ class _Run:
                 self.sampler,
                 self.cfg,
                 self.cfg.keep_checkpoints,
+                reference=learner.reference if self.cfg.ref_reset_every else None,  # else: the initial policy
+                kl_control=self.kl_control,
             )
 
 
@@ -291,7 +324,7 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
     quiet_third_party(cfg.verbose)  # before anything loads a model or imports vLLM
     cfg = dataclasses.replace(cfg, rollout_backend=resolve_backend(cfg.rollout_backend))  # auto -> hf | vllm
     algo = cfg.algorithm_config
-    _seed_everything(cfg.seed)
+    ckpt.seed_rngs(cfg.seed)  # Python's, NumPy's and torch's generators, as a checkpoint restores them
     out = Path(cfg.output_dir)
     resume_from = prepare_run_dir(out, cfg, mode, main=is_main_process())
     env, tasks = _env_and_tasks(cfg, env, tasks)
@@ -306,10 +339,21 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
     optimizer = _optimizer(cfg, policy, critic)
     scheduler = _scheduler(cfg, optimizer)
     sampler = PromptSampler(tasks, cfg.seed)
+    kl_control = KLControl(algo.kl_coef, cfg.kl_target, cfg.kl_horizon, cfg.ref_reset_every)
     start = 0
     if resume_from is not None:
-        start = ckpt.load(resume_from, policy, critic, optimizer, scheduler, sampler)
+        start = ckpt.load(
+            resume_from,
+            policy,
+            critic,
+            optimizer,
+            scheduler,
+            sampler,
+            reference=reference,
+            kl_control=kl_control,
+        )
         generator.update_weights(weights_for_sync(policy))
+    algo = dataclasses.replace(algo, kl_coef=kl_control.coef)  # the adapted coefficient when resuming
     learner = Learner(
         cfg,
         algo,
@@ -319,10 +363,10 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
         optimizer,
         scheduler,
         tokenizer.pad_token_id,
-        generator.samples_trained_module,
+        samples_policy_distribution(generator, _sampling_params(cfg, 0)),
     )
     logger = RunLogger(out, cfg, enabled=is_main_process(), start_step=start)
-    return _Run(cfg, out, env, sampler, generator, tokenizer, learner, logger, start)
+    return _Run(cfg, out, env, sampler, generator, tokenizer, learner, logger, start, kl_control)
 
 
 def _env_and_tasks(
@@ -356,11 +400,6 @@ def _model_path(cfg: TrainConfig, tasks: Sequence[Task], out: Path) -> str:
     from rewardkit.models.tiny import tiny_model_for
 
     return tiny_model_for(tasks, out / "tiny_model", cfg.seed)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _make_generator(cfg: TrainConfig, policy: Any, tokenizer: Any) -> Generator:
@@ -500,7 +539,7 @@ def no_grad_pass(learner: Learner, data: BatchTensors) -> NoGradPass:
         cfg.num_iterations > 1
         or cfg.mini_batches > 1
         or not learner.samples_trained_module
-        or algo.kl_in_reward
+        or (algo.kl_in_reward and algo.kl_coef > 0)  # a KL penalty of weight 0 needs no extra pass
     )
     need_ref, need_values = algo.needs_reference, learner.critic is not None
     if not (need_old or need_ref or need_values):
@@ -527,21 +566,28 @@ def no_grad_pass(learner: Learner, data: BatchTensors) -> NoGradPass:
 def _is_weights(
     learner: Learner, trainer_logprobs: Tensor | None, sampler_logprobs: Tensor, mask: Tensor
 ) -> tuple[Tensor | None, dict[str, float]]:
-    """Truncated importance weights for the sampler/trainer mismatch (vLLM samples with other numerics).
+    """Importance weights for the sampler/trainer mismatch (``cfg.is_correction``: truncated or masked IS,
+    ``rewardkit.rl.is_correction``) and the mismatch metrics.
 
-    The mismatch metrics are logged whenever the sampler is not the trained module, even with the
-    correction off, so a user can see whether it is needed."""
-    if learner.samples_trained_module or trainer_logprobs is None:
+    Measured whenever the trainer's old log-probs exist: always when the sampler's log-probs are not the
+    policy's own (vLLM's numerics, top-k/top-p sampling), even with the correction off, so a user can see
+    whether it is needed; for a sampler that is the policy's own, when they are computed anyway (several
+    epochs or mini-batches, a KL penalty in the reward), and then only measured (~0: nothing to correct)."""
+    if trainer_logprobs is None:
         return None, {}
-    from rewardkit.rl.is_correction import truncated_is_weights
+    from rewardkit.rl.is_correction import correction_weights
 
     cfg = learner.cfg
-    enabled = cfg.is_correction != "none"
-    level = cfg.is_correction if enabled else "token"
-    weights, metrics = truncated_is_weights(
-        trainer_logprobs, sampler_logprobs, mask, level=level, cap=cfg.is_cap, enabled=enabled
+    mode = "none" if learner.samples_trained_module else cfg.is_correction
+    return correction_weights(
+        trainer_logprobs,
+        sampler_logprobs,
+        mask,
+        mode,
+        cap=cfg.is_cap,
+        low=cfg.is_mask_low,
+        high=cfg.is_mask_high,
     )
-    return (weights if enabled else None), metrics
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -559,33 +605,46 @@ def optimize(learner: Learner, batch: Batch, step: int) -> dict[str, float]:
 
 def update(learner: Learner, inputs: LossInputs, step: int) -> tuple[dict[str, float], int]:
     """``num_iterations`` epochs over the batch, each in a fresh random order (seeded by the run's seed and
-    ``step``) cut into ``mini_batches`` optimizer steps; returns the metrics averaged over the optimizer
-    steps, and how many there were."""
+    ``step``) cut into exactly ``mini_batches`` near-equal optimizer steps (``_split``), the count the
+    learning-rate schedule plans for; returns the metrics averaged over the optimizer steps, and how many
+    there were. A batch with fewer samples than ``mini_batches`` (dynamic sampling ran short) leaves some
+    parts empty: they only advance the schedule, so later steps keep their planned learning rates."""
     cfg = learner.cfg
     totals: dict[str, float] = {}
     updates = 0
     gen = torch.Generator().manual_seed(cfg.seed * 7 + step)
     for _ in range(cfg.num_iterations):
         order = torch.randperm(len(inputs.data.prompts), generator=gen).tolist()
-        for mini in _chunks(order, math.ceil(len(order) / cfg.mini_batches)):
+        for mini in _split(order, cfg.mini_batches):
+            if not mini:
+                learner.scheduler.step()
+                continue
             _accumulate(totals, _optimizer_step(learner, inputs, mini))
             updates += 1
     return {k: v / max(updates, 1) for k, v in totals.items()}, updates
 
 
 def _optimizer_step(learner: Learner, inputs: LossInputs, mini: list[int]) -> dict[str, float]:
-    """Gradients of one mini-batch, accumulated over its micro-batches, then one clipped optimizer step."""
+    """Gradients of one mini-batch, accumulated over its micro-batches, then one clipped optimizer step.
+
+    The policy's and the critic's gradients are clipped separately, each by its own norm (as verl and
+    OpenRLHF do, with one optimizer each): one global norm would let a large value-loss gradient shrink
+    the policy's update. ``grad_norm`` is the policy's norm before clipping, ``value_grad_norm`` the
+    critic's."""
     cfg, optimizer = learner.cfg, learner.optimizer
     norm = StepNorm.from_masks([inputs.data.loss_mask[mini]], constant=float(cfg.max_new_tokens))
     metrics: dict[str, float] = {}
     for micro in _chunks(mini, cfg.micro_batch_size):
         _accumulate(metrics, _loss_backward(learner, inputs, micro, norm))
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    policy_params = optimizer.param_groups[0]["params"]  # _optimizer: the policy's group first
+    metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy_params, cfg.max_grad_norm))
+    if learner.critic is not None:
+        value_max = cfg.value_max_grad_norm if cfg.value_max_grad_norm is not None else cfg.max_grad_norm
+        value_norm = torch.nn.utils.clip_grad_norm_(optimizer.param_groups[1]["params"], value_max)
+        metrics["value_grad_norm"] = float(value_norm)
     optimizer.step()
     learner.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    metrics["grad_norm"] = float(grad_norm)
     return metrics
 
 
@@ -593,17 +652,19 @@ def _loss_backward(learner: Learner, inputs: LossInputs, micro: list[int], norm:
     """Forward pass, policy (and value) loss and backward of one micro-batch; returns the loss's metrics."""
     cfg, data, nograd = learner.cfg, inputs.data, inputs.nograd
     packed = data.pack(micro, learner.pad_id, learner.device)
-    logprobs, entropy = completion_logprobs(learner.policy, packed, cfg.temperature, with_entropy=True)
+    bonus = learner.algo.entropy_coef != 0  # the entropy keeps its graph only for an entropy bonus
+    logprobs, entropy = completion_logprobs(
+        learner.policy, packed, cfg.temperature, with_entropy=True, entropy_grad=bonus
+    )
     sl = (micro, slice(0, packed["completion_len"]))
     mask = data.loss_mask[sl]
     old = nograd.old_logprobs[sl] if nograd.old_logprobs is not None else logprobs.detach()
     adv = inputs.advantages[sl] * (inputs.is_weights[sl] if inputs.is_weights is not None else 1.0)
     ref = nograd.ref_logprobs[sl] if nograd.ref_logprobs is not None else None
     loss, metrics = policy_loss(logprobs, old, adv, mask, norm, learner.algo, ref, entropy)
-    if (
-        learner.reference is None and "kl" not in metrics
-    ):  # no reference model: the drift from the rollout policy
-        metrics["kl"] = token_mean(KL_ESTIMATORS["k3"](logprobs.detach(), old), mask, norm)
+    # How far the update has moved from the policy that produced the rollouts: k3 with r = pi / pi_old at
+    # tokens sampled from pi_old, an estimate of KL(pi_old || pi); 0 until the first optimizer step.
+    metrics["kl_rollout"] = token_mean(KL_ESTIMATORS["k3"](old, logprobs.detach()), mask, norm)
     if learner.critic is not None:
         values = completion_values(learner.critic, packed)
         v_loss, value_metrics = value_loss(
@@ -630,6 +691,14 @@ def _rows(values: list[Any], T: int, device: Any) -> Tensor:
         if len(v):
             out[i, : len(v)] = torch.tensor(v, dtype=torch.float32)
     return out.to(device)
+
+
+def _split(items: list[int], parts: int) -> list[list[int]]:
+    """``items`` in exactly ``parts`` consecutive parts whose sizes differ by at most one, the longer
+    first (``torch.tensor_split``'s rule); parts past ``len(items)`` are empty."""
+    size, extra = divmod(len(items), parts)
+    bounds = [i * size + min(i, extra) for i in range(parts + 1)]
+    return [items[bounds[i] : bounds[i + 1]] for i in range(parts)]
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:

@@ -50,7 +50,7 @@ def test_example_runs(example, tmp_path):
     rollouts = [
         json.loads(line) for line in (tmp_path / "rollouts" / "step_000001.jsonl").read_text().splitlines()
     ]
-    assert rollouts and {"prompt", "completion", "reward"} <= set(rollouts[0])
+    assert rollouts and {"prompt", "completion", "reward", "trained"} <= set(rollouts[0])
     # quiet by default: no third-party progress bars at the checkpoint saves
     assert "Writing model shards" not in proc.stderr and "Loading weights" not in proc.stderr, proc.stderr[
         -3000:
@@ -93,7 +93,7 @@ def test_set_overrides_are_checked_with_the_key_and_the_allowed_values(capsys):
         ("steps=many", "train config: steps: got 'many', expected an int"),
         (
             "algorithm=grp",
-            "algorithm: got 'grp', expected one of dapo, dr_grpo, grpo, ppo, reinforce_pp, rloo",
+            "algorithm: got 'grp', expected one of cispo, dapo, dr_grpo, grpo, gspo, ppo, reinforce_pp, rloo, sapo",
         ),
         ("algo.kl_cof=0.1", "unknown key 'algo.kl_cof' (did you mean 'algo.kl_coef'?)"),
     ]:

@@ -6,8 +6,15 @@ import pytest
 
 from rewardkit.generation.base import Generation, SamplingParams
 from rewardkit.registry import FunctionEnv
-from rewardkit.rl.sampling import PromptSampler, batch_metrics, collect_batch, overlong_penalty
-from rewardkit.types import Task, Trajectory
+from rewardkit.rl.sampling import (
+    PromptSampler,
+    batch_metrics,
+    collect_batch,
+    filter_value,
+    overlong_penalty,
+    policy_turn_lengths,
+)
+from rewardkit.types import Score, Task, Trajectory
 
 
 class CharTokenizer:
@@ -170,3 +177,126 @@ def test_prompt_sampler_is_resumable():
     b.load_state_dict(state)
     assert [t.id for t in b.draw(9)] == [t.id for t in rest]
     assert len({t.id for t in first}) == 5
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Overlong shaping is per policy turn
+
+
+class TwoTurns(FunctionEnv):
+    """Two policy turns with a 7-token environment reply (``" again:"``) between them."""
+
+    max_turns = 2
+
+    def env_response(self, messages, state):
+        from rewardkit.envs.base import EnvStep
+
+        return EnvStep(messages=({"role": "user", "content": " again:"},))
+
+
+def two_turn_batch(turn_lengths, max_tokens=8, buffer_frac=0.25):
+    """One group of two-turn episodes through the real rollout loop; sample k writes ``turn_lengths[k]``
+    characters (= tokens) per turn, in a letter of its own so a later turn can tell whose it is."""
+    env = TwoTurns(exact, "exact2", executor="inline")
+
+    def script(prompt, k):
+        history = prompt.removeprefix("task0:")
+        if not history:  # the first turn: sample k of the group
+            return chr(ord("a") + k) * turn_lengths[k][0]
+        k = ord(history[0]) - ord("a")
+        return chr(ord("a") + k) * turn_lengths[k][1]
+
+    batch = collect_batch(
+        env,
+        ScriptedGenerator(script),
+        PromptSampler(make_tasks(1), seed=0),
+        prompts=1,
+        group_size=len(turn_lengths),
+        sampling=sampling(max_tokens),
+        dynamic_sampling=False,
+        max_rounds=1,
+        overlong_buffer_frac=buffer_frac,
+        overlong_filter=True,
+    )
+    env.close()
+    return batch
+
+
+def test_overlong_shaping_judges_each_policy_turn_against_its_own_budget():
+    # budget 8 tokens per turn, buffer 2: a turn of <= 6 is fine, 7 gets -0.5, a cut turn (8) gets -1
+    batch = two_turn_batch([(6, 6), (3, 7), (6, 9), (2, 2)])
+    turns = [policy_turn_lengths(s.trajectory) for s in batch.samples]
+    assert turns == [[6, 6], [3, 7], [6, 8], [2, 2]]
+    assert all(s.trajectory.turns == 2 for s in batch.samples)
+    assert [s.trajectory.num_policy_tokens for s in batch.samples] == [12, 10, 14, 4]
+    assert [s.reward for s in batch.samples] == pytest.approx([0.0, -0.5, -1.0, 0.0])
+    assert [s.loss_mask_off for s in batch.samples] == [False, False, True, False]  # only the cut turn
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What dynamic sampling compares
+
+
+def constant_env(metrics=None):
+    """Reward 1.0 for every sample, with optional metrics from ``metrics(completion)``."""
+
+    def fn(completion, *, answer=None, prompt=None, info=None):
+        return Score.ok(1.0, metrics(completion) if metrics else {})
+
+    return FunctionEnv(fn, "constant", executor="inline")
+
+
+def filtered(env, metric, lengths=(4, 10, 16, 22), buffer_frac=0.25):
+    gen = ScriptedGenerator(lambda prompt, k: "x" * lengths[k % len(lengths)])
+    return collect_batch(
+        env,
+        gen,
+        PromptSampler(make_tasks(4), seed=0),
+        prompts=2,
+        group_size=4,
+        sampling=sampling(16),
+        dynamic_sampling=True,
+        max_rounds=2,
+        overlong_buffer_frac=buffer_frac,
+        overlong_filter=False,
+        dynamic_sampling_metric=metric,
+    )
+
+
+def test_dynamic_sampling_ignores_a_group_that_differs_only_by_its_length_penalty():
+    batch = filtered(constant_env(), "auto")
+    assert [s.reward for s in batch.generated[:4]] == [1.0, 1.0, 0.0, 0.0]  # -1 at the budget (16)
+    assert batch.samples == []  # accuracy is 1.0 everywhere: no group is trained on the penalty alone
+    assert batch.stats["groups_dropped"] == 4 and batch.stats["batch_short"] == 1.0
+    metrics = batch_metrics(batch)
+    assert metrics["env_reward_mean"] == 1.0 and metrics["kept_fraction"] == 0.0
+    assert metrics["reward_mean"] == pytest.approx(0.5)  # every generated sample, not the (no) kept ones
+    assert "reward_mean_kept" not in metrics
+    # the shaped reward is still there to filter on when wanted
+    assert len(filtered(constant_env(), "reward").samples) == 8
+
+
+def test_dynamic_sampling_reads_the_correct_metric_then_any_named_metric():
+    right = constant_env(lambda c: {"correct": 1.0, "short": float(len(c) < 10)})
+    assert filtered(right, "auto", buffer_frac=0.0).samples == []  # all correct: dropped
+    assert len(filtered(right, "short", buffer_frac=0.0).samples) == 8  # 'short' differs within a group
+
+    with pytest.raises(ValueError, match="'missing' is not a metric.*correct, short"):
+        filtered(right, "missing")
+
+
+def test_auto_reads_the_environments_own_correctness_metric():
+    env = constant_env(lambda c: {"solved": 1.0, "correct": float(len(c) < 10)})
+    assert len(filtered(env, "auto", buffer_frac=0.0).samples) == 8  # `correct` differs within a group
+    env.correctness_metric = "solved"  # every answer solved: nothing to learn from, whatever `correct` says
+    assert filtered(env, "auto", buffer_frac=0.0).samples == []
+
+
+def test_filter_value_of_a_failed_score_is_zero():
+    failure = Score.failure("timeout", "slow")
+    assert filter_value(failure, 0.0, "correct") == 0.0
+    assert filter_value(Score.ok(0.5, {"correct": 1.0}), 0.2, "auto") == 1.0
+    assert filter_value(Score.ok(0.5), 0.2, "auto") == 0.5
+    assert filter_value(Score.ok(0.5), 0.2, "reward") == 0.2
+    # an environment's own correctness metric wins (code: all_passed), then `correct`, then the reward
+    assert filter_value(Score.ok(0.5, {"all_passed": 0.0, "correct": 1.0}), 0.2, "auto", "all_passed") == 0.0
