@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"per round: {', '.join(f'{x:.2f}x' for x in speedups)}.",
                 "Latency is the time from the start of the batch until a sample's verdict is ready. The",
                 "correct counts differ because raw math-verify ignores <answer> tags and cannot parse golds",
-                "written without $ delimiters, and because rewardkit is stricter (hedging, relative tolerance).",
+                "written without $ delimiters, and because the rules differ where math-verify is wrong (hedging,",
+                "exact or relative comparison, `x \\le 2` read as an interval: docs/math.md, section 6).",
                 "",
             ]
         )

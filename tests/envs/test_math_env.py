@@ -63,6 +63,21 @@ def test_chat_messages_score_the_last_assistant_turn(env):
     assert env.score(messages, answer="4").reward == 1.0
 
 
+def test_multi_valued_golds_rounding_and_hedges_through_the_worker_pool(env):
+    batch = [
+        ("So $\\boxed{1}, \\boxed{2}, \\boxed{3}$.", "\\{1,2,3\\}", 1.0),
+        ("$\\boxed{1}$ and $\\boxed{2}$", "\\boxed{1}, \\boxed{2}", 1.0),
+        ("\\boxed{1}, \\boxed{2}, \\boxed{3}", "3", 0.0),
+        ("So maybe 12 and 15.", "15", 0.0),
+        ("<answer>0.33</answer>", "1/3", 1.0),
+        ("<answer>1,22</answer>", "1.22", 1.0),
+        ("<answer>-2 \\le x \\le 7</answer>", "x \\in [-2, 7]", 1.0),
+    ]
+    scores = env.score_batch([{"completion": c, "answer": g} for c, g, _ in batch])
+    assert [s.reward for s in scores] == [r for _, _, r in batch]
+    assert "hedging" in scores[2].info["reason"] and "hedging" in scores[3].info["reason"]
+
+
 def test_missing_gold_is_invalid_input(env):
     score = env.score("<answer>4</answer>")
     assert score.status == "invalid_input" and "gold" in score.info["reason"]

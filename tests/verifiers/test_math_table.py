@@ -78,6 +78,8 @@ EQUIVALENT = [
     ("\\pi", A("3.14159265")),
     ("1000000", A("1000000.5")),  # within the 1e-6 relative tolerance: documented
     ("1.5", A("\\frac{3}{2}")),
+    ("\\frac{1}{3}", A("0.3333")),  # rounded at the precision written (2+ significant digits)
+    ("\\pi", A("3.14")),
     ("0.1", A(".1")),
     # percentages
     ("50\\%", A("0.5")),
@@ -147,6 +149,86 @@ EQUIVALENT = [
     ("5", "\\boxed{5} and in the end <answer>\\boxed{5}</answer>"),
     ("5", "<answer>5</answer>"),
     ("9^{9^{9^{9}}}", B("9^{9^{9^{9}}}")),  # identical huge values compare structurally
+    # --- issue 14 families -------------------------------------------------------------------------
+    # several boxes (or tags) for a multi-valued gold: all its values, each once, is the answer
+    ("\\{1,2,3\\}", "So $\\boxed{1}, \\boxed{2}, \\boxed{3}$."),
+    ("1, 2, 3", "The solutions are $\\boxed{1}$, $\\boxed{2}$ and $\\boxed{3}$."),
+    ("\\{1,2,3\\}", "\\boxed{3} and \\boxed{1} and \\boxed{2}"),
+    ("x=1 \\text{ and } x=-2", "$\\boxed{1}$ and $\\boxed{-2}$"),
+    ("(2, 2), (6, 2)", "$\\boxed{(2, 2)} \\quad\\text{and}\\quad \\boxed{(6, 2)}$"),
+    ("k = 45, n = 2", "$\\boxed{k = 45} \\quad \\text{and} \\quad \\boxed{n = 2}$"),
+    ("k = 45, n = 2", "$\\boxed{45}$ and $\\boxed{2}$"),
+    ("-2, 3", "<answer>\\boxed{3} and \\boxed{-2}</answer>"),
+    ("-2, 3", "<answer>3</answer> <answer>-2</answer>"),
+    (
+        "\\{1, 2\\}",
+        "First $\\boxed{1}$, then the set: $\\boxed{\\{1, 2\\}}$",
+    ),  # the partial box is in the gold
+    ("1,-2", "so $n = \\boxed{1}$ or $n = \\boxed{-2}$"),
+    ("12, 15", "So the two numbers are 12 and 15."),
+    ("7, 8", "The answer is 7, 8."),
+    ("45", "In 2019, 45 people came."),
+    # ... and a gold written as several boxes (or math pieces) against one set
+    ("\\boxed{1}, \\boxed{2}", B("\\{1, 2\\}")),
+    ("\\(\\boxed{1}\\) and \\(\\boxed{-2}\\).", B("-2,1")),
+    ("$$\\boxed{2}, \\boxed{3}, \\boxed{5}$$", A("\\{2, 3, 5\\}")),
+    ("\\boxed{1} cup and \\boxed{2} plates", B("1,2")),
+    ("$1$ and $2$ and $3$", B("1,2,3")),
+    # decimal comma: a comma that cannot be a thousands separator, against a single number
+    ("1.22", A("1,22")),
+    ("1,22", A("1.22")),
+    ("0.111", B("0,111")),
+    ("0,111", A("0.111")),
+    ("2.5", T("2,5")),
+    ("1,22", A("\\{1, 22\\}")),  # against a set, the same gold is a list
+    # rounded decimals: the gold's exact value rounded at the decimal's written places
+    ("\\frac{1}{3}", A("0.33")),
+    ("\\frac{2}{3}", A("0.67")),
+    ("\\sqrt{2}", A("1.414")),
+    ("\\frac{1}{7}", A("0.142857")),
+    ("0.33", A("\\frac{1}{3}")),
+    ("(\\frac{3}{5}, \\frac{8}{3}]", A("(0.6, 2.6667]")),
+    (
+        "\\begin{pmatrix}\\frac{1}{3} \\\\ \\frac{1}{5}\\end{pmatrix}",
+        A("\\begin{pmatrix}0.33 \\\\ 0.2\\end{pmatrix}"),
+    ),
+    ("\\frac{1}{3^{20}}", A("2.9 \\times 10^{-10}")),
+    ("\\frac{1}{3}", A("33.3\\%")),
+    # inequalities and intervals
+    ("x \\in [-2, 7]", A("-2 \\le x \\le 7")),
+    ("[-2, 7]", A("-2 \\leq x \\leq 7")),
+    ("-2 \\le x \\le 7", A("x \\in [-2, 7]")),
+    ("(-\\infty, 2]", A("x \\le 2")),
+    ("(3, \\infty)", B("x > 3")),
+    ("x > 3", B("(3, \\infty)")),
+    # long answers without box or tag: the final statement of a worked solution
+    (
+        "8460",
+        "The first deposit earns $\\boxed{260}$ in interest. Added to the $8,200$ already saved, the account "
+        "holds $8,460$. Final Answer: The final answer is $8,460$. I hope it is correct.",
+    ),
+    (
+        "Each day the stock keeps a fraction of its value: $90\\%$ on Monday, then $80\\%$ of that. "
+        "It retains $0.9 \\cdot 0.8 = 0.72$ of its value, a loss of $28\\%$. "
+        "Final Answer: The final answer is $28\\%$. I hope it is correct.",
+        B("28\\%"),
+    ),
+    ("12", "We add the parts: " + "the running total grows step by step. " * 40 + "So the answer is 12."),
+    (
+        "42",
+        "The final answer is 42.\n\n"
+        + "Let me double-check by re-deriving every step once more. " * 80
+        + "All good.",
+    ),
+    # plain-text lists that are not hedges: the final value is not one of the listed values
+    ("27", "Adding 12 and 15 gives 27."),
+    ("15", "Is it 12 and 15? No: checking again, it is 15."),
+    # found while building the differential corpus
+    ("D = (0, 1)", T("$D = (0, 1)$")),
+    (
+        "\\begin{pmatrix}6 & 8 \\\\ 10 & 12\\end{pmatrix}",
+        "The sum is $\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} + \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}$",
+    ),
 ]
 
 NOT_EQUIVALENT = [
@@ -168,8 +250,6 @@ NOT_EQUIVALENT = [
     ("0", A("0.000001")),
     ("0.000001", A("0")),
     # plain wrong values and near misses
-    ("\\frac{1}{3}", A("0.3333")),
-    ("\\pi", A("3.14")),
     ("\\pi", A("\\frac{355}{113}")),  # exact vs exact: no tolerance
     ("\\sqrt{2}", A("\\frac{99}{70}")),
     ("(-\\infty, 2]", A("2")),
@@ -202,6 +282,64 @@ NOT_EQUIVALENT = [
     ("5", "<answer></answer>"),
     ("5", ""),
     ("5", A("five-ish")),
+    # --- issue 14 families -------------------------------------------------------------------------
+    # several boxes: a value missing, a value too many, a wrong value, or a single-valued gold
+    ("\\{1,2,3\\}", "\\boxed{1}, \\boxed{2}"),
+    ("\\{1,2,3\\}", "\\boxed{1}, \\boxed{2}, \\boxed{3}, \\boxed{4}"),
+    ("(2, 2), (6, 2)", "$\\boxed{(2, 2)}$ and $\\boxed{(6, 3)}$"),
+    ("k = 45, n = 2", "$\\boxed{k = 45}$ and $\\boxed{n = 3}$"),
+    ("\\{1, 2\\}", "First $\\boxed{5}$, then the set: $\\boxed{\\{1, 2\\}}$"),  # 5 is not in the gold
+    ("\\boxed{1}, \\boxed{2}", B("1")),
+    ("3", "\\boxed{1}, \\boxed{2}, \\boxed{3}"),
+    ("x = 2", "\\boxed{x = 2} and \\boxed{x = 3}"),
+    ("12, 15", "So the two numbers are 12 and 16."),
+    # decimal comma: a thousands separator stays one; a spaced comma is a list
+    ("1.234", A("1,234")),
+    ("1.22", A("1, 22")),
+    ("1,22", A("1.23")),
+    ("0,111", A("0.11")),
+    # rounded decimals: too few significant digits, truncated instead of rounded, tiny magnitudes
+    ("\\frac{1}{3}", A("0.3")),
+    ("\\frac{2}{3}", A("0.66")),
+    ("\\pi", A("3.15")),
+    ("\\frac{1}{3^{49}}", A("0.00")),
+    ("10^{-20}", A("0.0")),
+    ("\\frac{1}{3^{20}}", A("0.0000000003")),
+    ("\\frac{1}{3^{20}}", A("3 \\times 10^{-10}")),
+    ("(\\frac{3}{5}, \\frac{8}{3}]", A("(0.6, 2.6]")),
+    ("0.33", A("0.333")),  # two decimals: the relative tolerance, not rounding
+    ("3", A("2.99")),
+    # inequalities and intervals: ends, strictness and the variable must match
+    ("x \\in [-2, 7]", A("-2 < x \\le 7")),
+    ("[-2, 7]", A("-2 \\le x \\le 8")),
+    ("(-\\infty, 2]", A("x < 2")),
+    ("x \\in [-2, 7]", A("-2 \\le y \\le 7")),
+    # long answers: a value outside one-line math is not an answer; an earlier box is superseded
+    ("9", "Answer $ \n 9 \n $"),
+    (
+        "41",
+        "The final answer is 42.\n\n"
+        + "Let me double-check by re-deriving every step once more. " * 80
+        + "All good.",
+    ),
+    ("9", "Answer \\( \n 9 \n \\)"),
+    (
+        "260",
+        "The first deposit earns $\\boxed{260}$ in interest. Added to the $8,200$ already saved, the account "
+        "holds $8,460$. Final Answer: The final answer is $8,460$. I hope it is correct.",
+    ),
+    # hedges joined by "and" (or a list) in the final sentence, for a single-valued gold
+    ("12", "So maybe 12 and 15."),
+    ("15", "So maybe 12 and 15."),
+    ("40", "Both 40 and 45 work."),
+    ("45", "Both 40 and 45 work."),
+    ("8", "It could be 7, 8 or 9."),
+    ("8", "The answer is 7, 8."),
+    ("8", "Answer: 7, 8"),
+    ("12", A("12 and 15")),
+    ("40", "$\\boxed{40}$ and $\\boxed{45}$ both work."),
+    # found while building the differential corpus
+    ("12:00", A("1:00")),
 ]
 
 
