@@ -3,12 +3,14 @@
 Both trainers start from the same model (the demo's tiny Llama, warmed up with the demo's SFT, or
 ``--model DIR``), train on the same tasks (``demo_tasks("train")``) against the same reward
 (``weighted``: math 1.0 + format 0.2, TRL through ``env.as_trl_reward_func()``), with the same
-shape of step: 16 prompts x G=8 = 128 completions generated and one optimizer update per step, at
-most 40 new tokens, temperature 1, constant learning rate, no KL term (beta=0, so no reference model),
-one PPO epoch, fp32 on CPU, fixed seeds. Loss: rewardkit ``grpo`` (group-normalised advantage,
-per-sequence token mean) against TRL ``loss_type="grpo"`` with ``scale_rewards="group"``, the same
-aggregation. Each trainer runs in its own child process, one after the other, so its peak RSS is
-its own.
+shape of step: 16 prompts x G=8 = 128 completions generated and one optimizer update per step
+(``--prompts-per-step``), at most 40 new tokens, temperature 1, constant learning rate, no KL term
+(beta=0, so no reference model), one PPO epoch, fp32 on CPU, fixed seeds. ``--task-seed`` fixes the
+tasks, the tiny model and its SFT (the demo's: seed 0); ``--seed`` only the trainers' own randomness
+(prompt order, sampling), so ``grpo_vs_trl_seeds.py`` can vary it from one shared starting model.
+Loss: rewardkit ``grpo`` (group-normalised advantage, per-sequence token mean) against TRL
+``loss_type="grpo"`` with ``scale_rewards="group"``, the same aggregation. Each trainer runs in its
+own child process, one after the other, so its peak RSS is its own.
 
 Time per step is wall time of one optimizer step including generation, scoring and the update:
 rewardkit's ``step_time_s`` from ``metrics.jsonl``; for TRL the time between a callback's
@@ -16,7 +18,10 @@ rewardkit's ``step_time_s`` from ``metrics.jsonl``; for TRL the time between a c
 workers start, allocator grows) and left out of median and mean.
 
     python benchmarks/grpo_vs_trl.py [--steps 30 --sft-steps 300 --lr 1e-4 | --model DIR] [--write]
+    [--prompts-per-step 16] [--temperature 1.0] [--threads N] [--seed 0] [--task-seed 0]
     [--save-results FILE.json] [--profile]   # every per-step figure; cProfile of rewardkit (stderr)
+
+``grpo_vs_trl_seeds.py`` runs the same two children over many seeds (learning and speed, mean and spread).
 """
 
 from __future__ import annotations
@@ -38,7 +43,6 @@ from typing import Any
 from bench_report import write_section  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 SECTION = "## GRPO step time: rewardkit vs TRL"
-PROMPTS_PER_STEP = 16
 GROUP_SIZE = 8
 MAX_NEW_TOKENS = 40
 TRAIN_TASKS = 3000
@@ -60,12 +64,13 @@ def build_start_model(args: argparse.Namespace, path: Path) -> dict[str, Any]:
     from rewardkit.demo import DemoConfig, demo_tasks, sft, solution
     from rewardkit.models.tiny import TinyConfig, build_tiny
 
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    train_tasks = demo_tasks("train", TRAIN_TASKS, args.seed)
-    model, tokenizer = build_tiny([t.prompt + solution(t) for t in train_tasks], TinyConfig(seed=args.seed))
+    seed = args.task_seed
+    random.seed(seed)
+    torch.manual_seed(seed)
+    train_tasks = demo_tasks("train", TRAIN_TASKS, seed)
+    model, tokenizer = build_tiny([t.prompt + solution(t) for t in train_tasks], TinyConfig(seed=seed))
     start = time.perf_counter()
-    sft(model, tokenizer, train_tasks, DemoConfig(seed=args.seed, sft_steps=args.sft_steps))
+    sft(model, tokenizer, train_tasks, DemoConfig(seed=seed, sft_steps=args.sft_steps))
     print(f"[bench] SFT warm-up: {args.sft_steps} steps in {time.perf_counter() - start:.0f} s", flush=True)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -77,6 +82,8 @@ def run_child(trainer: str, args: argparse.Namespace, model_dir: Path, work: Pat
     result_path = work / f"{trainer}.json"
     cmd = [sys.executable, os.path.abspath(__file__), "--child", trainer, "--model", str(model_dir)]
     cmd += ["--steps", str(args.steps), "--lr", str(args.lr), "--seed", str(args.seed)]
+    cmd += ["--task-seed", str(args.task_seed), "--prompts-per-step", str(args.prompts_per_step)]
+    cmd += ["--temperature", str(args.temperature), "--threads", str(args.threads)]
     cmd += ["--result", str(result_path), "--work", str(work / trainer)]
     if args.profile and trainer == "rewardkit":
         cmd += ["--profile"]
@@ -111,18 +118,19 @@ def child_rewardkit(args: argparse.Namespace) -> dict[str, Any]:
     from rewardkit.rl.config import TrainConfig
     from rewardkit.rl.trainer import train
 
+    completions = args.prompts_per_step * GROUP_SIZE
     cfg = TrainConfig(
         model=args.model,
         env="weighted",
         env_config={"components": REWARD},
         algorithm="grpo",
         algo={"kl_coef": 0.0},  # GRPO aggregation (per-sequence token mean), no reference model
-        prompts_per_step=PROMPTS_PER_STEP,
+        prompts_per_step=args.prompts_per_step,
         group_size=GROUP_SIZE,
         max_new_tokens=MAX_NEW_TOKENS,
-        temperature=1.0,
-        rollout_batch_size=PROMPTS_PER_STEP * GROUP_SIZE,  # like TRL: the 128 rows in one generate call
-        micro_batch_size=PROMPTS_PER_STEP * GROUP_SIZE,  # like TRL: one forward/backward over 128 rows
+        temperature=args.temperature,
+        rollout_batch_size=completions,  # like TRL: all the step's rows in one generate call
+        micro_batch_size=completions,  # like TRL: one forward/backward over them
         steps=args.steps,
         lr=args.lr,
         lr_schedule="constant",
@@ -136,7 +144,7 @@ def child_rewardkit(args: argparse.Namespace) -> dict[str, Any]:
         progress=False,
     )
     env = load_env("weighted", components=REWARD)
-    tasks = demo_tasks("train", TRAIN_TASKS, args.seed)
+    tasks = demo_tasks("train", TRAIN_TASKS, args.task_seed)
     step_cpu = _clock_rewardkit_steps()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     result = _maybe_profiled(args, lambda: train(cfg, env=env, tasks=tasks))
@@ -144,8 +152,7 @@ def child_rewardkit(args: argparse.Namespace) -> dict[str, Any]:
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     env.close()
     rows = [json.loads(line) for line in (Path(args.work) / "metrics.jsonl").read_text().splitlines()]
-    model_dir = result.output_dir / "checkpoints" / f"step_{args.steps:06d}" / "model"
-    scores = _evaluate_dir(model_dir, args)
+    scores = _evaluate_dir(result.final_model, args)
     return {
         "step_times": [r["step_time_s"] for r in rows],
         "tokens": [round(r["response_len_mean"] * r["num_samples"]) for r in rows],
@@ -242,16 +249,16 @@ def child_trl(args: argparse.Namespace) -> dict[str, Any]:
         return out
 
     reward.__name__ = base_reward.__name__
-    tasks = demo_tasks("train", TRAIN_TASKS, args.seed)
+    tasks = demo_tasks("train", TRAIN_TASKS, args.task_seed)
     dataset = Dataset.from_dict({"prompt": [t.prompt for t in tasks], "answer": [t.answer for t in tasks]})
     config = GRPOConfig(
         output_dir=args.work,
-        per_device_train_batch_size=PROMPTS_PER_STEP * GROUP_SIZE,  # 128 completions per optimizer step
+        per_device_train_batch_size=args.prompts_per_step * GROUP_SIZE,  # all completions of a step
         gradient_accumulation_steps=1,
-        steps_per_generation=1,  # generate once per optimizer step: 128 completions = the train batch
+        steps_per_generation=1,  # generate once per optimizer step: its completions = the train batch
         num_generations=GROUP_SIZE,
         max_completion_length=MAX_NEW_TOKENS,
-        temperature=1.0,
+        temperature=args.temperature,
         top_p=1.0,
         top_k=0,
         learning_rate=args.lr,
@@ -337,7 +344,7 @@ def _evaluate_dir(model_dir: Path, args: argparse.Namespace) -> dict[str, float]
 
     from rewardkit.demo import DemoConfig, evaluate
 
-    cfg = DemoConfig(seed=args.seed, test_tasks=TEST_TASKS, max_new_tokens=MAX_NEW_TOKENS)
+    cfg = DemoConfig(seed=args.task_seed, test_tasks=TEST_TASKS, max_new_tokens=MAX_NEW_TOKENS)
     with tempfile.TemporaryDirectory(prefix="bench-eval-") as out:
         return evaluate(model_dir, Path(out), cfg)
 
@@ -370,14 +377,14 @@ def table(r: dict[str, Any]) -> list[str]:
         (
             "generation time per step, mean (s)",
             "{:.2f}",
-            _mean_after_first(rk["rollout_s"]),
-            _mean_after_first(trl["rollout_s"]),
+            mean_after_first(rk["rollout_s"]),
+            mean_after_first(trl["rollout_s"]),
         ),
         (
             "scoring time per step, mean (s)",
             "{:.2f}",
-            _mean_after_first(rk["score_s"]),
-            _mean_after_first(trl["score_s"]),
+            mean_after_first(rk["score_s"]),
+            mean_after_first(trl["score_s"]),
         ),
         ("rest of the step (update, bookkeeping), mean (s)", "{:.2f}", _rest(rk), _rest(trl)),
         ("generated tokens per step, mean", "{:.0f}", rk["tokens_per_step"], trl["tokens_per_step"]),
@@ -389,8 +396,8 @@ def table(r: dict[str, Any]) -> list[str]:
         (
             "mean reward, last 5 steps",
             "{:.3f}",
-            _mean_last(rk["reward_mean"]),
-            _mean_last(trl["reward_mean"]),
+            mean_last(rk["reward_mean"]),
+            mean_last(trl["reward_mean"]),
         ),
         ("held-out accuracy after training", "{:.1%}", rk["accuracy"], trl["accuracy"]),
         ("held-out format rate after training", "{:.1%}", rk["format_rate"], trl["format_rate"]),
@@ -402,59 +409,30 @@ def table(r: dict[str, Any]) -> list[str]:
 
 def _rest(r: dict[str, Any]) -> float:
     """Step time not spent generating or scoring: log-probs, loss, backward, optimizer, bookkeeping."""
-    return r["mean_s"] - _mean_after_first(r["rollout_s"]) - _mean_after_first(r["score_s"])
+    return r["mean_s"] - mean_after_first(r["rollout_s"]) - mean_after_first(r["score_s"])
 
 
-def _mean_after_first(xs: list[float]) -> float:
+def mean_after_first(xs: list[float]) -> float:
     xs = xs[1:] or xs
     return statistics.fmean(xs) if xs else float("nan")
 
 
-def _mean_last(xs: list[float], n: int = 5) -> float:
+def mean_last(xs: list[float], n: int = 5) -> float:
     return statistics.fmean(xs[-n:]) if xs else float("nan")
 
 
 def section(args: argparse.Namespace, r: dict[str, Any]) -> str:
-    import torch
-    import transformers
-    import trl
-
     rk, tr = r["rewardkit"], r["trl"]
     ratio = rk["median_s"] / tr["median_s"]
     mean_ratio = rk["mean_s"] / tr["mean_s"]
     cpu_ratio = rk["cpu_s_per_step"] / tr["cpu_s_per_step"]
-    load = lambda x: ", ".join(f"{v:.1f}" for v in x)  # noqa: E731
-    start = r["start"]
     verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
     acc = "equal or better" if rk["accuracy"] >= tr["accuracy"] else "lower"
     lines = [
         SECTION,
         "",
-        f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {platform.machine()}, {_cpu_name()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"transformers {transformers.__version__}, TRL {trl.__version__}",
-        f"- load average (1/5/15 min) before: {load(r['load_before'])}, after: {load(r['load_after'])} "
-        "(the machine is shared with other jobs: wall figures move with the load; the CPU-time row shows "
-        "how much CPU each trainer used)",
-        f"- command: `python {' '.join(sys.argv)}`",
-        f"- starting model: {r['start_desc']}; held-out accuracy at the start "
-        f"{start['accuracy']:.1%}, format rate {start['format_rate']:.1%}",
-        f"- both: {args.steps} steps, {PROMPTS_PER_STEP} prompts x G={GROUP_SIZE} = "
-        f"{PROMPTS_PER_STEP * GROUP_SIZE} completions generated and one optimizer update per step, max "
-        f"{MAX_NEW_TOKENS} new tokens, temperature 1, lr {args.lr:g} constant, no warm-up, grad clip 1.0, "
-        "AdamW, no KL (no reference model), one epoch, fp32 on CPU, seed "
-        f"{args.seed}; reward `weighted` (math 1.0 + format 0.2), TRL through `env.as_trl_reward_func()`",
-        "- loss: rewardkit `algorithm=grpo, kl_coef=0` (advantage (r - mean_g) / (std_g + 1e-6), unbiased "
-        "std; per-sequence token mean) vs TRL `loss_type='grpo', scale_rewards='group', beta=0` (the same "
-        "advantage with eps 1e-4 and the same per-sequence token mean)",
-        "- TRL: `per_device_train_batch_size=128, gradient_accumulation_steps=1, steps_per_generation=1`: "
-        "one `generate` of 128 completions per optimizer step (checked: one generation round per step); "
-        "rewardkit: `rollout_batch_size=128, micro_batch_size=128` (the same single forward/backward)",
-        "- time per step: rewardkit's `step_time_s`; TRL's time between `on_step_begin` and `on_step_end`. "
-        f"Step 1 is warm-up and left out: median and mean are over steps 2..{args.steps}. Tokens/s is "
-        "generated (completion) tokens over step time. Peak RSS is `ru_maxrss` of the trainer's own child "
-        "process after training (scoring workers are separate processes, the same for both).",
+        *run_lines(r),
+        *setup_lines(args, r),
         f"- held-out accuracy: `rewardkit.demo.evaluate`, greedy, {TEST_TASKS} test tasks, after "
         f"{args.steps} steps",
         "",
@@ -473,6 +451,52 @@ def section(args: argparse.Namespace, r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_lines(r: dict[str, Any]) -> list[str]:
+    """Date, machine and library versions, load average before and after, the command (``r["date"]`` and
+    ``r["command"]`` when the results say when and how they were measured, else now and this command)."""
+    import torch
+    import transformers
+    import trl
+
+    load = lambda x: ", ".join(f"{v:.1f}" for v in x)  # noqa: E731
+    date = r.get("date") or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return [
+        f"- date: {date}",
+        f"- machine: {platform.machine()}, {_cpu_name()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}; torch {torch.__version__} ({r['threads']} thread{'s' * (r['threads'] != 1)}), "
+        f"transformers {transformers.__version__}, TRL {trl.__version__}",
+        f"- load average (1/5/15 min) before: {load(r['load_before'])}, after: {load(r['load_after'])} "
+        "(the machine is shared with other jobs: wall figures move with the load; the CPU-time row shows "
+        "how much CPU each trainer used)",
+        f"- command: `python {r.get('command') or ' '.join(sys.argv)}`",
+    ]
+
+
+def setup_lines(args: argparse.Namespace, r: dict[str, Any], seeds: str = "") -> list[str]:
+    """What both trainers start from and do each step, and how a step is timed; ``seeds`` replaces the
+    one seed in the text (a multi-seed run names its range)."""
+    start, n = r["start"], args.prompts_per_step * GROUP_SIZE
+    return [
+        f"- starting model: {r['start_desc']}; held-out accuracy at the start "
+        f"{start['accuracy']:.1%}, format rate {start['format_rate']:.1%}",
+        f"- both: {args.steps} steps, {args.prompts_per_step} prompts x G={GROUP_SIZE} = {n} completions "
+        f"generated and one optimizer update per step, max {MAX_NEW_TOKENS} new tokens, temperature "
+        f"{args.temperature:g}, lr {args.lr:g} constant, no warm-up, grad clip 1.0, AdamW, no KL (no "
+        f"reference model), one epoch, fp32 on CPU, {seeds or f'seed {args.seed}'}; tasks of seed "
+        f"{args.task_seed}; reward `weighted` (math 1.0 + format 0.2), TRL through `env.as_trl_reward_func()`",
+        "- loss: rewardkit `algorithm=grpo, kl_coef=0` (advantage (r - mean_g) / (std_g + 1e-6), unbiased "
+        "std; per-sequence token mean) vs TRL `loss_type='grpo', scale_rewards='group', beta=0` (the same "
+        "advantage with eps 1e-4 and the same per-sequence token mean)",
+        f"- TRL: `per_device_train_batch_size={n}, gradient_accumulation_steps=1, steps_per_generation=1`: "
+        f"one `generate` of {n} completions per optimizer step (checked: one generation round per step); "
+        f"rewardkit: `rollout_batch_size={n}, micro_batch_size={n}` (the same single forward/backward)",
+        "- time per step: rewardkit's `step_time_s`; TRL's time between `on_step_begin` and `on_step_end`. "
+        f"Step 1 is warm-up and left out: median and mean are over steps 2..{args.steps}. Tokens/s is "
+        "generated (completion) tokens over step time. Peak RSS is `ru_maxrss` of the trainer's own child "
+        "process after training (scoring workers are separate processes, the same for both).",
+    ]
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -483,21 +507,25 @@ def _cpu_name() -> str:
     return platform.processor() or "CPU"
 
 
+def start_model(args: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Any], str]:
+    """The starting model's directory (``--model``, else the SFT model built in ``work``), its held-out
+    scores and a description for the report."""
+    if args.model:
+        return Path(args.model), _evaluate_dir(Path(args.model), args), f"`{args.model}`"
+    model_dir = work / "start_model"
+    scores = build_start_model(args, model_dir)
+    desc = (
+        f"the demo's tiny Llama (`rewardkit.models.tiny`, hidden 128, 4 layers) after {args.sft_steps} "
+        "steps of the demo's SFT warm-up"
+    )
+    return model_dir, scores, desc
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {"load_before": os.getloadavg()}
+    results: dict[str, Any] = {"load_before": os.getloadavg(), "threads": set_threads(args.threads)}
     with tempfile.TemporaryDirectory(prefix="grpo_vs_trl_") as tmp:
         work = Path(tmp)
-        if args.model:
-            model_dir = Path(args.model)
-            results["start_desc"] = f"`{args.model}`"
-            results["start"] = _evaluate_dir(model_dir, args)
-        else:
-            model_dir = work / "start_model"
-            results["start"] = build_start_model(args, model_dir)
-            results["start_desc"] = (
-                f"the demo's tiny Llama (`rewardkit.models.tiny`, hidden 128, 4 layers) after {args.sft_steps} "
-                "steps of the demo's SFT warm-up"
-            )
+        model_dir, results["start"], results["start_desc"] = start_model(args, work)
         for trainer in ("rewardkit", "trl"):
             raw = run_child(trainer, args, model_dir, work)
             results[trainer] = {**raw, **summarise(raw["step_times"], raw["tokens"], raw["cpu_times"])}
@@ -506,19 +534,52 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=30, help="GRPO steps for each trainer")
+def set_threads(n: int) -> int:
+    """``torch.set_num_threads(n)`` when ``n`` > 0 (0 keeps torch's default); returns the count in use."""
+    import torch
+
+    if n > 0:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, steps: int, prompts: int) -> None:
+    """The flags both benchmark scripts share (and that ``run_child`` forwards to the children)."""
+    parser.add_argument("--steps", type=int, default=steps, help="GRPO steps for each trainer")
+    parser.add_argument(
+        "--prompts-per-step", type=int, default=prompts, help=f"prompts per step (x G={GROUP_SIZE})"
+    )
     parser.add_argument("--sft-steps", type=int, default=300, help="SFT warm-up steps of the starting model")
     parser.add_argument("--model", default="", help="start from this model directory instead (skips SFT)")
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--profile", action="store_true", help="cProfile rewardkit's train() (stderr)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="rollout temperature (both)")
+    parser.add_argument(
+        "--task-seed",
+        type=int,
+        default=0,
+        help="seed of the tasks, the tiny model and its SFT (the demo's: 0)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads in every process (0: torch's default)"
+    )
+    parser.add_argument(
+        "--benchmarks-file",
+        "--output",
+        dest="output",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "BENCHMARKS.md"),
+        help="the file --write records the section in",
+    )
     parser.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_common_arguments(parser, steps=30, prompts=16)
+    parser.add_argument("--seed", type=int, default=0, help="the trainers' seed (prompt order, sampling)")
+    parser.add_argument("--profile", action="store_true", help="cProfile rewardkit's train() (stderr)")
     parser.add_argument(
         "--save-results", default="", help="also write every per-step figure to this JSON file"
     )
-    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "..", "BENCHMARKS.md"))
     parser.add_argument("--child", choices=("rewardkit", "trl"), help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -526,6 +587,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.steps < 2:
         parser.error("--steps must be >= 2 (step 1 is warm-up and not timed)")
     if args.child:
+        set_threads(args.threads)
         result = child_rewardkit(args) if args.child == "rewardkit" else child_trl(args)
         Path(args.result).write_text(json.dumps(result))
         return
