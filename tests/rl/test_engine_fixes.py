@@ -16,7 +16,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from rewardkit.config import ConfigError  # noqa: E402
-from rewardkit.models.tiny import TinyConfig, build_tiny  # noqa: E402
 from rewardkit.registry import FunctionEnv  # noqa: E402
 from rewardkit.rl.algorithms import AlgorithmConfig, StepNorm  # noqa: E402
 from rewardkit.rl.config import TrainConfig  # noqa: E402
@@ -36,15 +35,8 @@ from rewardkit.types import Task  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny")
-    corpus = [f"Say {i}: {i * 37 % 1000} {i} 7 77 abc" for i in range(200)]
-    build_tiny(
-        corpus,
-        TinyConfig(vocab_size=200, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=1),
-        save_to=path,
-    )
-    return str(path)
+def tiny_model(say_model):
+    return say_model("small", vocab=200)
 
 
 def tasks(n=8):

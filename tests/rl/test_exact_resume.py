@@ -29,7 +29,6 @@ torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")
 pytest.importorskip("transformers")
 
-from rewardkit.models.tiny import TinyConfig, build_tiny  # noqa: E402
 from rewardkit.registry import FunctionEnv  # noqa: E402
 from rewardkit.rl.algorithms import ALGORITHM_PRESETS, preset  # noqa: E402
 from rewardkit.rl.config import TrainConfig  # noqa: E402
@@ -43,12 +42,8 @@ TIMINGS = ("step_time_s", "rollout_time_s", "score_time_s", "tokens_per_s")
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("tiny")
-    corpus = [f"Say {i}: {i * 37 % 1000} {i} 7 77 abc" for i in range(300)]
-    size = TinyConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=1)
-    build_tiny(corpus, size, save_to=path)
-    return str(path)
+def tiny_model(say_model) -> str:
+    return say_model("small")
 
 
 def tasks(n: int = 12) -> list[Task]:

@@ -264,15 +264,8 @@ def test_presets_use_the_papers_values():
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    pytest.importorskip("transformers")
-    from rewardkit.models.tiny import TinyConfig, build_tiny
-
-    path = tmp_path_factory.mktemp("tiny")
-    corpus = [f"Say {i}: {i * 37 % 1000} {i} 7 77 abc" for i in range(300)]
-    config = TinyConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2)
-    build_tiny(corpus, config, save_to=path)
-    return str(path)
+def tiny_model(say_model):
+    return say_model("base")
 
 
 def digits(completion, *, answer=None, prompt=None, info=None):

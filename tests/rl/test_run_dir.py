@@ -20,7 +20,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from rewardkit.models.loading import STATE_FILE, latest_checkpoint  # noqa: E402
-from rewardkit.models.tiny import TinyConfig, build_tiny  # noqa: E402
 from rewardkit.registry import FunctionEnv  # noqa: E402
 from rewardkit.rl.checkpoint import prune  # noqa: E402
 from rewardkit.rl.config import TrainConfig  # noqa: E402
@@ -36,12 +35,8 @@ def digits(completion, *, answer=None, prompt=None, info=None):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny")
-    corpus = [f"Say {i}: {i * 37 % 1000} {i} 7 77 abc" for i in range(300)]
-    size = TinyConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=1)
-    build_tiny(corpus, size, save_to=path)
-    return str(path)
+def tiny_model(say_model):
+    return say_model("small")
 
 
 def tasks(n=16):

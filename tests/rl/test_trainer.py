@@ -13,7 +13,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from rewardkit.models.tiny import TinyConfig, build_tiny  # noqa: E402
 from rewardkit.registry import FunctionEnv  # noqa: E402
 from rewardkit.rl.config import TrainConfig  # noqa: E402
 from rewardkit.rl.logging import REQUIRED_KEYS  # noqa: E402
@@ -32,15 +31,8 @@ def sevens(completion, *, answer=None, prompt=None, info=None):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny")
-    corpus = [f"Say {i}: {i * 37 % 1000} {i} 7 77 abc" for i in range(300)]
-    build_tiny(
-        corpus,
-        TinyConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2),
-        save_to=path,
-    )
-    return str(path)
+def tiny_model(say_model):
+    return say_model("base")
 
 
 def tasks(n=16):
