@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rewardkit.config import ConfigError, suggest
 from rewardkit.data.procedural import PROMPT_TEMPLATE
 from rewardkit.types import Task
 from rewardkit.verifiers.math import boxed_contents
@@ -113,23 +114,38 @@ def _load_rows(config: HFMathConfig, split: str) -> Any:
     return datasets.load_dataset(config.path, config.name, split=dataset_split)
 
 
-def _pick_column(columns: list[str], wanted: str | None, defaults: tuple[str, ...], what: str) -> str:
+def pick_column(
+    columns: list[str],
+    wanted: str | None,
+    defaults: tuple[str, ...],
+    key: str,
+    what: str,
+    *,
+    needed: bool = True,
+) -> str | None:
+    """The column ``key`` names (``wanted``), else the first of ``defaults`` present; None when none is and
+    the column is not ``needed``. ``ConfigError`` (a ValueError) naming ``key`` and the columns otherwise."""
+    listed = ", ".join(columns)
     if wanted is not None:
         if wanted not in columns:
-            raise ValueError(f"{what} column {wanted!r} not in the dataset (columns: {columns})")
+            raise ConfigError(
+                f"{key}: column {wanted!r} not in the dataset (columns: {listed}){suggest(wanted, columns)}"
+            )
         return wanted
-    for name in defaults:
-        if name in columns:
-            return name
-    raise ValueError(f"no {what} column found among {columns}; set {what}_key")
+    found = next((name for name in defaults if name in columns), None)
+    if found is None and needed:
+        raise ConfigError(
+            f"the dataset has no {what} column (none of {', '.join(defaults)}); set {key} (columns: {listed})"
+        )
+    return found
 
 
 def load_math_tasks(config: HFMathConfig, split: str = "train") -> list[Task]:
     """Read a dataset split into Tasks (``answer``: the gold string; ``info``: row index and raw answer)."""
     rows = _load_rows(config, split)
     columns = list(rows.column_names)
-    q_col = _pick_column(columns, config.question_key, QUESTION_COLUMNS, "question")
-    a_col = _pick_column(columns, config.answer_key, ANSWER_COLUMNS, "answer")
+    q_col = pick_column(columns, config.question_key, QUESTION_COLUMNS, "question_key", "question")
+    a_col = pick_column(columns, config.answer_key, ANSWER_COLUMNS, "answer_key", "answer")
     answer_format = config.answer_format
     if answer_format == "auto":
         answer_format = detect_format(rows[a_col][:FORMAT_SAMPLE_ROWS])

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rewardkit.config import ConfigError, suggest
-from rewardkit.data.hf import ANSWER_COLUMNS, LOCAL_BUILDERS, QUESTION_COLUMNS, extract_gold
+from rewardkit.config import ConfigError
+from rewardkit.data.hf import ANSWER_COLUMNS, LOCAL_BUILDERS, QUESTION_COLUMNS, extract_gold, pick_column
 from rewardkit.imports import import_object
 from rewardkit.types import Task
 
@@ -87,10 +87,13 @@ def load_tasks(data: DataConfig) -> list[Task]:
     if first is None:
         raise ConfigError(f"data: {data.path} holds no rows")
     columns = list(first[1])
-    prompt_field = _column(columns, data.prompt_field, QUESTION_COLUMNS, "prompt_field", data.path)
-    answer_field = _column(
-        columns, data.answer_field, ANSWER_COLUMNS, "answer_field", data.path, needed=False
-    )
+    try:
+        prompt_field = pick_column(columns, data.prompt_field, QUESTION_COLUMNS, "prompt_field", "prompt")
+        answer_field = pick_column(
+            columns, data.answer_field, ANSWER_COLUMNS, "answer_field", "answer", needed=False
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"data: {data.path}: {exc}") from None
     tasks = []
     for where, row in rows:
         if data.limit is not None and len(tasks) >= data.limit:
@@ -192,30 +195,6 @@ def _jsonl_lines(text: str, path: str) -> Iterable[tuple[int, Any]]:
             raise ConfigError(
                 f"data: {path} line {number} is not valid JSON: {exc.msg} (column {exc.colno})"
             ) from None
-
-
-def _column(
-    columns: list[str],
-    wanted: str | None,
-    defaults: tuple[str, ...],
-    key: str,
-    path: str,
-    needed: bool = True,
-) -> str | None:
-    if wanted is not None:
-        if wanted not in columns:
-            raise ConfigError(
-                f"data: {key}: got {wanted!r}, expected a column of {path} (columns: {', '.join(columns)})"
-                f"{suggest(wanted, columns)}"
-            )
-        return wanted
-    found = next((name for name in defaults if name in columns), None)
-    if found is None and needed:
-        raise ConfigError(
-            f"data: {path} has none of the default {key.split('_')[0]} columns ({', '.join(defaults)}); "
-            f"set {key} (columns: {', '.join(columns)})"
-        )
-    return found
 
 
 def _task(

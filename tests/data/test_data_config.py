@@ -94,10 +94,14 @@ def test_bad_config_fails_before_reading(tmp_path):
         DataConfig(path=_jsonl(tmp_path / "p.jsonl", [{"prompt": "a"}]), system_prompt="x")
     path = _jsonl(tmp_path / "q.jsonl", [{"text": "a"}])
     with pytest.raises(
-        ConfigError, match=r"prompt_field: got 'txt', expected a column .* \(did you mean 'text'\?\)"
+        ConfigError,
+        match=r"q.jsonl: prompt_field: column 'txt' not in the dataset .* \(did you mean 'text'\?\)",
     ):
         load_tasks(DataConfig(path=path, prompt_field="txt"))
-    with pytest.raises(ConfigError, match="none of the default prompt columns"):
+    with pytest.raises(
+        ConfigError,
+        match=r"has no prompt column \(none of question, problem, prompt, query, input\); set prompt_field",
+    ):
         load_tasks(DataConfig(path=path))
     (tmp_path / "bad.jsonl").write_text('{"prompt": "a"}\n{not json\n')
     with pytest.raises(ConfigError, match="bad.jsonl line 2 is not valid JSON"):
