@@ -9,9 +9,11 @@ function that turns rollouts into scores, for the trainer, the evaluator and the
 Why not ``concurrent.futures.ProcessPoolExecutor`` for the process executor (``WorkerPool``): it cannot
 stop a job that hangs, and one worker that dies (a segfault, ``os.abort()``, the OOM killer) breaks
 the whole pool. Here each worker is a process with its own pipe; a dispatcher thread hands jobs to
-idle workers and watches the clock. A job past its deadline gets its worker SIGKILLed and replaced,
+workers (up to ``WORKER_PREFETCH`` each, so a worker goes from one job to the next without waiting for
+a round trip) and watches the clock. A job past its deadline gets its worker SIGKILLed and replaced,
 and comes back as a ``timeout`` Score; a worker that dies mid-job costs that job (status ``error``)
-and is replaced. Every other job in the batch goes on. Worker start-up (imports, unpickling the
+and is replaced. Every other job in the batch goes on; the jobs sent ahead to that worker had not
+started, and run again elsewhere. Worker start-up (imports, unpickling the
 environment) does not count against a job's time.
 
 The ``thread`` executor (``ThreadPool``) cannot kill anything: Python has no way to stop a thread. A
@@ -56,6 +58,9 @@ from rewardkit.types import Completion, Sample, Score, Trajectory, as_score
 
 ScoreFn = Callable[[Sample], Score]
 MAX_STARTUP_DEATHS = 3
+WORKER_PREFETCH = 4
+"""Jobs a ``WorkerPool`` worker holds at once: the one it runs and the next ones, sent ahead so that it
+never waits for the dispatcher between jobs (a round trip costs more than a cheap verifier)."""
 MAX_STUCK_THREADS = 32
 """Abandoned (timed-out, still running) threads a ``ThreadPool`` tolerates before it refuses new jobs."""
 
@@ -154,26 +159,29 @@ class Scorer:
 
     def submit(self, samples: Sequence[Any]) -> list[Future]:
         """One Future per sample, resolving to its Score (never raising)."""
-        futures: list[Future] = []
-        by_key: dict[Hashable, Future] = {}
+        slots: list[Future | int] = []  # a Future, or the index of the sample in `to_run` that answers it
+        to_run: list[tuple[Sample, Hashable | None]] = []
+        by_key: dict[Hashable, int] = {}
         for raw in samples:
             sample, key, early = self._prepare(raw)
             if early is not None:
-                futures.append(_done(early))
+                slots.append(_done(early))
                 continue
             if key is not None:
                 if (cached := self._cache_get(key)) is not None:
-                    futures.append(_done(cached))
+                    slots.append(_done(cached))
                     continue
                 if key in by_key:  # an equal sample earlier in this batch: share its verdict
-                    futures.append(by_key[key])
+                    slots.append(by_key[key])
                     continue
-            future = self._run(sample)
+                by_key[key] = len(to_run)
+            slots.append(len(to_run))
+            to_run.append((sample, key))
+        running = self._run([sample for sample, _ in to_run])  # all at once: one hand-over to the executor
+        for future, (_, key) in zip(running, to_run):
             if key is not None:
-                by_key[key] = future
                 future.add_done_callback(lambda f, k=key: self._cache_put(k, f.result()))
-            futures.append(future)
-        return futures
+        return [running[slot] if isinstance(slot, int) else slot for slot in slots]
 
     def _prepare(self, raw: Any) -> tuple[Sample | None, Hashable | None, Score | None]:
         """(validated sample, cache key, or the Score that answers it already)."""
@@ -203,12 +211,14 @@ class Scorer:
         hash(key)  # an unhashable key (e.g. a tuple of message dicts) is this sample's error, not a raise
         return (key,)
 
-    def _run(self, sample: Sample) -> Future:
+    def _run(self, samples: list[Sample]) -> list[Future]:
+        if not samples:
+            return []
         if self._pool is not None:
-            return self._pool.submit(sample)
+            return self._pool.submit_many(samples)
         if self._threads is not None:
-            return self._threads.submit(sample)
-        return _done(_safe_score(self._env, sample))
+            return [self._threads.submit(sample) for sample in samples]
+        return [_done(_safe_score(self._env, sample)) for sample in samples]
 
     def _cache_get(self, key: Hashable) -> Score | None:
         with self._lock:
@@ -463,7 +473,10 @@ class _Worker:
     process: Any
     conn: Connection
     ready: bool = False
-    job: _Job | None = None
+    jobs: collections.deque[_Job] = field(default_factory=collections.deque)
+    """The jobs sent to this worker, in order: the first runs (``deadline`` is its), the rest wait."""
+    broken: bool = False
+    """A send failed: it is dying; its unread results are still taken, then it is replaced."""
     deadline: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
@@ -508,22 +521,30 @@ class WorkerPool:
     # ---- public API -------------------------------------------------------------------------------
     def submit(self, sample: Any, timeout_s: float | None = None) -> Future:
         """Queue one job; the Future resolves to a Score (never raises)."""
-        future: Future = Future()
+        return self.submit_many([sample], timeout_s)[0]
+
+    def submit_many(self, samples: Sequence[Any], timeout_s: float | None = None) -> list[Future]:
+        """Queue several jobs at once (one wake-up of the dispatcher); one Future per sample, in order."""
+        futures: list[Future] = [Future() for _ in samples]
         with self._lock:
             if self._closed:
                 raise RuntimeError("the scoring pool is closed")
             if self._init_error is not None:
-                future.set_result(Score.failure("error", f"scoring workers cannot start: {self._init_error}"))
-                return future
-            self._next_id += 1
-            self._queue.append(_Job(sample, future, timeout_s or self.timeout_s, self._next_id))
+                for future in futures:
+                    future.set_result(
+                        Score.failure("error", f"scoring workers cannot start: {self._init_error}")
+                    )
+                return futures
+            for sample, future in zip(samples, futures):
+                self._next_id += 1
+                self._queue.append(_Job(sample, future, timeout_s or self.timeout_s, self._next_id))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._dispatch_loop, name="rewardkit-scoring", daemon=True
                 )
                 self._thread.start()
         self._wake()
-        return future
+        return futures
 
     def close(self) -> None:
         with self._lock:
@@ -576,10 +597,10 @@ class WorkerPool:
 
     def _abort_running(self, reason: str) -> None:
         for worker in list(self._workers):
-            job = worker.job
             self._remove(worker)
-            if job is not None and not job.future.done():
-                job.future.set_result(Score.failure("error", reason))
+            for i, job in enumerate(worker.jobs):  # the head ran; the jobs sent ahead had not started
+                why = reason if i == 0 else "scoring pool closed before the job ran"
+                _resolve(job.future, Score.failure("error", why))
 
     def _dispatch(self) -> None:
         while True:
@@ -588,7 +609,7 @@ class WorkerPool:
                     return
                 self._fill_workers()
                 self._assign_jobs()
-                waiting = [w.conn for w in self._workers if w.job is not None or not w.ready]
+                waiting = [w.conn for w in self._workers if w.jobs or not w.ready]
                 timeout = self._next_wakeup()
             ready = wait([*waiting, self._wake_r], timeout=timeout)
             if self._wake_r in ready:
@@ -602,40 +623,54 @@ class WorkerPool:
                 self._enforce_deadlines()
 
     def _fill_workers(self) -> None:
-        want = min(self.num_workers, len(self._queue) + sum(w.job is not None for w in self._workers))
+        want = min(self.num_workers, len(self._queue) + sum(bool(w.jobs) for w in self._workers))
         while len(self._workers) < max(want, 0) and self._init_error is None:
             self._workers.append(self._spawn())
 
     def _assign_jobs(self) -> None:
-        for worker in list(self._workers):
-            if not self._queue:
-                return
-            if not worker.ready or worker.job is not None:
-                continue
-            job = self._queue.popleft()
-            # From here the future is RUNNING and cannot be cancelled: a cancel() that succeeded while
-            # the job ran would make the later set_result raise inside the dispatcher.
-            if not job.future.running() and not job.future.set_running_or_notify_cancel():
-                continue  # cancelled while queued
-            try:
-                data = pickle.dumps((job.id, job.sample), protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:  # an unpicklable sample is that sample's problem only
-                job.future.set_result(
-                    Score.failure("invalid_input", f"sample cannot be sent to a worker: {exc}")
-                )
-                continue
-            try:
-                worker.conn.send_bytes(data)
-            except OSError:  # the idle worker died: replace it and keep the job
-                self._queue.appendleft(job)
+        """Top every ready worker up to ``WORKER_PREFETCH`` jobs, one job per worker per round, so a
+        batch spreads evenly; a worker runs its jobs in the order sent."""
+        for depth in range(WORKER_PREFETCH):
+            for worker in list(self._workers):
+                if not self._queue:
+                    return
+                if worker.ready and not worker.broken and len(worker.jobs) <= depth:
+                    self._send(worker, self._queue.popleft())
+
+    def _send(self, worker: _Worker, job: _Job) -> None:
+        if job.future.cancelled():
+            return  # cancelled while queued
+        try:
+            data = pickle.dumps((job.id, job.sample), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # an unpicklable sample is that sample's problem only
+            _resolve(job.future, Score.failure("invalid_input", f"sample cannot be sent to a worker: {exc}"))
+            return
+        try:
+            worker.conn.send_bytes(data)
+        except OSError:  # the worker died: keep the job for another one
+            self._queue.appendleft(job)
+            if worker.jobs:  # results it sent before dying may still be unread: _receive drains them first
+                worker.broken = True
+            else:
                 self._remove(worker)
                 self.stats["crashes"] += 1
-                continue
-            worker.job, worker.deadline = job, time.monotonic() + job.timeout_s
+            return
+        worker.jobs.append(job)
+        if len(worker.jobs) == 1:
+            self._start_head(worker)
+
+    def _start_head(self, worker: _Worker) -> None:
+        """The worker's first job is the one it runs now: its clock starts. From here its future is
+        RUNNING and cannot be cancelled; one cancelled while it waited in the worker is run (the worker
+        cannot skip it) but its result is dropped."""
+        job = worker.jobs[0]
+        if not job.future.running():
+            job.future.set_running_or_notify_cancel()  # False: cancelled while held; result dropped
+        worker.deadline = time.monotonic() + job.timeout_s
 
     def _next_wakeup(self) -> float:
         now = time.monotonic()
-        deadlines = [w.deadline for w in self._workers if w.job is not None]
+        deadlines = [w.deadline for w in self._workers if w.jobs]
         deadlines += [w.started + self.startup_timeout_s for w in self._workers if not w.ready]
         return max(0.0, min(deadlines) - now) if deadlines else 1.0
 
@@ -660,17 +695,20 @@ class WorkerPool:
             self._init_error = value
             self._remove(worker)
             self._fail_queue(f"scoring workers cannot start: {value}")
-        elif worker.job is not None and kind == worker.job.id:
-            worker.job.future.set_result(value)
-            worker.job = None
+        elif worker.jobs and kind == worker.jobs[0].id:
+            _resolve(worker.jobs.popleft().future, value)
+            if worker.jobs:
+                self._start_head(worker)
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
         for worker in list(self._workers):
-            if worker.job is not None and now >= worker.deadline:
+            if worker.jobs and now >= worker.deadline:
                 self.stats["timeouts"] += 1
                 self._replace(
-                    worker, "timeout", f"scoring exceeded the {worker.job.timeout_s:g} s limit; worker killed"
+                    worker,
+                    "timeout",
+                    f"scoring exceeded the {worker.jobs[0].timeout_s:g} s limit; worker killed",
                 )
             elif not worker.ready and now >= worker.started + self.startup_timeout_s:
                 self._init_error = f"a worker did not start within {self.startup_timeout_s:g} s"
@@ -688,10 +726,13 @@ class WorkerPool:
         return f"scoring worker exited unexpectedly (exit code {code})"
 
     def _replace(self, worker: _Worker, status: str, reason: str) -> None:
-        job = worker.job
+        """Kill ``worker``: the job it ran gets ``status``; the jobs sent ahead of it had not started and
+        go back to the front of the queue, in order, for the next worker."""
         self._remove(worker)
-        if job is not None and not job.future.done():
-            job.future.set_result(Score.failure(status, reason))  # type: ignore[arg-type]
+        if worker.jobs:
+            _resolve(worker.jobs.popleft().future, Score.failure(status, reason))  # type: ignore[arg-type]
+            self._queue.extendleft(reversed(worker.jobs))
+            worker.jobs.clear()
         self.stats["restarts"] += 1  # the next _fill_workers starts a fresh one if there is work
 
     def _remove(self, worker: _Worker) -> None:

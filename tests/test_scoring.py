@@ -274,7 +274,7 @@ def test_pool_close_resolves_running_and_queued_jobs():
     running = pool.submit({"x": 1, "sleep": 30})
     queued = pool.submit({"x": 2})
     deadline = time.monotonic() + 30
-    while not any(w.job for w in pool._workers) and time.monotonic() < deadline:
+    while not any(w.jobs for w in pool._workers) and time.monotonic() < deadline:
         time.sleep(0.02)  # wait until the first job is on a worker
     pool.close()
     assert running.result(timeout=5).status == "error"
@@ -298,6 +298,53 @@ def test_pool_cancelled_futures_do_not_disturb_other_jobs():
         assert running.result(timeout=30).reward == 2.0
         assert after.result(timeout=30).reward == 6.0
         assert pool.stats["crashes"] == 0
+    finally:
+        pool.close()
+
+
+def _misbehave(sample: dict) -> Score:
+    if sample.get("hang"):
+        time.sleep(60)
+    if sample.get("abort"):
+        os.abort()
+    return Score.ok(2 * sample["x"])
+
+
+def test_pool_keeps_a_worker_busy_and_loses_nothing_queued_behind_a_bad_job():
+    """One worker holds the next jobs while it runs one (so it never waits for the dispatcher between
+    jobs); jobs sent behind a job that hangs or kills the worker never started: they are run again,
+    on the replacement, each with its own timeout counted from its own start."""
+    pool = WorkerPool(_misbehave, workers=1, timeout_s=1.0)
+    try:
+        jobs = [{"x": 1}, {"x": 2, "hang": True}, *({"x": i} for i in range(3, 7))]
+        jobs += [{"x": 7, "abort": True}, *({"x": i} for i in range(8, 12))]
+        futures = pool.submit_many(jobs)
+        scores = [f.result(timeout=60) for f in futures]
+        assert [s.status for s in scores] == ["ok", "timeout", *["ok"] * 4, "error", *["ok"] * 4]
+        assert [s.reward for s in scores if s.status == "ok"] == [2.0 * j["x"] for j in jobs if len(j) == 1]
+        assert pool.stats["timeouts"] == 1 and pool.stats["crashes"] == 1
+        # The pipeline really is fuller than one job: after a warm-up, the worker holds several at once.
+        slow = pool.submit_many([{"x": 0, "hang": True}] + [{"x": i} for i in range(1, 6)])
+        deadline = time.monotonic() + 30
+        while not any(len(w.jobs) > 1 for w in pool._workers) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert max(len(w.jobs) for w in pool._workers) > 1
+        assert [f.result(timeout=60).status for f in slow] == ["timeout", *["ok"] * 5]
+    finally:
+        pool.close()
+
+
+def test_pool_a_job_cancelled_while_held_by_a_worker_is_skipped():
+    pool = WorkerPool(_slow_double, workers=1, timeout_s=30)
+    try:
+        running, held, after = pool.submit_many([{"x": 1, "sleep": 0.5}, {"x": 2}, {"x": 3}])
+        deadline = time.monotonic() + 30
+        while not running.running() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert held.cancel() is True  # sent ahead to the worker, but not started: still cancellable
+        assert running.result(timeout=30).reward == 2.0
+        assert after.result(timeout=30).reward == 6.0
+        assert held.cancelled()
     finally:
         pool.close()
 
