@@ -97,6 +97,33 @@ def test_micro_batches_do_not_change_greedy_results(tiny, prompts):
             assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
 
 
+def test_the_reserved_kv_cache_gives_what_transformers_own_cache_gives(tiny, prompts):
+    """The in-place cache (kv_cache.py) against transformers' concatenating one: the same tokens and
+    log-probs when rows finish at different steps (eos, a stop string) and leave the cache, with
+    several samples per prompt, and past the reserved capacity (the layer grows)."""
+    from rewardkit.generation.kv_cache import reserved_cache
+
+    model, tok = tiny
+    params = SamplingParams(n=4, temperature=1.0, max_tokens=24, stop=("o",), seed=7)
+    reserved = HFGenerator(model, tok).generate(prompts, params)
+    plain = HFGenerator(model, tok, HFGeneratorConfig(reserve_kv_cache=False)).generate(prompts, params)
+    ids = lambda out: [[(g.token_ids, g.finish_reason) for g in grp] for grp in out]  # noqa: E731
+    assert ids(reserved) == ids(plain)
+    lengths = {len(g.token_ids) for grp in reserved for g in grp}
+    assert len(lengths) > 2, "rows must finish at different steps for this test to cover dropping them"
+    for a, b in zip(sum(reserved, []), sum(plain, [])):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+
+    cache = reserved_cache(capacity=2)  # smaller than the prompt: the layer must grow past it
+    full = torch.tensor([prompts[2]])
+    with torch.no_grad():
+        out = model(input_ids=full[:, :-3], past_key_values=cache, use_cache=True)
+        for t in range(3, 0, -1):  # three more tokens, one at a time, through the grown cache
+            out = model(input_ids=full[:, -t:][:, :1], past_key_values=out.past_key_values, use_cache=True)
+        reference = model(input_ids=full).logits[:, -1]
+    torch.testing.assert_close(out.logits[:, -1], reference, rtol=0, atol=1e-5)
+
+
 def test_seeded_sampling_is_deterministic(tiny, prompts):
     model, tok = tiny
     params = SamplingParams(n=3, max_tokens=6, seed=123)
