@@ -11,6 +11,7 @@ sequence, never to the global maximum.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -113,12 +114,12 @@ def completion_logprobs(
     (``entropy_coef`` > 0) needs its gradient, which keeps a float32 log-softmax of every chunk of logits
     for the backward pass, so it is only paid for when the loss uses it."""
     P, T = batch["prompt_len"], batch["completion_len"]
-    out = model(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        position_ids=batch["position_ids"],
-    )
-    logits = out.logits[:, P - 1 : P - 1 + T, :]  # [B, T, V]: position P-1+j predicts completion token j
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+    if _keeps_logits(model):  # the LM head only on the last T+1 positions, not on the prompt's
+        logits = model(**inputs, logits_to_keep=T + 1).logits[:, :T, :]
+    else:
+        logits = model(**inputs).logits[:, P - 1 : P - 1 + T, :]
+    # [B, T, V]: position P-1+j predicts completion token j
     if temperature > 0 and temperature != 1.0:
         logits = logits / temperature  # the sampler drew from softmax(z / T): score the same distribution
     targets = batch["input_ids"][:, P : P + T]  # [B, T]
@@ -127,6 +128,16 @@ def completion_logprobs(
     if with_entropy:
         entropy = entropy_from_logits(logits if entropy_grad else logits.detach())  # [B, T]
     return logprobs, entropy
+
+
+def _keeps_logits(model: nn.Module) -> bool:
+    """Whether the model's forward takes ``logits_to_keep`` (most causal LMs of transformers >= 4.50;
+    through a peft wrapper, its base model's)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def reference_logprobs(

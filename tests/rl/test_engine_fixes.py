@@ -329,3 +329,35 @@ def test_dynamic_sampling_metric_is_checked():
     AlgorithmConfig(dynamic_sampling_metric="correct")
     with pytest.raises(ConfigError, match="dynamic_sampling_metric"):
         AlgorithmConfig(dynamic_sampling_metric="")
+
+
+def test_the_lm_head_on_completion_positions_only_changes_nothing(tiny_model):
+    """completion_logprobs asks the model for the last T+1 positions' logits only (``logits_to_keep``):
+    the same log-probs and gradients as slicing the full logits, which a model without that argument
+    still gets."""
+    from rewardkit.models import load_model
+    from rewardkit.rl.model import completion_logprobs, pack
+
+    model, _ = load_model(tiny_model, None, "fp32")
+
+    class NoLogitsToKeep(torch.nn.Module):  # a causal LM whose forward lacks logits_to_keep
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, position_ids):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+
+    packed = pack([[5, 6, 7], [8, 9], [4]], [[10, 11], [12, 13, 14, 15], [16]], 0, "cpu")
+    results = []
+    for m in (model, NoLogitsToKeep(model)):
+        model.zero_grad()
+        logprobs, entropy = completion_logprobs(m, packed, 0.7, with_entropy=True)
+        (logprobs * torch.arange(1.0, 5.0)).sum().backward()
+        results.append((logprobs.detach(), entropy, [p.grad.clone() for p in model.parameters()]))
+    (lp_a, ent_a, grads_a), (lp_b, ent_b, grads_b) = results
+    assert lp_a.shape == (3, 4)
+    torch.testing.assert_close(lp_a, lp_b, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ent_a, ent_b, rtol=0, atol=1e-6)
+    for a, b in zip(grads_a, grads_b):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
