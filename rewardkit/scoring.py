@@ -75,10 +75,14 @@ class ScoringConfig:
     """Samples scored at once (None: the CPU count, or what the environment says it can serve)."""
     memory_mb: int | None = None
     """Address-space cap per worker process (``process`` executor only; None: no cap)."""
-    executor: Literal["process", "thread", "inline"] = "process"
+    executor: Literal["process", "thread", "inline", "ray"] = "process"
     """``process``: isolated worker processes with hard timeouts (the default). ``thread``: for
     verifiers that wait on something else (a sandbox) and need no isolation of their own.
-    ``inline``: in the caller's thread, no timeout (microsecond checks, debugging)."""
+    ``inline``: in the caller's thread, no timeout (microsecond checks, debugging). ``ray``: actors
+    on a Ray cluster, with the same timeouts, statuses and order as ``process``
+    (``rewardkit.ray_pool``; ``workers`` is then the actors, default the cluster's CPUs)."""
+    ray_address: str | None = None
+    """The Ray cluster of the ``ray`` executor (None: ``RAY_ADDRESS``, else a local one)."""
     max_completion_chars: int = 1_000_000
     """Longer completions are ``invalid_input``."""
     cache_size: int = 100_000
@@ -141,12 +145,22 @@ class Scorer:
         self._env = env
         self._cache: collections.OrderedDict[Hashable, Score] = collections.OrderedDict()
         self._lock = threading.Lock()
-        self._pool: WorkerPool | None = None
+        self._pool: WorkerPool | Any = None
         self._threads: ThreadPool | None = None
         if cfg.executor == "process":
             scorer = functools.partial(score_one, env)
             self._pool = WorkerPool(
                 scorer, workers=cfg.workers, timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb
+            )
+        elif cfg.executor == "ray":
+            from rewardkit.ray_pool import RayPool  # Ray is optional: imported only when asked for
+
+            self._pool = RayPool(
+                functools.partial(score_one, env),
+                workers=cfg.workers,
+                timeout_s=cfg.timeout_s,
+                memory_mb=cfg.memory_mb,
+                address=cfg.ray_address,
             )
         elif cfg.executor == "thread":
             self._threads = ThreadPool(
@@ -236,8 +250,8 @@ class Scorer:
                 self._cache.popitem(last=False)
 
     @property
-    def pool(self) -> WorkerPool | None:
-        """The worker processes (``process`` executor), for statistics and tests."""
+    def pool(self) -> WorkerPool | Any:
+        """The worker processes (``process`` executor) or Ray actors (``ray``), for statistics and tests."""
         return self._pool
 
     @property

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rewardkit"
 LAYERS: list[tuple[str, ...]] = [
     ("types", "config", "inputs", "imports", "console"),
     ("verifiers",),
-    ("sandbox", "tools", "data"),
+    ("sandbox", "tools", "data", "ray_pool"),
     ("scoring", "interop"),
     ("models", "generation"),
     ("envs", "registry", "conformance"),
