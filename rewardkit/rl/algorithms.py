@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from rewardkit.config import bad_value, check_ranges, suggest
+from rewardkit.rl.distributed import all_max, all_min, all_sum
 
 LOG_RATIO_CLAMP = 20.0  # |log pi/pi_old| beyond this is clamped before exp(), so a ratio never overflows
 
@@ -317,20 +318,29 @@ def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
 
 
 def masked_whiten(x: Tensor, mask: Tensor, eps: float) -> Tensor:
-    """(x - mean) / (std + eps) over the masked entries of the whole tensor; 0 outside the mask.
+    """(x - mean) / (std + eps) over the masked entries of the whole batch; 0 outside the mask.
 
     std is unbiased (n - 1). When all masked entries are equal (or there are fewer than two) the result is
-    exactly 0 rather than rounding noise divided by eps.
+    exactly 0 rather than rounding noise divided by eps. Over several ranks the batch is all of theirs:
+    mean and std are all-reduced (``distributed.all_sum``), so each rank whitens as one process would.
     """
     mask = mask.bool()
-    n = mask.sum()
-    mean = masked_mean(x, mask)
-    std = (masked_sum((x - mean) ** 2, mask) / (n - 1).clamp(min=1)).sqrt()
-    out = torch.where(mask, (x - mean) / (std + eps), 0.0)
     kept = x[mask]  # [n]
-    if kept.numel() == 0 or bool((kept == kept[0]).all()):
+    n = all_sum(mask.sum())
+    mean = all_sum(kept.sum()) / n.clamp(min=1)
+    std = (all_sum(((kept - mean) ** 2).sum()) / (n - 1).clamp(min=1)).sqrt()
+    out = torch.where(mask, (x - mean) / (std + eps), 0.0)
+    if int(n) == 0 or _all_equal_everywhere(kept):
         return torch.zeros_like(out)  # all equal: exactly 0, not rounding noise / eps
     return out
+
+
+def _all_equal_everywhere(values: Tensor) -> bool:
+    """Whether every rank's ``values`` hold one and the same number (an empty rank agrees with any)."""
+    inf = torch.tensor(float("inf"), dtype=torch.float64)
+    low = all_min(values.min().double() if values.numel() else inf)
+    high = all_max(values.max().double() if values.numel() else -inf)
+    return bool(low == high)
 
 
 def _group_stats(x: Tensor, group_ids: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -467,7 +477,10 @@ def grpo_batch_std_advantage(token_rewards, mask, group_ids, values, cfg):
     per-group scale, which inflates groups whose rewards are nearly all equal, goes."""
     r = _outcome(token_rewards, mask)  # [B]
     mean, _, _, all_equal = _group_stats(r, group_ids)  # [B]
-    std = r.std() if r.numel() > 1 else r.new_zeros(())  # batch-level, unbiased
+    n = all_sum(torch.tensor(float(r.numel())))  # batch-level, unbiased; over every rank's samples
+    batch_mean = all_sum(r.sum().double()) / n.clamp(min=1)
+    var = all_sum(((r.double() - batch_mean) ** 2).sum()) / (n - 1).clamp(min=1)
+    std = var.sqrt().to(r.dtype) if n > 1 else r.new_zeros(())
     adv = torch.where(all_equal, 0.0, (r - mean) / (std + cfg.adv_eps))  # Lite PPO: batch std, not std_g
     return _per_token(adv, mask), discounted_returns(token_rewards, mask, 1.0)
 
@@ -699,8 +712,8 @@ def sapo_loss(logprobs, old_logprobs, advantages, mask, cfg):
 class StepNorm:
     """Denominators of one optimizer step, computed once from all of the step's micro-batches.
 
-    Under DDP/FSDP, which average gradients over ranks, all-reduce (sum) num_tokens and num_seqs over ranks
-    and multiply each rank's loss by the world size; then the step's gradient is the same as on one device.
+    Over several ranks the trainer sums num_tokens and num_seqs over ranks and sums (not averages) the
+    gradients (``rewardkit.rl.distributed``): the step's gradient is then the same as on one device.
     """
 
     num_tokens: int

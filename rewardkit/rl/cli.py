@@ -42,6 +42,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--help-config", action="store_true", help="list every config key with its default and meaning"
     )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        metavar="N",
+        help="data-parallel on N local ranks: runs `torchrun --nproc-per-node N -m rewardkit train ...` "
+        "(several nodes: call torchrun yourself, see docs/scale.md)",
+    )
     p.set_defaults(func=cmd_train)
 
 
@@ -55,6 +63,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.config:
         print("error: a CONFIG.yaml is required (or --help-config)", file=sys.stderr)
         return 2
+    if args.nproc is not None:
+        return _torchrun(args.nproc, sys.argv[1:] if argv_is_ours() else None)
     from rewardkit.rl.trainer import train
 
     cfg = TrainConfig.from_yaml(args.config, parse_overrides(args.set))
@@ -67,6 +77,42 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     print(_summary(result))
     return _exit_code(result)
+
+
+def argv_is_ours() -> bool:
+    """Whether sys.argv is this ``rewardkit train`` command line (not a caller's, e.g. ``main([...])``)."""
+    return "train" in sys.argv[1:]
+
+
+def _torchrun(nproc: int, argv: list[str] | None) -> int:
+    """Run this same command under torchrun on ``nproc`` local ranks, without ``--nproc``."""
+    import os
+    import subprocess
+
+    if nproc < 1:
+        print(f"error: --nproc: got {nproc}, expected >= 1", file=sys.stderr)
+        return 2
+    if os.environ.get("WORLD_SIZE"):
+        print("error: --nproc inside a torchrun launch; drop one of them", file=sys.stderr)
+        return 2
+    if argv is None:
+        print("error: --nproc works from the command line only (call torchrun yourself)", file=sys.stderr)
+        return 2
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            rest.append(arg)
+    if nproc == 1:
+        cmd = [sys.executable, "-m", "rewardkit", *rest]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)]
+        cmd += ["-m", "rewardkit", *rest]
+    print("running: " + " ".join(cmd[1:]), file=sys.stderr)
+    return subprocess.call(cmd)
 
 
 def _summary(result: TrainResult) -> str:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rewardkit.envs.base import Environment
 from rewardkit.generation.base import Generator, SamplingParams
+from rewardkit.rl.distributed import World, all_gather_objects, shard
 from rewardkit.scoring import score_trajectories
 from rewardkit.types import Score, Task, Trajectory
 from rewardkit.verifiers.efficiency import soft_overlong_penalty
@@ -159,16 +160,23 @@ def collect_batch(
     overlong_buffer_frac: float,
     overlong_filter: bool,
     dynamic_sampling_metric: str = "auto",
+    world: World | None = None,
 ) -> Batch:
-    """``prompts`` groups of ``group_size`` scored, shaped samples (see the module docstring)."""
+    """``prompts`` groups of ``group_size`` scored, shaped samples (see the module docstring).
+
+    Over several ranks (``world``, ``rewardkit.rl.distributed``) ``prompts`` is the global count: every
+    rank draws the same prompts and rolls out its own slice of them; dynamic sampling's extra rounds
+    draw the global shortfall, and of the groups kept in a round the first ones in rank order fill it.
+    The returned batch is this rank's part."""
+    world = world or World()
     kept: list[list[ScoredSample]] = []
     generated: list[ScoredSample] = []
     correctness = getattr(env, "correctness_metric", None)
     stats = {"rollout_time_s": 0.0, "score_time_s": 0.0, "groups_seen": 0.0, "groups_dropped": 0.0}
-    zero_std_groups, rounds = 0, 0
-    while len(kept) < prompts and rounds < max_rounds:
+    zero_std_groups, rounds, total_kept = 0, 0, 0  # total_kept: over all ranks
+    while total_kept < prompts and rounds < max_rounds:
         seed = None if sampling.seed is None else sampling.seed + 7919 * rounds
-        tasks = sampler.draw(prompts - len(kept) if dynamic_sampling else prompts)
+        tasks = shard(sampler.draw(prompts - total_kept if dynamic_sampling else prompts), world)
         t0 = time.perf_counter()
         trajectories = env.rollout(generator, tasks, n=group_size, sampling=_with_seed(sampling, seed))
         t1 = time.perf_counter()
@@ -176,10 +184,18 @@ def collect_batch(
         stats["rollout_time_s"] += t1 - t0
         stats["score_time_s"] += time.perf_counter() - t1
         rounds += 1
+        fresh: list[list[ScoredSample]] = []  # this round's groups that carry a signal, in order
         for g in range(len(tasks)):
             part = slice(g * group_size, (g + 1) * group_size)
             group = [
-                _shaped(traj, score, len(kept), sampling.max_tokens, overlong_buffer_frac, overlong_filter)
+                _shaped(
+                    traj,
+                    score,
+                    len(kept) + len(fresh),
+                    sampling.max_tokens,
+                    overlong_buffer_frac,
+                    overlong_filter,
+                )
                 for traj, score in zip(trajectories[part], scores[part])
             ]
             generated += group
@@ -190,14 +206,48 @@ def collect_batch(
             ):
                 stats["groups_dropped"] += 1
                 continue
-            if len(kept) < prompts:
-                kept.append(group)
+            fresh.append(group)
+        # The round's groups fill the shortfall in rank order (one process: simply the first ones).
+        counts = [len(fresh)] if not world.distributed else all_gather_objects(len(fresh))
+        room = max(0, prompts - total_kept - sum(counts[: world.rank]))
+        kept += fresh[:room]  # their group ids run on from len(kept), as they were numbered
+        total_kept += min(sum(counts), prompts - total_kept)
         if not dynamic_sampling:
             break
     stats["sampling_rounds"] = float(rounds)
     stats["frac_zero_std_groups"] = zero_std_groups / max(stats["groups_seen"], 1)
-    stats["batch_short"] = float(len(kept) < prompts)  # dynamic sampling ran out of rounds
+    stats["batch_short"] = float(total_kept < prompts)  # dynamic sampling ran out of rounds
     return Batch([s for group in kept for s in group], stats, generated)
+
+
+def merge_batches(parts: Sequence[Batch]) -> Batch:
+    """One batch from the ranks' parts (rank order), as if one process had collected it: group ids are
+    renumbered to stay distinct (a kept sample stays the same object in ``samples`` and ``generated``),
+    counts add up, times and round counts are the slowest rank's, fractions are over the whole."""
+    samples: list[ScoredSample] = []
+    generated: list[ScoredSample] = []
+    offset = 0
+    for part in parts:
+        moved: dict[int, ScoredSample] = {}
+
+        def move(
+            sample: ScoredSample, by: int = offset, memo: dict[int, ScoredSample] = moved
+        ) -> ScoredSample:
+            return memo.setdefault(id(sample), replace(sample, group=sample.group + by))
+
+        samples += [move(x) for x in part.samples]
+        generated += [move(x) for x in part.generated or []]
+        offset = 1 + max((x.group for x in samples + generated), default=-1)
+    stats: dict[str, float] = {}
+    for key in {k for part in parts for k in part.stats}:
+        values = [part.stats[key] for part in parts if key in part.stats]
+        slowest = key.endswith("_s") or key in ("sampling_rounds", "batch_short")
+        stats[key] = max(values) if slowest else sum(values)
+    if "frac_zero_std_groups" in stats:
+        seen = [part.stats.get("groups_seen", 0.0) for part in parts]
+        zero = sum(part.stats.get("frac_zero_std_groups", 0.0) * n for part, n in zip(parts, seen))
+        stats["frac_zero_std_groups"] = zero / max(sum(seen), 1)
+    return Batch(samples, stats, generated)
 
 
 def _shaped(
@@ -213,8 +263,6 @@ def _all_equal(values: list[float]) -> bool:
 
 
 def _with_seed(sampling: SamplingParams, seed: int | None) -> SamplingParams:
-    from dataclasses import replace
-
     return replace(sampling, seed=seed)
 
 

@@ -39,6 +39,7 @@ from rewardkit.imports import import_modules
 from rewardkit.models import latest_checkpoint, resolve_model, resolve_tokenizer
 from rewardkit.registry import load_env
 from rewardkit.rl import checkpoint as ckpt
+from rewardkit.rl import distributed
 from rewardkit.rl.algorithms import (
     ADVANTAGES,
     KL_ESTIMATORS,
@@ -64,7 +65,7 @@ from rewardkit.rl.model import (
 )
 from rewardkit.rl.run_dir import Interrupted, RunDirMode, StopSignals, clear_for_overwrite
 from rewardkit.rl.run_dir import prepare as prepare_run_dir
-from rewardkit.rl.sampling import Batch, PromptSampler, batch_metrics, collect_batch
+from rewardkit.rl.sampling import Batch, PromptSampler, batch_metrics, collect_batch, merge_batches
 from rewardkit.types import Task
 
 
@@ -89,7 +90,7 @@ class TrainResult:
 
 
 def is_main_process() -> bool:
-    """Rank 0 logs and saves; the others only compute (torchrun sets RANK)."""
+    """Rank 0 logs and saves; the others only compute (torchrun sets RANK; ``rewardkit.rl.distributed``)."""
     return int(os.environ.get("RANK", "0")) == 0
 
 
@@ -126,6 +127,7 @@ def train(
                     run.save(step)
                     saved = step
                 if step < cfg.steps:  # a signal held during the update stops here, the step done
+                    _agree_on_stop(stop)
                     stop.check()
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM (run_dir.Interrupted), or raised by code
             return _interrupted(run, done, saved, metrics, stop.clean, exc)
@@ -154,6 +156,14 @@ def _interrupted(
     )
 
 
+def _agree_on_stop(stop: StopSignals) -> None:
+    """Over several ranks: if any rank got a signal, all stop after this step (one all-reduce)."""
+    if distributed.world().distributed:
+        signum = int(distributed.all_max(torch.tensor(stop.requested or 0)))
+        if signum and stop.requested is None:
+            stop.requested = signum
+
+
 def _final_model(out: Path) -> Path | None:
     latest = latest_checkpoint(out)
     return latest / "model" if latest is not None else None
@@ -175,10 +185,11 @@ def _train_step(run: _Run, step: int, stop: StopSignals) -> dict[str, float]:
         ckpt.set_rng_state(rng)  # and the same random numbers (an inline verifier's, say)
         raise
     run.generator.sleep()  # GPU vLLM with sleep mode: free its memory while the optimizer steps
-    metrics = batch_metrics(batch)
-    if batch.samples:
+    whole = _whole_batch(batch)  # every rank's part (rank 0 logs it); this rank's own in one process
+    metrics = batch_metrics(whole)
+    if whole.samples:  # over several ranks, a rank with no samples of its own still joins the update
         metrics.update(optimize(learner, batch, step))  # advantages -> loss -> step
-        _control_kl(run, step, metrics, len(batch.samples))  # next step's KL coefficient; reference reset
+        _control_kl(run, step, metrics, len(whole.samples))  # next step's KL coefficient; reference reset
         run.generator.update_weights(weights_for_sync(learner.policy))  # in place; a no-op for hf
     tokens = sum(len(s.trajectory.completion_ids) for s in batch.generated)  # kept or not, all were generated
     metrics.update(
@@ -186,21 +197,32 @@ def _train_step(run: _Run, step: int, stop: StopSignals) -> dict[str, float]:
         step_time_s=time.perf_counter() - t0,
         tokens_per_s=tokens / max(metrics["rollout_time_s"], 1e-9),
         lr=learner.scheduler.get_last_lr()[0],
+        world_size=float(distributed.world().size),
     )
-    run.logger.log_step(step, metrics, batch)
+    run.logger.log_step(step, metrics, whole)
     return metrics
 
 
-def rollout_batch(run: _Run, step: int) -> Batch:
-    """Step ``step``'s batch: rollout -> score -> overlong shaping -> dynamic-sampling filter."""
+def _whole_batch(batch: Batch) -> Batch:
+    """The step's batch over all ranks (for metrics and the rollout log): this rank's in one process."""
+    if not distributed.world().distributed:
+        return batch
+    return merge_batches(distributed.all_gather_objects(batch))
+
+
+def rollout_batch(run: _Run, step: int, world: distributed.World | None = None) -> Batch:
+    """Step ``step``'s batch: rollout -> score -> overlong shaping -> dynamic-sampling filter; this rank's
+    part of it (``world``: the process group's by default; ``World()`` collects the whole batch here)."""
     cfg, algo = run.cfg, run.learner.algo
+    world = world or distributed.world()
     return collect_batch(
         run.env,
         run.generator,
         run.sampler,
+        world=world,
         prompts=cfg.prompts_per_step,
         group_size=cfg.group_size,
-        sampling=_sampling_params(cfg, step),
+        sampling=_sampling_params(cfg, step, world.rank),
         dynamic_sampling=algo.dynamic_sampling,
         max_rounds=cfg.max_sampling_rounds,
         overlong_buffer_frac=algo.overlong_buffer_frac,
@@ -209,8 +231,9 @@ def rollout_batch(run: _Run, step: int) -> Batch:
     )
 
 
-def _sampling_params(cfg: TrainConfig, step: int) -> SamplingParams:
-    """This step's rollout sampling: ``group_size`` samples per prompt, seeded by the run's seed and step."""
+def _sampling_params(cfg: TrainConfig, step: int, rank: int = 0) -> SamplingParams:
+    """This step's rollout sampling: ``group_size`` samples per prompt, seeded by the run's seed, the step
+    and the rank (ranks sample their own prompts with their own random streams)."""
     return SamplingParams(
         n=cfg.group_size,
         temperature=cfg.temperature,
@@ -218,7 +241,7 @@ def _sampling_params(cfg: TrainConfig, step: int) -> SamplingParams:
         top_k=cfg.top_k,
         max_tokens=cfg.max_new_tokens,
         stop=tuple(cfg.stop),
-        seed=cfg.seed * 100_003 + step,
+        seed=cfg.seed * 100_003 + step + 1_000_003 * rank,
     )
 
 
@@ -322,6 +345,7 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
     from rewardkit.generation import resolve_backend
 
     quiet_third_party(cfg.verbose)  # before anything loads a model or imports vLLM
+    world = distributed.setup()  # torchrun: join the ranks (one process: nothing to do)
     cfg = dataclasses.replace(cfg, rollout_backend=resolve_backend(cfg.rollout_backend))  # auto -> hf | vllm
     algo = cfg.algorithm_config
     ckpt.seed_rngs(cfg.seed)  # Python's, NumPy's and torch's generators, as a checkpoint restores them
@@ -329,12 +353,17 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
     resume_from = prepare_run_dir(out, cfg, mode, main=is_main_process())
     env, tasks = _env_and_tasks(cfg, env, tasks)
     _check_model_paths(cfg)  # a mistyped path fails in one line, before --overwrite deletes anything
+    _check_world(cfg, world)
     clear_for_overwrite(out, mode, main=is_main_process())
+    model_path = _model_path(cfg, tasks, out) if world.is_main else None  # model: tiny is built once
+    distributed.barrier()
+    model_path = model_path or _model_path_built(cfg, out)
     policy, tokenizer = load_policy(
-        _model_path(cfg, tasks, out), cfg.tokenizer, cfg.dtype, cfg.gradient_checkpointing, cfg.lora
+        model_path, cfg.tokenizer, cfg.dtype, cfg.gradient_checkpointing, cfg.lora
     )
-    reference = frozen_copy(policy) if algo.needs_reference and not cfg.lora else None
     critic = ValueModel(policy).to(policy.device) if algo.needs_values else None
+    distributed.broadcast_parameters([policy, critic])  # replicas start equal (LoRA and value-head inits)
+    reference = frozen_copy(policy) if algo.needs_reference and not cfg.lora else None
     generator = _make_generator(cfg, policy, tokenizer)
     optimizer = _optimizer(cfg, policy, critic)
     scheduler = _scheduler(cfg, optimizer)
@@ -391,6 +420,20 @@ def _check_model_paths(cfg: TrainConfig) -> None:
         resolve_model(cfg.model)
     if cfg.tokenizer is not None:
         resolve_tokenizer(cfg.tokenizer)
+
+
+def _check_world(cfg: TrainConfig, world: distributed.World) -> None:
+    """Over several ranks every rank needs prompts: ``prompts_per_step`` >= the number of ranks."""
+    if world.distributed and cfg.prompts_per_step < world.size:
+        raise ConfigError(
+            f"prompts_per_step: got {cfg.prompts_per_step}, expected at least the number of ranks "
+            f"({world.size}): each rank rolls out whole prompt groups"
+        )
+
+
+def _model_path_built(cfg: TrainConfig, out: Path) -> str:
+    """On ranks > 0: the model rank 0 resolved (``model: tiny`` was built by rank 0 in the run's dir)."""
+    return str(out / "tiny_model") if cfg.model == "tiny" else cfg.model
 
 
 def _model_path(cfg: TrainConfig, tasks: Sequence[Task], out: Path) -> str:
@@ -464,17 +507,17 @@ class BatchTensors:
     def from_batch(cls, batch: Batch, device: Any) -> BatchTensors:
         samples = batch.samples
         completions = [list(s.trajectory.completion_ids) for s in samples]
-        T = max(max(len(c) for c in completions), 1)
+        T = max((len(c) for c in completions), default=1) or 1  # no samples: a rank with none this step
         policy_mask = _rows([s.trajectory.completion_mask for s in samples], T, device).bool()
-        filtered = torch.tensor([s.loss_mask_off for s in samples], device=device)[:, None]  # [B, 1]
+        filtered = torch.tensor([s.loss_mask_off for s in samples], dtype=torch.bool, device=device)[:, None]
         return cls(
             prompts=[list(s.trajectory.prompt_ids) for s in samples],
             completions=completions,
             policy_mask=policy_mask,
             loss_mask=policy_mask & ~filtered,
             sampler_logprobs=_rows([s.trajectory.logprobs for s in samples], T, device),
-            rewards=torch.tensor([s.reward for s in samples], dtype=torch.float32, device=device),
-            group_ids=torch.tensor([s.group for s in samples], device=device),
+            rewards=torch.tensor([s.reward for s in samples], dtype=torch.float32, device=device),  # [B]
+            group_ids=torch.tensor([s.group for s in samples], dtype=torch.long, device=device),
         )
 
     @property
@@ -603,7 +646,7 @@ def optimize(learner: Learner, batch: Batch, step: int) -> dict[str, float]:
     """Advantages for the whole batch, then ``num_iterations`` epochs of mini-batch optimizer steps."""
     inputs = compute_advantages(learner, batch)
     metrics, updates = update(learner, inputs, step)
-    metrics.update(inputs.is_stats)
+    metrics.update(_mean_over_ranks(inputs.is_stats))
     metrics["optimizer_updates"] = float(updates)
     return metrics
 
@@ -613,7 +656,10 @@ def update(learner: Learner, inputs: LossInputs, step: int) -> tuple[dict[str, f
     ``step``) cut into exactly ``mini_batches`` near-equal optimizer steps (``_split``), the count the
     learning-rate schedule plans for; returns the metrics averaged over the optimizer steps, and how many
     there were. A batch with fewer samples than ``mini_batches`` (dynamic sampling ran short) leaves some
-    parts empty: they only advance the schedule, so later steps keep their planned learning rates."""
+    parts empty: they only advance the schedule, so later steps keep their planned learning rates.
+
+    Over several ranks each rank shuffles and splits its own samples; a part empty on every rank is
+    skipped like that, one empty on this rank only still joins the step (a zero gradient of its own)."""
     cfg = learner.cfg
     totals: dict[str, float] = {}
     updates = 0
@@ -621,7 +667,7 @@ def update(learner: Learner, inputs: LossInputs, step: int) -> tuple[dict[str, f
     for _ in range(cfg.num_iterations):
         order = torch.randperm(len(inputs.data.prompts), generator=gen).tolist()
         for mini in _split(order, cfg.mini_batches):
-            if not mini:
+            if not int(distributed.all_sum(torch.tensor(len(mini)))):
                 learner.scheduler.step()
                 continue
             _accumulate(totals, _optimizer_step(learner, inputs, mini))
@@ -635,12 +681,21 @@ def _optimizer_step(learner: Learner, inputs: LossInputs, mini: list[int]) -> di
     The policy's and the critic's gradients are clipped separately, each by its own norm (as verl and
     OpenRLHF do, with one optimizer each): one global norm would let a large value-loss gradient shrink
     the policy's update. ``grad_norm`` is the policy's norm before clipping, ``value_grad_norm`` the
-    critic's."""
+    critic's.
+
+    Over several ranks the denominators are the whole step's (``StepNorm`` counts summed over ranks), the
+    gradients are summed over ranks before clipping, and so are the loss metrics (each rank's is its
+    share of the global sum): every rank takes the step one process would take on the whole batch."""
     cfg, optimizer = learner.cfg, learner.optimizer
-    norm = StepNorm.from_masks([inputs.data.loss_mask[mini]], constant=float(cfg.max_new_tokens))
+    norm = _global_norm(
+        StepNorm.from_masks([inputs.data.loss_mask[mini]], constant=float(cfg.max_new_tokens))
+    )
     metrics: dict[str, float] = {}
     for micro in _chunks(mini, cfg.micro_batch_size):
         _accumulate(metrics, _loss_backward(learner, inputs, micro, norm))
+    if distributed.world().distributed:
+        metrics = _summed_over_ranks(metrics)
+        distributed.sum_gradients(p for group in optimizer.param_groups for p in group["params"])
     policy_params = optimizer.param_groups[0]["params"]  # _optimizer: the policy's group first
     metrics["grad_norm"] = float(
         torch.nn.utils.clip_grad_norm_(policy_params, cfg.max_grad_norm, foreach=True)
@@ -687,6 +742,31 @@ def _loss_backward(learner: Learner, inputs: LossInputs, micro: list[int], norm:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Helpers
+
+
+def _global_norm(local: StepNorm) -> StepNorm:
+    """The step's denominators over every rank (``local`` itself in one process)."""
+    if not distributed.world().distributed:
+        return local
+    tokens, seqs = distributed.all_sum(torch.tensor([local.num_tokens, local.num_seqs])).tolist()
+    return dataclasses.replace(local, num_tokens=int(tokens), num_seqs=int(seqs))
+
+
+def _mean_over_ranks(metrics: dict[str, float]) -> dict[str, float]:
+    """Each key's mean over the ranks that have it (``metrics`` itself in one process)."""
+    if not distributed.world().distributed:
+        return metrics
+    parts = distributed.all_gather_objects(metrics)
+    keys = {k for part in parts for k in part}
+    return {k: sum(p[k] for p in parts if k in p) / sum(k in p for p in parts) for k in keys}
+
+
+def _summed_over_ranks(metrics: dict[str, float]) -> dict[str, float]:
+    """Each key summed over the ranks that have it (a rank with no samples in the step has none)."""
+    total: dict[str, float] = {}
+    for part in distributed.all_gather_objects(metrics):
+        _accumulate(total, part)
+    return total
 
 
 def _accumulate(totals: dict[str, float], metrics: dict[str, Any]) -> None:
