@@ -25,7 +25,6 @@ import collections
 import os
 import threading
 import time
-import traceback
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -64,11 +63,8 @@ class _ScoreActor:
     def score(self, sample: Any) -> Any:
         try:
             return self._scorer(sample)
-        except MemoryError:
-            return Score.failure("error", f"out of memory (worker cap {self._memory_mb} MB)")
         except BaseException as exc:  # noqa: BLE001 - one sample's failure is that sample's status
-            tb = traceback.format_exc(limit=3)
-            return Score.failure("error", f"{type(exc).__name__}: {exc}", traceback=tb[-2000:])
+            return Score.from_exception(exc, self._memory_mb)
 
 
 @dataclass

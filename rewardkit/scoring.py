@@ -42,7 +42,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
@@ -452,11 +451,8 @@ def _worker_main(conn: Connection, payload: bytes, memory_mb: int | None) -> Non
             return
         try:
             result: Any = scorer(sample)
-        except MemoryError:
-            result = Score.failure("error", f"out of memory (worker cap {memory_mb} MB)")
         except BaseException as exc:  # noqa: BLE001 - one sample's failure is that sample's status
-            tb = traceback.format_exc(limit=3)
-            result = Score.failure("error", f"{type(exc).__name__}: {exc}", traceback=tb[-2000:])
+            result = Score.from_exception(exc, memory_mb)
         try:
             conn.send((job_id, result))
         except Exception as exc:  # an unpicklable Score payload

@@ -62,6 +62,17 @@ class Score:
             raise ValueError("failure() needs a non-ok status")
         return cls(0.0, {}, {"status": status, "reason": reason, **info})
 
+    @classmethod
+    def from_exception(cls, exc: BaseException, memory_mb: int | None = None) -> Score:
+        """The ``error`` Score of a verifier that raised ``exc``, with the end of its traceback; a
+        MemoryError names the worker's memory cap ``memory_mb``."""
+        if isinstance(exc, MemoryError):
+            return cls.failure("error", f"out of memory (worker cap {memory_mb} MB)")
+        import traceback
+
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=3))
+        return cls.failure("error", f"{type(exc).__name__}: {exc}", traceback=tb[-2000:])
+
     def to_dict(self) -> dict[str, Any]:
         return {"reward": self.reward, "metrics": dict(self.metrics), "info": dict(self.info)}
 
