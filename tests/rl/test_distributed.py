@@ -5,7 +5,7 @@ The equivalence test runs ``dist_update.py`` once as one process and once under 
 must produce the loss metrics and parameters of the single process (to 1e-5), for presets that
 exercise every global quantity (token-mean and per-sequence denominators, a KL reference, batch-level
 std, whitening, a critic), and the two replicas must stay bit-identical. The end-to-end test trains
-through the CLI (``rewardkit train --nproc 2``), then resumes the run on one process."""
+through the CLI (``rewardkit train --nproc 2``), then resumes the run on one process and again on two."""
 
 from __future__ import annotations
 
@@ -107,6 +107,11 @@ def test_train_on_two_ranks_through_the_cli_then_resume_on_one(tmp_path):
     _run([*cli, "--resume", "--set", "steps=4"])  # the same run continues on one process
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4] and rows[-1]["world_size"] == 1
+
+    _run([*cli, "--resume", "--set", "steps=5", "--nproc", "2"])  # and back on two ranks, both loading it
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5] and rows[-1]["world_size"] == 2
+    assert (out / "checkpoints" / "step_000005" / "model" / "config.json").exists()
 
 
 def test_too_few_prompts_for_the_ranks_is_a_clear_error(tmp_path):
