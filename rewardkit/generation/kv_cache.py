@@ -7,7 +7,7 @@ kernel time of the benchmark's 64-row, 40-token rollouts; ~5 % of their wall tim
 reserves room for the prompt and the token budget once and writes every new step into it; attention
 reads a view of the filled part. Dropping finished rows (``reorder_cache``) selects rows of the buffer.
 
-Built on transformers' cache-layer API (``DynamicLayer``, transformers >= 4.56); ``reserved_cache``
+Built on transformers' per-layer cache API (``DynamicLayer``; not in older releases); ``reserved_cache``
 returns None where that API is missing, and the loop then lets the model build its own cache.
 """
 

@@ -64,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("error: a CONFIG.yaml is required (or --help-config)", file=sys.stderr)
         return 2
     if args.nproc is not None:
-        return _torchrun(args.nproc, sys.argv[1:] if argv_is_ours() else None)
+        return _torchrun(args.nproc, sys.argv[1:] if _argv_is_ours() else None)
     from rewardkit.rl.trainer import train
 
     cfg = TrainConfig.from_yaml(args.config, parse_overrides(args.set))
@@ -79,7 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _exit_code(result)
 
 
-def argv_is_ours() -> bool:
+def _argv_is_ours() -> bool:
     """Whether sys.argv is this ``rewardkit train`` command line (not a caller's, e.g. ``main([...])``)."""
     return "train" in sys.argv[1:]
 

@@ -44,6 +44,7 @@ __all__ = [
     "all_max",
     "all_min",
     "all_sum",
+    "barrier",
     "broadcast_parameters",
     "setup",
     "shard",

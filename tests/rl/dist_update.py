@@ -26,7 +26,6 @@ PRESET_ALGO = {
     "grpo": {"kl_coef": 0.05},  # a reference model and its KL term
     "dr_grpo": {},
     "dapo": {"dynamic_sampling": False},  # token-mean over the whole batch (the batch itself is fixed here)
-    "rloo": {"kl_coef": 0.0},
     "reinforce_pp": {"kl_coef": 0.0},  # whitening over the batch
     "ppo": {"kl_coef": 0.0},  # a critic: GAE whitened over the batch, value loss
 }
