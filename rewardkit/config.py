@@ -424,7 +424,12 @@ def describe(
             continue
         default = _default(f)
         head = f"{prefix}{f.name}: {_type_text(hints[f.name])}"
-        head += " (required)" if default is dataclasses.MISSING else f" = {default!r}"
+        if default is dataclasses.MISSING:
+            head += " (required)"
+        elif dataclasses.is_dataclass(default) and len(f"{head} = {default!r}") > width:
+            head += f" = each {prefix}{f.name}.* key's default"  # a nested config too long for one line
+        else:
+            head += f" = {default!r}"
         doc = docs.get(f.name, "")
         blocks.append(head + ("\n" + indent_doc(doc, width) if doc else ""))
     return "\n".join(blocks)

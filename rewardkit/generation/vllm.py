@@ -15,6 +15,13 @@ policy's weights in Hugging Face checkpoint naming (``model.named_parameters()``
 the others undefined. LoRA training: pass merged weights (``rewardkit.models.weights_for_sync``
 merges the adapters, yields, and unmerges; the pairs are consumed while it is merged).
 
+Several ranks (``torchrun``): each rank runs its own colocated engine. On GPU it uses vLLM's
+``external_launcher`` executor, so the engine sits on the rank's GPU (``LOCAL_RANK``) and takes part in
+torchrun's process group; on CPU each engine is independent. The in-memory model is written once per
+rank for its engine to load (transformers writes on rank 0 only, so rewardkit writes the safetensors
+itself). With ``strategy: fsdp`` the trainer streams the weights gathered from the shards one tensor at a
+time (``rewardkit.rl.sharding.full_weights``): no rank holds a second full copy for the sync.
+
 Output: vLLM logs to stderr (``VLLM_LOGGING_STREAM``, set here before vLLM is imported; stdout is
 the command's results), at the level ``VLLM_LOGGING_LEVEL`` says: ``rewardkit.console`` makes that
 WARNING unless ``--verbose``, and its load-time progress bar shows only when vLLM logs at INFO. A warning
@@ -155,6 +162,11 @@ class VLLMGenerator:
             # the checkpoint-loading bar belongs to vLLM's INFO output (rewardkit --verbose)
             "use_tqdm_on_load": logging.getLogger("vllm").isEnabledFor(logging.INFO),
         }
+        if self._on_gpu and _ranks() > 1:
+            # torchrun's ranks, one engine each on the rank's own GPU (vLLM reads LOCAL_RANK; without
+            # this every in-process engine would take GPU 0); with tensor_parallel_size T in
+            # engine_kwargs, each T consecutive ranks share one engine instead
+            kwargs["distributed_executor_backend"] = "external_launcher"
         if cfg.max_model_len is not None:
             kwargs["max_model_len"] = cfg.max_model_len
         if cfg.max_num_seqs is not None:
@@ -288,9 +300,30 @@ def save_checkpoint(model: Any, tokenizer: Any, path: str) -> None:
     if _is_peft(model):
         merged = {name: tensor.clone() for name, tensor in weights_for_sync(model)}
         model.get_base_model().save_pretrained(path, state_dict=merged)
+    elif _ranks() > 1:
+        _save_on_this_rank(model, path)
     else:
         model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+
+
+def _ranks() -> int:
+    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+
+
+def _save_on_this_rank(model: Any, path: str) -> None:
+    """Under torch.distributed, transformers writes weights on rank 0 only, but every rank's engine loads
+    its own copy (each in its own temporary directory, which another node could not see): write the
+    config and safetensors weights here, without the tied copies transformers would drop too."""
+    from safetensors.torch import save_file
+
+    tied = getattr(model, "_tied_weights_keys", None) or ()
+    tied = set(tied) if getattr(model.config, "tie_word_embeddings", False) else set()
+    weights = {n: t.detach().contiguous() for n, t in model.state_dict().items() if n not in tied}
+    save_file(weights, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+    model.config.save_pretrained(path)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(path)
 
 
 def _is_peft(model: Any) -> bool:

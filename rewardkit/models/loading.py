@@ -305,11 +305,14 @@ def _hub_unavailable() -> str | None:
     return None
 
 
-def save_model(policy: Any, tokenizer: Any, checkpoint: str | Path) -> None:
+def save_model(
+    policy: Any, tokenizer: Any, checkpoint: str | Path, *, state_dict: dict[str, Any] | None = None
+) -> None:
     """Write ``checkpoint/model`` as a plain Hugging Face model directory that loads from anywhere.
 
     A LoRA policy's adapters are merged into that copy (the policy itself keeps training on them), and
     the adapter alone goes to ``checkpoint/adapter``, its base model named by absolute path.
+    ``state_dict``: the weights to write instead of the policy's own (a sharded policy's, gathered).
     """
     checkpoint = Path(checkpoint)
     if hasattr(policy, "merge_adapter"):  # peft
@@ -317,8 +320,24 @@ def save_model(policy: Any, tokenizer: Any, checkpoint: str | Path) -> None:
         with merged_state_dict(policy) as weights:
             policy.get_base_model().save_pretrained(checkpoint / MODEL_DIR, state_dict=weights)
     else:
-        policy.save_pretrained(checkpoint / MODEL_DIR)
+        policy.save_pretrained(checkpoint / MODEL_DIR, state_dict=state_dict)
+        _unwrapped_architecture(policy, checkpoint / MODEL_DIR / CONFIG)
     tokenizer.save_pretrained(checkpoint / MODEL_DIR)
+
+
+def _unwrapped_architecture(model: Any, config: Path) -> None:
+    """``architectures`` in a saved config names the model's class; FSDP2 wraps it in a subclass of its
+    own (``FSDPLlamaForCausalLM``), which no loader knows: name the class it wraps."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # a torch without distributed support has no FSDP either
+        return
+    if not isinstance(model, FSDPModule):
+        return
+    wrapped = next(c for c in type(model).__mro__[1:] if not issubclass(c, FSDPModule))
+    data = json.loads(config.read_text())
+    data["architectures"] = [wrapped.__name__]
+    config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _save_adapter(policy: Any, tokenizer: Any, path: Path) -> None:

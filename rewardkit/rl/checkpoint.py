@@ -5,6 +5,12 @@ evaluation and sharing) and ``trainer_state.pt`` (policy and critic weights, opt
 RNG states, data position, step). It is written to a temporary directory and renamed into place, so
 a crash mid-save never leaves a half-written checkpoint; ``checkpoints/latest`` names the newest.
 
+Sharded models (``strategy: fsdp``): every rank takes part. The Hugging Face model is gathered one
+tensor at a time and written by rank 0; the weights of the policy, critic and reference and the
+optimizer state go to ``state/`` as torch.distributed.checkpoint (DCP) shards, each rank writing its
+own, and ``trainer_state.pt`` holds the rest. DCP reshards on load, so such a checkpoint resumes on any
+number of ranks, sharded or not, one process included.
+
 Random state: a run seeds Python's, NumPy's and torch's global generators (``seed_rngs``) and a
 checkpoint holds all three (``rng_state``), because code the run calls in-process (an inline verifier,
 dropout in a model) may draw from any of them. The trainer's own draws do not touch them: rollouts are
@@ -17,6 +23,7 @@ import json
 import os
 import random
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +38,8 @@ from rewardkit.models.loading import (
     checkpoint_step,
     save_model,
 )
+from rewardkit.rl import distributed
+from rewardkit.rl.sharding import full_weights, is_sharded
 
 
 def save(
@@ -51,23 +60,43 @@ def save(
     """Write ``step``'s checkpoint atomically. ``reference``: the KL reference's weights, saved when the run
     resets it (``ref_reset_every``); ``kl_control``: the ``rewardkit.rl.kl.KLControl`` (coefficient, last
     reset)."""
+    sharded = is_sharded(policy)  # then every rank is here; else rank 0 only
+    main = distributed.world().is_main
     root = Path(out) / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
     final = checkpoint_dir(out, step)
     tmp = root / f".tmp_step_{step:06d}_{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(policy, tokenizer, tmp)  # model/ (LoRA merged in) and, for LoRA, adapter/
-    state = {
+    if main:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    state: dict[str, Any] = {
         "step": step,
-        "policy": policy.state_dict(),
-        "critic": critic.state_dict() if critic is not None else None,
-        "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "sampler": sampler.state_dict(),
-        "reference": reference.state_dict() if reference is not None else None,
         "kl_control": kl_control.state_dict() if kl_control is not None else None,
         "rng": rng_state(),
     }
+    if sharded:
+        tmp = Path(distributed.all_gather_objects(str(tmp))[0])  # rank 0's
+        distributed.barrier()
+        state["sharded"] = _save_sharded(tmp, policy, tokenizer, critic, optimizer, reference)
+    else:
+        save_model(policy, tokenizer, tmp)  # model/ (LoRA merged in) and, for LoRA, adapter/
+        state.update(
+            policy=policy.state_dict(),
+            critic=critic.state_dict() if critic is not None else None,
+            optimizer=optimizer.state_dict(),
+            reference=reference.state_dict() if reference is not None else None,
+        )
+    if main:
+        _commit(tmp, final, root, state, cfg, keep)
+    if sharded:
+        distributed.barrier()  # no rank goes on (or resumes) before the checkpoint is in place
+    return final
+
+
+def _commit(tmp: Path, final: Path, root: Path, state: dict[str, Any], cfg: Any, keep: int) -> None:
+    """Rank 0: the trainer state and config into ``tmp``, then ``tmp`` renamed to ``final``, ``latest``
+    pointed at it, and old checkpoints pruned."""
     torch.save(state, tmp / STATE_FILE)
     (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
     if final.exists():
@@ -75,7 +104,72 @@ def save(
     os.replace(tmp, final)
     _write_atomic(root / LATEST, final.name)
     prune(root, keep)
-    return final
+
+
+SHARDED_DIR = "state"
+"""A sharded checkpoint's DCP directory: model weights and optimizer state, one file per rank."""
+
+
+def _save_sharded(
+    tmp: Path, policy: Any, tokenizer: Any, critic: Any, optimizer: Any, reference: Any
+) -> dict[str, Any]:
+    """Every rank: the full Hugging Face model (rank 0 writes it, gathered one tensor at a time) and the
+    DCP shards; returns what ``load`` needs to know of them."""
+    import torch.distributed.checkpoint as dcp
+
+    main = distributed.world().is_main
+    weights = {}
+    for name, tensor in full_weights(policy):
+        if main:
+            weights[name] = tensor.detach().cpu()
+    if main:
+        save_model(policy, tokenizer, tmp, state_dict=weights)
+    del weights
+    models = _models(policy, critic, reference)
+    # An optimizer that has not stepped yet (or was just reset) is saved as such: taking its state dict
+    # would first initialise its moments with a zero step (DCP's rule), and that step would count
+    with_optimizer = bool(optimizer.state)
+    state = _dcp_state(models, optimizer if with_optimizer else None)
+    dcp.save(state, checkpoint_id=tmp / SHARDED_DIR, no_dist=not distributed.world().distributed)
+    return {"modules": sorted(models), "optimizer": with_optimizer}
+
+
+def _models(policy: Any, critic: Any, reference: Any) -> torch.nn.ModuleDict:
+    named = {"policy": policy, "critic": critic, "reference": reference}
+    return torch.nn.ModuleDict({k: m for k, m in named.items() if m is not None})
+
+
+def _dcp_state(models: torch.nn.Module, optimizer: Any) -> dict[str, Any]:
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
+
+    if optimizer is None:
+        return {"models": get_model_state_dict(models)}
+    model_state, optimizer_state = get_state_dict(models, optimizer)
+    return {"models": model_state, "optimizer": optimizer_state}
+
+
+def _load_sharded(
+    path: Path, saved: dict[str, Any], policy: Any, critic: Any, optimizer: Any, reference: Any
+):
+    """A sharded checkpoint's weights and optimizer state into the run's models, sharded or not, on any
+    number of ranks (DCP reshards)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_state_dict
+
+    named = {"policy": policy, "critic": critic, "reference": reference}
+    models = torch.nn.ModuleDict({k: m for k, m in named.items() if m is not None and k in saved["modules"]})
+    target = _dcp_state(models, optimizer if saved["optimizer"] else None)
+    single = not distributed.world().distributed  # a sharded run resumed on one process
+    with warnings.catch_warnings():  # DCP warns that it reads every shard itself: as meant
+        warnings.filterwarnings("ignore", "torch.distributed is disabled, unavailable or uninitialized")
+        dcp.load(target, checkpoint_id=Path(path) / SHARDED_DIR, no_dist=single)
+    if saved["optimizer"]:
+        set_state_dict(
+            models, optimizer, model_state_dict=target["models"], optim_state_dict=target["optimizer"]
+        )
+    else:
+        set_model_state_dict(models, target["models"])
+        optimizer.state.clear()
 
 
 def load(
@@ -92,14 +186,22 @@ def load(
     """Restore a run's state in place; returns the step the checkpoint was taken after. ``reference`` and
     ``kl_control`` are restored when given and saved (checkpoints from before KL control hold neither)."""
     state = torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False)
-    policy.load_state_dict(state["policy"])
-    if critic is not None and state["critic"] is not None:
-        critic.load_state_dict(state["critic"])
-    optimizer.load_state_dict(state["optimizer"])
+    if state.get("sharded"):
+        _load_sharded(path, state["sharded"], policy, critic, optimizer, reference)
+    else:
+        if is_sharded(policy):
+            raise ValueError(
+                f"{path}: this checkpoint holds full replicas (strategy ddp, or one process); resume it "
+                "with strategy ddp (any number of ranks), or start the sharded run from its model/ directory"
+            )
+        policy.load_state_dict(state["policy"])
+        if critic is not None and state["critic"] is not None:
+            critic.load_state_dict(state["critic"])
+        optimizer.load_state_dict(state["optimizer"])
+        if reference is not None and state.get("reference") is not None:
+            reference.load_state_dict(state["reference"])
     scheduler.load_state_dict(state["scheduler"])
     sampler.load_state_dict(state["sampler"])
-    if reference is not None and state.get("reference") is not None:
-        reference.load_state_dict(state["reference"])
     if kl_control is not None and state.get("kl_control") is not None:
         kl_control.load_state_dict(state["kl_control"])
     set_rng_state(state["rng"])

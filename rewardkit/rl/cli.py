@@ -65,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     if args.nproc is not None:
         return _torchrun(args.nproc, sys.argv[1:] if _argv_is_ours() else None)
-    from rewardkit.rl.trainer import train
+    from rewardkit.rl.trainer import is_main_process, train
 
     cfg = TrainConfig.from_yaml(args.config, parse_overrides(args.set))
     if args.imports:
@@ -75,7 +75,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(
         cfg, resume=args.resume, overwrite=args.overwrite, allow_config_change=args.allow_config_change
     )
-    print(_summary(result))
+    if is_main_process():  # once, not once per rank
+        print(_summary(result))
     return _exit_code(result)
 
 

@@ -30,6 +30,7 @@ from rewardkit.config import (
 from rewardkit.config import describe as describe_fields
 from rewardkit.data.tasks import DataConfig
 from rewardkit.rl.algorithms import ALGORITHM_PRESETS, AlgorithmConfig
+from rewardkit.rl.sharding import FSDPConfig
 
 WHERE = "train config"
 
@@ -169,6 +170,14 @@ class TrainConfig:
     lora: dict[str, Any] | None = None
     """peft LoraConfig fields (r, lora_alpha, target_modules, ...) to train LoRA adapters only.
     None: train all weights."""
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    """Over several ranks (``torchrun``, ``rewardkit train --nproc N``): ``ddp``, every rank a full
+    replica of the models with gradients summed over ranks; ``fsdp``, FSDP2 (``fully_shard``): the
+    policy, reference and critic sharded over the ranks, 1/N of the weights, gradients and optimizer
+    state on each (see ``fsdp`` and docs/scale.md). One process: ignored."""
+    fsdp: FSDPConfig = field(default_factory=FSDPConfig)
+    """``strategy: fsdp``'s options: ``param_dtype`` (mixed precision), ``reduce_dtype``, ``cpu_offload``,
+    ``reshard_after_forward`` (``rewardkit.rl.sharding.FSDPConfig``)."""
 
     # ---- bookkeeping ----
     output_dir: str = "runs/rewardkit"
@@ -204,6 +213,15 @@ class TrainConfig:
         _check_kl_control(self)
         _check_vllm(self.vllm)
         _check_lora(self.lora)
+        if self.strategy == "fsdp" and self.lora is not None:
+            raise bad_value(
+                WHERE,
+                "strategy",
+                self.strategy,
+                "ddp under LoRA",
+                ": LoRA's adapters are small enough to replicate, and sharding a peft model is not "
+                "supported yet; train LoRA with strategy ddp, or all weights with fsdp",
+            )
         if self.data is not None and self.tasks is not None:
             raise ConfigError(f"{WHERE}: data and tasks both given; keep one (they are two sources of tasks)")
 

@@ -49,6 +49,8 @@ RESUME_SAFE_KEYS = frozenset(
         "verbose",
         "output_dir",  # a run directory that was moved or copied
         "micro_batch_size",  # the same gradients, laid out differently on the hardware
+        "strategy",  # ddp <-> fsdp: the same step, the models replicated or sharded
+        "fsdp",
         "rollout_batch_size",
         "gradient_checkpointing",
         "vllm",

@@ -39,7 +39,7 @@ from rewardkit.imports import import_modules
 from rewardkit.models import latest_checkpoint, resolve_model, resolve_tokenizer
 from rewardkit.registry import load_env
 from rewardkit.rl import checkpoint as ckpt
-from rewardkit.rl import distributed
+from rewardkit.rl import distributed, sharding
 from rewardkit.rl.algorithms import (
     ADVANTAGES,
     KL_ESTIMATORS,
@@ -190,7 +190,7 @@ def _train_step(run: _Run, step: int, stop: StopSignals) -> dict[str, float]:
     if whole.samples:  # over several ranks, a rank with no samples of its own still joins the update
         metrics.update(optimize(learner, batch, step))  # advantages -> loss -> step
         _control_kl(run, step, metrics, len(whole.samples))  # next step's KL coefficient; reference reset
-        run.generator.update_weights(weights_for_sync(learner.policy))  # in place; a no-op for hf
+        run.generator.update_weights(_weights(learner.policy))  # in place; a no-op for hf
     tokens = sum(len(s.trajectory.completion_ids) for s in batch.generated)  # kept or not, all were generated
     metrics.update(
         step=step,
@@ -215,20 +215,24 @@ def rollout_batch(run: _Run, step: int, world: distributed.World | None = None) 
     part of it (``world``: the process group's by default; ``World()`` collects the whole batch here)."""
     cfg, algo = run.cfg, run.learner.algo
     world = world or distributed.world()
-    return collect_batch(
-        run.env,
-        run.generator,
-        run.sampler,
-        world=world,
-        prompts=cfg.prompts_per_step,
-        group_size=cfg.group_size,
-        sampling=_sampling_params(cfg, step, world.rank),
-        dynamic_sampling=algo.dynamic_sampling,
-        max_rounds=cfg.max_sampling_rounds,
-        overlong_buffer_frac=algo.overlong_buffer_frac,
-        overlong_filter=algo.overlong_filter,
-        dynamic_sampling_metric=algo.dynamic_sampling_metric,
-    )
+    # hf samples the policy itself: with strategy fsdp its full weights, gathered once for the rollout
+    # (each rank generates as long as its own sequences need, so no per-forward collectives)
+    policy = run.learner.policy if cfg.rollout_backend == "hf" else None
+    with sharding.gathered(policy):
+        return collect_batch(
+            run.env,
+            run.generator,
+            run.sampler,
+            world=world,
+            prompts=cfg.prompts_per_step,
+            group_size=cfg.group_size,
+            sampling=_sampling_params(cfg, step, world.rank),
+            dynamic_sampling=algo.dynamic_sampling,
+            max_rounds=cfg.max_sampling_rounds,
+            overlong_buffer_frac=algo.overlong_buffer_frac,
+            overlong_filter=algo.overlong_filter,
+            dynamic_sampling_metric=algo.dynamic_sampling_metric,
+        )
 
 
 def _sampling_params(cfg: TrainConfig, step: int, rank: int = 0) -> SamplingParams:
@@ -295,7 +299,7 @@ class Learner:
 
     @property
     def device(self) -> torch.device:
-        return next(self.policy.parameters()).device
+        return sharding.compute_device(self.policy)
 
 
 @dataclass
@@ -321,7 +325,7 @@ class _Run:
     """The KL coefficient (fixed or adaptive) and the reference resets; checkpointed."""
 
     def save(self, at_step: int) -> None:
-        if is_main_process():
+        if is_main_process() or sharding.is_sharded(self.learner.policy):  # sharded: every rank writes
             learner = self.learner
             ckpt.save(
                 self.out,
@@ -364,7 +368,11 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
     critic = ValueModel(policy).to(policy.device) if algo.needs_values else None
     distributed.broadcast_parameters([policy, critic])  # replicas start equal (LoRA and value-head inits)
     reference = frozen_copy(policy) if algo.needs_reference and not cfg.lora else None
-    generator = _make_generator(cfg, policy, tokenizer)
+    generator = _make_generator(cfg, policy, tokenizer)  # vLLM loads the full model before any sharding
+    if cfg.strategy == "fsdp" and world.distributed:  # before the optimizer: parameters become shards
+        for module in (policy, reference, critic):
+            if module is not None:
+                sharding.fully_shard_model(module, cfg.fsdp)
     optimizer = _optimizer(cfg, policy, critic)
     scheduler = _scheduler(cfg, optimizer)
     sampler = PromptSampler(tasks, cfg.seed)
@@ -381,7 +389,7 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
             reference=reference,
             kl_control=kl_control,
         )
-        generator.update_weights(weights_for_sync(policy))
+        generator.update_weights(_weights(policy))
     algo = dataclasses.replace(algo, kl_coef=kl_control.coef)  # the adapted coefficient when resuming
     learner = Learner(
         cfg,
@@ -596,7 +604,7 @@ def no_grad_pass(learner: Learner, data: BatchTensors) -> NoGradPass:
     old, ref, values = (
         torch.zeros(B, T, device=learner.device) if on else None for on in (need_old, need_ref, need_values)
     )
-    with torch.no_grad():
+    with torch.no_grad(), sharding.gathered(learner.policy, learner.reference, learner.critic):
         for micro in _chunks(list(range(B)), cfg.micro_batch_size):
             packed = data.pack(micro, learner.pad_id, learner.device)
             t = packed["completion_len"]
@@ -691,21 +699,23 @@ def _optimizer_step(learner: Learner, inputs: LossInputs, mini: list[int]) -> di
         StepNorm.from_masks([inputs.data.loss_mask[mini]], constant=float(cfg.max_new_tokens))
     )
     metrics: dict[str, float] = {}
-    for micro in _chunks(mini, cfg.micro_batch_size):
-        _accumulate(metrics, _loss_backward(learner, inputs, micro, norm))
+    micros = _chunks(mini, cfg.micro_batch_size)
+    sharded = sharding.is_sharded(learner.policy)
+    # FSDP's forward and backward are collectives: every rank runs as many micro-batches as the most
+    for i in range(sharding.micro_batches(len(micros)) if sharded else len(micros)):
+        if i < len(micros):
+            _accumulate(metrics, _loss_backward(learner, inputs, micros[i], norm))
+        else:
+            _zero_backward(learner, inputs)
     if distributed.world().distributed:
         metrics = _summed_over_ranks(metrics)
-        distributed.sum_gradients(p for group in optimizer.param_groups for p in group["params"])
+        if not sharded:  # FSDP has reduce-scattered them already
+            distributed.sum_gradients(p for group in optimizer.param_groups for p in group["params"])
     policy_params = optimizer.param_groups[0]["params"]  # _optimizer: the policy's group first
-    metrics["grad_norm"] = float(
-        torch.nn.utils.clip_grad_norm_(policy_params, cfg.max_grad_norm, foreach=True)
-    )
+    metrics["grad_norm"] = sharding.clip_grad_norm(policy_params, cfg.max_grad_norm)
     if learner.critic is not None:
         value_max = cfg.value_max_grad_norm if cfg.value_max_grad_norm is not None else cfg.max_grad_norm
-        value_norm = torch.nn.utils.clip_grad_norm_(
-            optimizer.param_groups[1]["params"], value_max, foreach=True
-        )
-        metrics["value_grad_norm"] = float(value_norm)
+        metrics["value_grad_norm"] = sharding.clip_grad_norm(optimizer.param_groups[1]["params"], value_max)
     optimizer.step()
     learner.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
@@ -738,6 +748,25 @@ def _loss_backward(learner: Learner, inputs: LossInputs, micro: list[int], norm:
         metrics.update(value_metrics)
     loss.backward()
     return metrics
+
+
+def _zero_backward(learner: Learner, inputs: LossInputs) -> None:
+    """A forward and backward that add nothing to the gradient, for a rank with fewer micro-batches than
+    another under FSDP (each unit's gather and reduce-scatter must happen on every rank): one row of the
+    batch, or one padding token when the rank has no samples, weighted 0."""
+    if len(inputs.data.prompts):
+        packed = inputs.data.pack([0], learner.pad_id, learner.device)
+    else:
+        packed = pack([[learner.pad_id]], [[learner.pad_id]], learner.pad_id, learner.device)
+    loss = completion_logprobs(learner.policy, packed, learner.cfg.temperature, False)[0].sum() * 0.0
+    if learner.critic is not None:
+        loss = loss + completion_values(learner.critic, packed).sum() * 0.0
+    loss.backward()
+
+
+def _weights(policy: Any) -> Any:
+    """The policy's weights for the rollout back end's sync: streamed from the shards under FSDP."""
+    return sharding.full_weights(policy) if sharding.is_sharded(policy) else weights_for_sync(policy)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 optimizer steps of PRESET on fixed global batches, each rank on its slice of the groups; rank 0
 writes every step's loss metrics and the final parameters to RESULT (a torch file).
 
-    python tests/rl/dist_update.py MODEL OUT PRESET RESULT [lopsided]
+    python tests/rl/dist_update.py MODEL OUT PRESET RESULT [even|lopsided] [ddp|fsdp]
 
 ``lopsided``: rank 0 takes every group but the last, the last rank only that one in the first step
-and nothing in the second (a rank with no samples of its own still joins the update).
+and nothing in the second (a rank with no samples of its own still joins the update). ``fsdp``: the
+models sharded (``strategy: fsdp``); the parameters written are the gathered full ones.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def by_length(completion, *, answer=None, prompt=None, info=None):
     return 0.25 + (len(completion) % 5) / 4
 
 
-def main(model: str, out: str, preset: str, result: str, split: str = "even") -> None:
+def main(model: str, out: str, preset: str, result: str, split: str = "even", strategy: str = "ddp") -> None:
     world = distributed.setup()
     algo = {"kl_coef": 0.0, **PRESET_ALGO[preset]}
     if preset == "grpo":
@@ -56,6 +57,7 @@ def main(model: str, out: str, preset: str, result: str, split: str = "even") ->
         save_every=0,
         sample_every=0,
         progress=False,
+        strategy=strategy,
     )
     tasks = [Task(prompt=f"Say {i}:", id=str(i)) for i in range(8)]
     run = _start(cfg, FunctionEnv(by_length, "toy", executor="inline"), tasks, RunDirMode())
@@ -80,9 +82,8 @@ def main(model: str, out: str, preset: str, result: str, split: str = "even") ->
                 if k in ("loss", "pg_loss", "value_loss", "kl_ref", "clip_frac", "grad_norm")
             }
         )
-    params = torch.cat([p.detach().reshape(-1) for p in run.learner.policy.parameters()])
-    if run.learner.critic is not None:
-        params = torch.cat([params, *(p.detach().reshape(-1) for p in run.learner.critic.parameters())])
+    modules = [m for m in (run.learner.policy, run.learner.critic) if m is not None]
+    params = torch.cat([_full(p).reshape(-1) for m in modules for p in m.parameters()])
     replicas = distributed.all_gather_objects(params)
     if world.is_main:
         torch.save(
@@ -95,5 +96,12 @@ def main(model: str, out: str, preset: str, result: str, split: str = "even") ->
         )
 
 
+def _full(param: torch.Tensor) -> torch.Tensor:
+    """A parameter's full value (a sharded one gathered from every rank)."""
+    from torch.distributed.tensor import DTensor
+
+    return (param.full_tensor() if isinstance(param, DTensor) else param).detach()
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:7])

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -42,27 +43,33 @@ def _torchrun(nproc: int) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)]
 
 
-def _run(cmd: list[str], timeout: int = 600) -> None:
+def _run(cmd: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return proc
 
 
 @pytest.mark.parametrize(
-    "preset,split",
+    "preset,split,strategy",
     [
-        ("grpo", "even"),
-        ("dr_grpo", "even"),
-        ("dapo", "even"),
-        ("reinforce_pp", "even"),
-        ("ppo", "even"),
-        ("grpo", "lopsided"),  # ranks of 3 and 1 groups, then of 4 and 0
-        ("ppo", "lopsided"),
+        ("grpo", "even", "ddp"),
+        ("dr_grpo", "even", "ddp"),
+        ("dapo", "even", "ddp"),
+        ("reinforce_pp", "even", "ddp"),
+        ("ppo", "even", "ddp"),
+        ("grpo", "lopsided", "ddp"),  # ranks of 3 and 1 groups, then of 4 and 0
+        ("ppo", "lopsided", "ddp"),
+        # FSDP2: policy, reference and critic sharded; uneven ranks run zero-weight micro-batches
+        ("grpo", "even", "fsdp"),
+        ("dapo", "even", "fsdp"),
+        ("grpo", "lopsided", "fsdp"),
+        ("ppo", "lopsided", "fsdp"),
     ],
 )
-def test_two_ranks_take_the_single_process_step(preset, split, tiny_model, tmp_path):
+def test_two_ranks_take_the_single_process_step(preset, split, strategy, tiny_model, tmp_path):
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     _run([sys.executable, str(SCRIPT), tiny_model, str(tmp_path / "run1"), preset, str(one)])
-    _run([*_torchrun(2), str(SCRIPT), tiny_model, str(tmp_path / "run2"), preset, str(two), split])
+    _run([*_torchrun(2), str(SCRIPT), tiny_model, str(tmp_path / "run2"), preset, str(two), split, strategy])
     single, ranks = torch.load(one), torch.load(two)
     assert ranks["replicas_equal"], "the two ranks' parameters must stay identical"
     assert len(single["losses"]) == len(ranks["losses"]) == 2
@@ -95,7 +102,8 @@ def test_train_on_two_ranks_through_the_cli_then_resume_on_one(tmp_path):
         )
     )
     cli = [sys.executable, "-m", "rewardkit", "train", str(config)]
-    _run([*cli, "--nproc", "2"])
+    proc = _run([*cli, "--nproc", "2"])
+    assert proc.stdout.count("finished at step 3") == 1  # rank 0 alone reports
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]  # rank 0 alone logs, once per step
     assert all(r["num_samples"] == 16 for r in rows)  # the global batch: 4 prompts x 4 over both ranks
@@ -112,6 +120,67 @@ def test_train_on_two_ranks_through_the_cli_then_resume_on_one(tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5] and rows[-1]["world_size"] == 2
     assert (out / "checkpoints" / "step_000005" / "model" / "config.json").exists()
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _trained(row: dict) -> dict:
+    """A metrics row without its timings (they differ from run to run)."""
+    return {k: v for k, v in row.items() if not k.endswith(("_time_s", "_per_s")) and k != "step_time_s"}
+
+
+def test_fsdp_checkpoint_resumes_exactly_on_two_ranks_and_on_one(tmp_path):
+    """strategy fsdp: the checkpoint is a full Hugging Face model (gathered by rank 0) plus DCP shards of
+    the weights and optimizer state; resuming it on 2 ranks continues the uninterrupted run exactly, and
+    it also resumes on one process (DCP reshards)."""
+    config = tmp_path / "train.yaml"
+    lines = [
+        "model: tiny",
+        "env: math",
+        "algorithm: grpo",
+        "algo: {kl_coef: 0.05}",  # a reference model, sharded and checkpointed too,
+        "ref_reset_every: 2",  # reset at step 2: that checkpoint's optimizer has no state to save
+        "strategy: fsdp",
+        "prompts_per_step: 4",
+        "group_size: 4",
+        "max_new_tokens: 12",
+        "micro_batch_size: 4",
+        "steps: 4",
+        "save_every: 2",
+        "keep_checkpoints: 0",
+        "max_tasks: 64",
+    ]
+    config.write_text("\n".join(lines))
+    cli = [sys.executable, "-m", "rewardkit", "train", str(config), "--nproc", "2"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    _run([*cli, "--set", f"output_dir={whole}"])
+    _run([*cli, "--set", f"output_dir={parts}", "--set", "steps=2"])
+    ckpt = parts / "checkpoints" / "step_000002"
+    assert json.loads((ckpt / "model" / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    assert len(list((ckpt / "state").glob("*.distcp"))) == 2  # one shard file per rank
+    import torch.distributed.checkpoint as dcp
+
+    from rewardkit.models import load_model
+
+    model, _ = load_model(str(ckpt / "model"), None, "fp32")  # a plain model loads from it,
+    weights = {f"policy.{k}": torch.zeros_like(v) for k, v in model.named_parameters()}
+    with warnings.catch_warnings():  # that it loads in one process, as meant
+        warnings.simplefilter("ignore")
+        dcp.load({"models": weights}, checkpoint_id=ckpt / "state", no_dist=True)
+    for name, value in model.named_parameters():  # and holds the weights the shards hold
+        torch.testing.assert_close(value, weights[f"policy.{name}"], atol=0, rtol=0)
+
+    _run([*cli, "--set", f"output_dir={parts}", "--set", "steps=4", "--resume"])
+    a, b = _rows(whole), _rows(parts)
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    assert [_trained(r) for r in b] == [_trained(r) for r in a]
+
+    one = [sys.executable, "-m", "rewardkit", "train", str(config)]
+    _run([*one, "--set", f"output_dir={parts}", "--set", "steps=5", "--resume"])
+    rows = _rows(parts)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5] and rows[-1]["world_size"] == 1
 
 
 def test_too_few_prompts_for_the_ranks_is_a_clear_error(tmp_path):

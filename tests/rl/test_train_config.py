@@ -188,6 +188,19 @@ def test_lora_options_are_checked_against_peft():
     assert config(lora=None).lora is None
 
 
+def test_fsdp_options_are_checked_and_lora_is_refused_with_sharding():
+    cfg = config(strategy="fsdp", fsdp={"param_dtype": "bf16", "cpu_offload": True})
+    assert cfg.fsdp.param_dtype == "bf16" and cfg.fsdp.cpu_offload and cfg.fsdp.reduce_dtype == "fp32"
+    assert config().strategy == "ddp" and config().fsdp.param_dtype is None
+    assert error_of(strategy="zero3").startswith("train config: strategy: got 'zero3', expected one of 'ddp'")
+    assert error_of(fsdp={"offload": True}).startswith("train config: unknown key 'fsdp.offload'")
+    assert error_of(fsdp={"param_dtype": "bfloat16"}).startswith(
+        "train config: fsdp.param_dtype: got 'bfloat16', expected one of 'bf16'"
+    )
+    message = error_of(strategy="fsdp", lora={"r": 8})
+    assert message.startswith("train config: strategy: got 'fsdp', expected ddp under LoRA")
+
+
 # ---- --set merging ----------------------------------------------------------------------------------------
 def test_set_an_empty_mapping_replaces_and_a_nested_key_merges(tmp_path):
     path = tmp_path / "c.yaml"
@@ -209,7 +222,10 @@ def test_help_config_prints_every_key_and_every_nested_key_with_its_whole_docstr
 
     text = describe()
     flat = _flat(text)
-    for cls, prefix in ((TrainConfig, ""), (AlgorithmConfig, "algo."), (VLLMGeneratorConfig, "vllm.")):
+    from rewardkit.rl.sharding import FSDPConfig
+
+    nested = ((TrainConfig, ""), (AlgorithmConfig, "algo."), (VLLMGeneratorConfig, "vllm."), (FSDPConfig, "fsdp."))
+    for cls, prefix in nested:
         docs = field_docs(cls)
         for f in dataclasses.fields(cls):
             assert f"\n{prefix}{f.name}: " in "\n" + text, prefix + f.name
