@@ -23,6 +23,9 @@ without DDP's overlap of communication with the backward pass, which is what let
 numbers of micro-batches. Rank 0 writes metrics, rollouts and checkpoints; the checkpoint is a full
 Hugging Face model plus the optimizer state (replicated, so a run resumes on any number of ranks).
 
+That is ``strategy: ddp``. ``strategy: fsdp`` shards the models instead (``rewardkit.rl.sharding``):
+the same prompts, denominators and statistics, with FSDP2 reducing the gradients.
+
 Back end: ``gloo`` on CPU (the tests run 2 ranks on one machine), ``nccl`` with CUDA (one GPU per
 local rank). See docs/scale.md for launching on several nodes.
 """

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from rewardkit.config import check_choices
+from rewardkit.config import bad_value, check_choices
 from rewardkit.rl import distributed
 
 __all__ = [
@@ -92,6 +92,9 @@ def fully_shard_model(module: nn.Module, cfg: FSDPConfig) -> nn.Module:
             reduce_dtype=_DTYPES.get(cfg.reduce_dtype or ""),
         )
     if cfg.cpu_offload:
+        if not torch.cuda.is_available():
+            why = ": there is no GPU to offload from; on a CPU the shards are in host memory already"
+            raise bad_value("train config", "fsdp.cpu_offload", True, "false without a GPU", why)
         options["offload_policy"] = CPUOffloadPolicy()
     blocks = _block_classes(module)
     for sub in list(module.modules()):

@@ -183,6 +183,19 @@ def test_fsdp_checkpoint_resumes_exactly_on_two_ranks_and_on_one(tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5] and rows[-1]["world_size"] == 1
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU, cpu_offload is allowed")
+def test_fsdp_cpu_offload_without_a_gpu_is_a_clear_error(tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        f"model: tiny\nenv: math\nstrategy: fsdp\nfsdp: {{cpu_offload: true}}\nprompts_per_step: 2\n"
+        f"steps: 1\noutput_dir: {tmp_path / 'run'}\n"
+    )
+    cmd = [*_torchrun(2), "-m", "rewardkit", "train", str(config)]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "fsdp.cpu_offload: got True, expected false without a GPU" in proc.stderr
+
+
 def test_too_few_prompts_for_the_ranks_is_a_clear_error(tmp_path):
     config = tmp_path / "train.yaml"
     config.write_text(
