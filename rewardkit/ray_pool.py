@@ -45,6 +45,15 @@ def _ray() -> Any:
     return ray
 
 
+def _mapped_bytes() -> int:
+    """This process's virtual address space in bytes (``VmSize``; 0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
 class _ScoreActor:
     """The actor's class (made a Ray actor in ``RayPool``): unpickle the scorer once, then score."""
 
@@ -52,7 +61,10 @@ class _ScoreActor:
         if memory_mb:
             import resource
 
-            limit = int(memory_mb) * 1024 * 1024
+            # Counted from what the actor maps already: a Ray worker's address space holds Ray's own
+            # mappings (the object store of a `ray start` node: gigabytes), so an absolute cap of
+            # memory_mb could be below it and fail every later mmap, imports included
+            limit = _mapped_bytes() + int(memory_mb) * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         self._scorer = cloudpickle.loads(payload)
         self._memory_mb = memory_mb
@@ -94,7 +106,8 @@ class RayPool:
         scorer: a picklable (by cloudpickle) callable ``sample -> Score``.
         workers: actors, i.e. jobs in flight at once (default: the cluster's CPUs, at most 64).
         timeout_s: default per-job limit, from when an actor takes the job.
-        memory_mb: address-space cap of each actor process, or None.
+        memory_mb: how much address space each actor may add to what it maps at start (Ray's own
+            mappings), or None.
         address: the Ray cluster (None: ``RAY_ADDRESS`` or a local one).
         startup_timeout_s: how long an actor may take to start before the pool gives up on it.
     """
