@@ -48,6 +48,7 @@ __all__ = [
     "all_min",
     "all_sum",
     "barrier",
+    "initialized",
     "broadcast_parameters",
     "setup",
     "shard",
@@ -81,11 +82,13 @@ def world() -> World:
 
 
 def setup() -> World:
-    """Join the process group torchrun describes (``WORLD_SIZE`` > 1 in the environment), once; a plain
+    """Join the process group torchrun describes (``WORLD_SIZE`` in the environment), once; a plain
     ``python`` run is one process and initialises nothing. CUDA: ``nccl``, one device per local rank;
-    otherwise ``gloo``."""
+    otherwise ``gloo``. ``torchrun --nproc-per-node 1`` makes a group of one (``strategy: fsdp`` then
+    shards over it: FSDP2's mixed precision on one GPU)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size <= 1 or not dist.is_available():
+    launched = size > 1 or "MASTER_ADDR" in os.environ  # by torchrun (a group of one included)
+    if not launched or not dist.is_available():
         return World()
     if not dist.is_initialized():
         local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -95,6 +98,11 @@ def setup() -> World:
         else:
             dist.init_process_group("gloo")
     return world()
+
+
+def initialized() -> bool:
+    """Whether this process is in a torch.distributed process group (torchrun; a group of one too)."""
+    return dist.is_available() and dist.is_initialized()
 
 
 def shard(items: Sequence[Any], w: World) -> list[Any]:

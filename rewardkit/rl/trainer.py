@@ -369,7 +369,7 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
     distributed.broadcast_parameters([policy, critic])  # replicas start equal (LoRA and value-head inits)
     reference = frozen_copy(policy) if algo.needs_reference and not cfg.lora else None
     generator = _make_generator(cfg, policy, tokenizer)  # vLLM loads the full model before any sharding
-    if cfg.strategy == "fsdp" and world.distributed:  # before the optimizer: parameters become shards
+    if cfg.strategy == "fsdp" and distributed.initialized():  # before the optimizer: params become shards
         for module in (policy, reference, critic):
             if module is not None:
                 sharding.fully_shard_model(module, cfg.fsdp)

@@ -183,6 +183,60 @@ def test_fsdp_checkpoint_resumes_exactly_on_two_ranks_and_on_one(tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5] and rows[-1]["world_size"] == 1
 
 
+def test_fsdp_on_a_group_of_one(tmp_path):
+    """``torchrun --nproc-per-node 1`` with strategy fsdp shards over a group of one (FSDP2's mixed
+    precision on one GPU): the run trains and writes the sharded checkpoint."""
+    out = tmp_path / "run"
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        f"model: tiny\nenv: math\nstrategy: fsdp\nfsdp: {{param_dtype: bf16}}\nprompts_per_step: 2\n"
+        f"group_size: 4\nmax_new_tokens: 8\nsteps: 1\nmax_tasks: 32\nalgo: {{kl_coef: 0.0}}\noutput_dir: {out}\n"
+    )
+    _run([*_torchrun(1), "-m", "rewardkit", "train", str(config)])
+    assert [r["world_size"] for r in _rows(out)] == [1]
+    assert list((out / "checkpoints" / "step_000001" / "state").glob("*.distcp"))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_nodes_meet_through_torchruns_rendezvous(tmp_path):
+    """docs/scale.md's several-node command, run as two "nodes" on this machine: two torchrun launches
+    (one rank each) meet at a c10d rendezvous on loopback and train one sharded run together."""
+    out = tmp_path / "run"
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        f"model: tiny\nenv: math\nstrategy: fsdp\nprompts_per_step: 2\ngroup_size: 4\nmax_new_tokens: 8\n"
+        f"steps: 2\nmax_tasks: 32\nalgo: {{kl_coef: 0.0}}\noutput_dir: {out}\n"
+    )
+    endpoint = f"127.0.0.1:{_free_port()}"
+    node = [
+        *(sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"),
+        *("--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "two-nodes"),
+        *("-m", "rewardkit", "train", str(config)),
+    ]
+    nodes = [subprocess.Popen(node, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    nodes.append(
+        subprocess.Popen(node, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    )
+    try:
+        for proc in nodes:
+            stdout, stderr = proc.communicate(timeout=600)
+            assert proc.returncode == 0, f"{stdout[-2000:]}\n{stderr[-4000:]}"
+    finally:  # a node that failed leaves the other waiting at the rendezvous
+        for proc in nodes:
+            if proc.poll() is None:
+                proc.kill()
+    rows = _rows(out)
+    assert [r["step"] for r in rows] == [1, 2] and all(r["world_size"] == 2 for r in rows)
+    assert all(r["num_samples"] == 8 for r in rows)  # both nodes' groups in the one batch
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU, cpu_offload is allowed")
 def test_fsdp_cpu_offload_without_a_gpu_is_a_clear_error(tmp_path):
     config = tmp_path / "train.yaml"

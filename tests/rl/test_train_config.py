@@ -224,7 +224,12 @@ def test_help_config_prints_every_key_and_every_nested_key_with_its_whole_docstr
     flat = _flat(text)
     from rewardkit.rl.sharding import FSDPConfig
 
-    nested = ((TrainConfig, ""), (AlgorithmConfig, "algo."), (VLLMGeneratorConfig, "vllm."), (FSDPConfig, "fsdp."))
+    nested = (
+        (TrainConfig, ""),
+        (AlgorithmConfig, "algo."),
+        (VLLMGeneratorConfig, "vllm."),
+        (FSDPConfig, "fsdp."),
+    )
     for cls, prefix in nested:
         docs = field_docs(cls)
         for f in dataclasses.fields(cls):
