@@ -134,9 +134,12 @@ def _save_sharded(
     return {"modules": sorted(models), "optimizer": with_optimizer}
 
 
-def _models(policy: Any, critic: Any, reference: Any) -> torch.nn.ModuleDict:
+def _models(policy: Any, critic: Any, reference: Any, only: Any = None) -> torch.nn.ModuleDict:
+    """The run's models under one root, so their state (and the optimizer's) has one set of names."""
     named = {"policy": policy, "critic": critic, "reference": reference}
-    return torch.nn.ModuleDict({k: m for k, m in named.items() if m is not None})
+    return torch.nn.ModuleDict(
+        {k: m for k, m in named.items() if m is not None and (only is None or k in only)}
+    )
 
 
 def _dcp_state(models: torch.nn.Module, optimizer: Any) -> dict[str, Any]:
@@ -150,14 +153,13 @@ def _dcp_state(models: torch.nn.Module, optimizer: Any) -> dict[str, Any]:
 
 def _load_sharded(
     path: Path, saved: dict[str, Any], policy: Any, critic: Any, optimizer: Any, reference: Any
-):
+) -> None:
     """A sharded checkpoint's weights and optimizer state into the run's models, sharded or not, on any
     number of ranks (DCP reshards)."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_state_dict
 
-    named = {"policy": policy, "critic": critic, "reference": reference}
-    models = torch.nn.ModuleDict({k: m for k, m in named.items() if m is not None and k in saved["modules"]})
+    models = _models(policy, critic, reference, only=saved["modules"])
     target = _dcp_state(models, optimizer if saved["optimizer"] else None)
     single = not distributed.world().distributed  # a sharded run resumed on one process
     with warnings.catch_warnings():  # DCP warns that it reads every shard itself: as meant
