@@ -190,12 +190,9 @@ def load(
     state = torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False)
     if state.get("sharded"):
         _load_sharded(path, state["sharded"], policy, critic, optimizer, reference)
+    elif is_sharded(policy):
+        _load_full_into_sharded(state, policy, critic, optimizer, reference)
     else:
-        if is_sharded(policy):
-            raise ValueError(
-                f"{path}: this checkpoint holds full replicas (strategy ddp, or one process); resume it "
-                "with strategy ddp (any number of ranks), or start the sharded run from its model/ directory"
-            )
         policy.load_state_dict(state["policy"])
         if critic is not None and state["critic"] is not None:
             critic.load_state_dict(state["critic"])
@@ -208,6 +205,33 @@ def load(
         kl_control.load_state_dict(state["kl_control"])
     set_rng_state(state["rng"])
     return int(state["step"])
+
+
+def _load_full_into_sharded(
+    state: dict[str, Any], policy: Any, critic: Any, optimizer: Any, reference: Any
+) -> None:
+    """A checkpoint of replicas (``strategy: ddp`` or one process: every tensor whole, the optimizer's
+    state keyed by parameter index) into sharded models: every rank reads it whole and keeps its shards.
+    The optimizer's indices become names through the order ``_optimizer`` adds the parameters in, which
+    sharding keeps."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_state_dict
+
+    saved = {"policy": state["policy"], "critic": state["critic"], "reference": state.get("reference")}
+    models = _models(policy, critic, reference, only=[k for k, v in saved.items() if v is not None])
+    weights = {f"{k}.{name}": t for k in models for name, t in saved[k].items()}
+    options = StateDictOptions(full_state_dict=True)
+    full = state["optimizer"]
+    if not full["state"]:  # never stepped (or just reset): nothing but the hyper-parameters
+        set_model_state_dict(models, weights, options=options)
+        optimizer.state.clear()
+        return
+    names = {id(p): n for n, p in models.named_parameters()}
+    fqns = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    by_name = {
+        "state": {fqns[i]: s for i, s in full["state"].items()},
+        "param_groups": [{**g, "params": [fqns[i] for i in g["params"]]} for g in full["param_groups"]],
+    }
+    set_state_dict(models, optimizer, model_state_dict=weights, optim_state_dict=by_name, options=options)
 
 
 def seed_rngs(seed: int) -> None:

@@ -183,6 +183,28 @@ def test_fsdp_checkpoint_resumes_exactly_on_two_ranks_and_on_one(tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5] and rows[-1]["world_size"] == 1
 
 
+def test_a_ddp_checkpoint_resumes_sharded(tmp_path):
+    """A run of replicas checkpointed at step 2 and resumed with strategy fsdp continues as the ddp run
+    does: the same rollouts (the weights are the checkpoint's, bit for bit, only sharded) and, to float
+    rounding (reduce-scatter sums in another order), the same losses, with the optimizer's moments."""
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        "model: tiny\nenv: math\nalgorithm: grpo\nalgo: {kl_coef: 0.05}\nprompts_per_step: 4\ngroup_size: 4\n"
+        "max_new_tokens: 12\nmicro_batch_size: 4\nsteps: 4\nsave_every: 2\nmax_tasks: 64\n"
+    )
+    cli = [sys.executable, "-m", "rewardkit", "train", str(config), "--nproc", "2"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    _run([*cli, "--set", f"output_dir={whole}"])
+    _run([*cli, "--set", f"output_dir={parts}", "--set", "steps=2"])
+    _run([*cli, "--set", f"output_dir={parts}", "--set", "strategy=fsdp", "--resume"])
+    a, b = _rows(whole), _rows(parts)
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    for x, y in zip(a[2:], b[2:]):
+        assert y["num_samples"] == x["num_samples"] and y["reward_mean"] == x["reward_mean"]
+        for key in ("loss", "kl_ref", "grad_norm", "response_len_mean"):
+            assert y[key] == pytest.approx(x[key], rel=1e-4, abs=1e-6), (x["step"], key)
+
+
 def test_fsdp_on_a_group_of_one(tmp_path):
     """``torchrun --nproc-per-node 1`` with strategy fsdp shards over a group of one (FSDP2's mixed
     precision on one GPU): the run trains and writes the sharded checkpoint."""
