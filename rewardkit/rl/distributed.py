@@ -97,7 +97,25 @@ def setup() -> World:
             dist.init_process_group("nccl", device_id=torch.device("cuda", local))
         else:
             dist.init_process_group("gloo")
+        global _joined
+        _joined = True
     return world()
+
+
+_joined = False  # whether setup() made the process group (close() leaves only that one)
+
+
+def close(wait: bool = True) -> None:
+    """Leave the process group ``setup()`` joined, once every rank is here (``wait=False``: at once, for
+    a rank that may be alone on its way out). A process that exits still in
+    a gloo group can abort at interpreter shutdown (``terminate called without an active exception``, as
+    PyTorch documents for a missing ``destroy_process_group``); a group the caller made is left alone."""
+    global _joined
+    if _joined and dist.is_initialized():
+        if wait:
+            barrier()
+        dist.destroy_process_group()
+    _joined = False
 
 
 def initialized() -> bool:

@@ -134,6 +134,7 @@ def train(
         if done > saved:
             run.save(done)
     run.logger.close()
+    distributed.close()  # torchrun: every rank leaves the group it joined in _start
     return TrainResult(run.out, done, metrics, final_model=_final_model(run.out))
 
 
@@ -151,6 +152,7 @@ def _interrupted(
         latest = f"the latest is step {saved}" if saved else "there is none"
         run.logger.note(f"{how} during an update: no checkpoint written ({latest})")
     run.logger.close()
+    distributed.close(wait=clean)  # clean: every rank stopped after the same step (_agree_on_stop)
     return TrainResult(
         run.out, done, metrics, interrupted=True, signal=signum, final_model=_final_model(run.out)
     )

@@ -94,6 +94,7 @@ def main(model: str, out: str, preset: str, result: str, split: str = "even", st
             },
             result,
         )
+    distributed.close()  # as train() does: a rank still in a gloo group at exit can abort
 
 
 def _full(param: torch.Tensor) -> torch.Tensor:

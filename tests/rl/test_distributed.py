@@ -259,6 +259,41 @@ def test_two_nodes_meet_through_torchruns_rendezvous(tmp_path):
     assert all(r["num_samples"] == 8 for r in rows)  # both nodes' groups in the one batch
 
 
+_LEAVES_THE_GROUP = """
+import sys
+import torch.distributed as dist
+from rewardkit.rl import distributed
+from rewardkit.rl.config import TrainConfig
+from rewardkit.rl.trainer import train
+
+cfg = TrainConfig(model="tiny", env="math", prompts_per_step=2, group_size=2, max_new_tokens=4, steps=1,
+                  max_tasks=8, algo={"kl_coef": 0.0}, output_dir=sys.argv[1], progress=False)
+train(cfg)
+print("after train:", dist.is_initialized())
+dist.init_process_group("gloo")  # a group the caller made
+distributed.setup()
+distributed.close()
+print("caller's group:", dist.is_initialized())
+"""
+
+
+def test_train_leaves_the_process_group_it_joined(tmp_path):
+    """A rank that exits still in a gloo group can abort at interpreter shutdown (CI saw rank 1 of an
+    fsdp run die with SIGABRT, "terminate called without an active exception"): train() leaves the
+    group it joined, and leaves alone a group its caller made."""
+    env = {**_env(), "WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+    env["MASTER_PORT"] = str(_free_port())
+    proc = subprocess.run(
+        [sys.executable, "-c", _LEAVES_THE_GROUP, str(tmp_path / "run")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "after train: False" in proc.stdout and "caller's group: True" in proc.stdout
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU, cpu_offload is allowed")
 def test_fsdp_cpu_offload_without_a_gpu_is_a_clear_error(tmp_path):
     config = tmp_path / "train.yaml"
