@@ -11,6 +11,8 @@ tokenizer is trained on the tasks themselves, built once under the run's directo
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,5 +122,10 @@ def tiny_model_for(tasks: Sequence[Task], path: str | Path, seed: int = 0) -> st
             f"{t.prompt if isinstance(t.prompt, str) else str(t.prompt)} <think></think><answer>{t.answer}</answer>"
             for t in tasks[:2000]
         ]
-        build_tiny(corpus, TinyConfig(seed=seed), save_to=path)
+        # built beside and renamed into place: a process killed mid-save leaves no half model to reuse
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        build_tiny(corpus, TinyConfig(seed=seed), save_to=tmp)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
     return str(path)
