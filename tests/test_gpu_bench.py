@@ -33,6 +33,7 @@ def test_the_gpu_benchmark_runs_every_measurement_at_toy_size(tmp_path):
         "GRPO step, rewardkit (bf16",
         "GRPO step, TRL",
         "strategy fsdp on 1 GPU",
+        "rollout_mode async",
     ):
         line = next(line for line in text.splitlines() if row in line)
         assert "tokens/s" in line or "s/step" in line, line  # a figure, not "not run"

@@ -18,7 +18,9 @@ reported as failed and the others still run):
   installed (same median);
 - ``fsdp_1gpu``: rewardkit's step under ``torchrun --nproc-per-node 1`` with ``strategy: fsdp``
   (fp32 master weights, bf16 compute): FSDP2's mixed precision on one GPU;
-- asynchronous rollouts are not implemented yet (issue 16): the section says so.
+- ``grpo_async``: rewardkit's step with ``rollout_mode: async, max_staleness: 1`` (a rollout process
+  with its own copy of the model on the same GPU samples the next step while the trainer updates),
+  against ``grpo_rewardkit``'s synchronous one.
 
     python benchmarks/gpu/bench.py [--out FILE.md] [--write]      # on the GPU machine
     python benchmarks/gpu/bench.py --dry-run --out FILE.md         # the same code at toy size, on CPU
@@ -53,7 +55,7 @@ SIZES = {
     "dry": {"hidden": 128, "layers": 2, "heads": 2, "kv_heads": 2, "intermediate": 128, "vocab": 512,
             "prompts": 2, "group": 4, "prompt_len": 8, "max_tokens": 8, "steps": 2},
 }  # fmt: skip
-CHILDREN = ("rollout_hf", "rollout_vllm", "grpo_rewardkit", "grpo_trl", "fsdp_1gpu")
+CHILDREN = ("rollout_hf", "rollout_vllm", "grpo_rewardkit", "grpo_trl", "fsdp_1gpu", "grpo_async")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -152,7 +154,7 @@ def child_rollout(args: argparse.Namespace, size: dict[str, int], backend: str) 
 
 
 def child_grpo_rewardkit(
-    args: argparse.Namespace, size: dict[str, int], strategy: str = "ddp"
+    args: argparse.Namespace, size: dict[str, int], strategy: str = "ddp", rollout_mode: str = "sync"
 ) -> dict[str, Any]:
     from rewardkit.registry import FunctionEnv
     from rewardkit.rl.config import TrainConfig
@@ -177,7 +179,9 @@ def child_grpo_rewardkit(
         dtype=("fp32" if strategy == "fsdp" else "bf16") if on_gpu else "fp32",
         strategy=strategy,
         fsdp=FSDPConfig(param_dtype="bf16" if on_gpu else None),
-        output_dir=str(Path(args.work) / f"rewardkit_{strategy}"),
+        rollout_mode=rollout_mode,
+        max_staleness=1,
+        output_dir=str(Path(args.work) / f"rewardkit_{strategy}_{rollout_mode}"),
         save_every=0,
         sample_every=0,
         progress=False,
@@ -280,6 +284,8 @@ def child_main(args: argparse.Namespace) -> None:
         out = child_grpo_rewardkit(args, size)
     elif args.child == "fsdp_1gpu":
         out = child_grpo_rewardkit(args, size, strategy="fsdp")
+    elif args.child == "grpo_async":
+        out = child_grpo_rewardkit(args, size, rollout_mode="async")
     else:
         out = child_grpo_trl(args, size)
     Path(args.result).write_text(json.dumps(out))
@@ -297,13 +303,21 @@ def _cell(r: dict[str, Any], key: str, fmt: str) -> str:
     return fmt.format(r[key])
 
 
+def _speedup(sync: dict[str, Any], asy: dict[str, Any]) -> str:
+    return (
+        f" ({sync['step_s'] / asy['step_s']:.2f}x the synchronous step)"
+        if "step_s" in sync and "step_s" in asy
+        else ""
+    )
+
+
 def _memory(r: dict[str, Any]) -> str:
     return f"{r['peak_gb']:.1f} GB" if r.get("peak_gb") is not None else "-"
 
 
 def section(args: argparse.Namespace, results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
     size = SIZES["dry" if args.dry_run else "gpu"]
-    rk, trl = results["grpo_rewardkit"], results["grpo_trl"]
+    rk, trl, asy = results["grpo_rewardkit"], results["grpo_trl"], results["grpo_async"]
     ratio = (
         f"{rk['step_s'] / trl['step_s']:.2f}x TRL's"
         if "step_s" in rk and "step_s" in trl
@@ -315,7 +329,7 @@ def section(args: argparse.Namespace, results: dict[str, dict[str, Any]], meta: 
         ("GRPO step, rewardkit (bf16, hf rollouts)", _cell(rk, "step_s", "{:.2f} s/step") + f" ({ratio})", _memory(rk)),
         ("GRPO step, TRL GRPOTrainer (bf16)", _cell(trl, "step_s", "{:.2f} s/step"), _memory(trl)),
         ("GRPO step, rewardkit strategy fsdp on 1 GPU (fp32 master, bf16 compute)", _cell(results["fsdp_1gpu"], "step_s", "{:.2f} s/step"), _memory(results["fsdp_1gpu"])),
-        ("synchronous vs asynchronous rollouts", "not run: asynchronous rollouts are not implemented yet (issue 16)", "-"),
+        ("GRPO step, rewardkit rollout_mode async, max_staleness 1 (bf16)", _cell(asy, "step_s", "{:.2f} s/step") + _speedup(rk, asy), _memory(asy)),
     ]  # fmt: skip
     lines = [
         SECTION,

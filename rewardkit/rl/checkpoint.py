@@ -56,10 +56,11 @@ def save(
     *,
     reference: Any = None,
     kl_control: Any = None,
+    rollouts: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``step``'s checkpoint atomically. ``reference``: the KL reference's weights, saved when the run
     resets it (``ref_reset_every``); ``kl_control``: the ``rewardkit.rl.kl.KLControl`` (coefficient, last
-    reset)."""
+    reset); ``rollouts``: an async run's sampled, untrained batches (``rewardkit.rl.async_rollouts``)."""
     sharded = is_sharded(policy)  # then every rank is here; else rank 0 only
     main = distributed.world().is_main
     root = Path(out) / CHECKPOINTS
@@ -88,6 +89,8 @@ def save(
             reference=reference.state_dict() if reference is not None else None,
         )
     if main:
+        if rollouts is not None:
+            torch.save(rollouts, tmp / ROLLOUTS_FILE)
         _commit(tmp, final, root, state, cfg, keep)
     if sharded:
         distributed.barrier()  # no rank goes on (or resumes) before the checkpoint is in place
@@ -105,6 +108,9 @@ def _commit(tmp: Path, final: Path, root: Path, state: dict[str, Any], cfg: Any,
     _write_atomic(root / LATEST, final.name)
     prune(root, keep)
 
+
+ROLLOUTS_FILE = "rollouts.pt"
+"""An async run's buffered batches (``rewardkit.rl.async_rollouts.AsyncRollouts.checkpoint``)."""
 
 SHARDED_DIR = "state"
 """A sharded checkpoint's DCP directory: model weights and optimizer state, one file per rank."""

@@ -105,6 +105,19 @@ class TrainConfig:
     """Sequences generated per forward pass by the hf back end."""
     vllm: dict[str, Any] = field(default_factory=dict)
     """Options for the vLLM back end (gpu_memory_utilization, enable_sleep_mode, max_model_len, ...)."""
+    rollout_mode: Literal["sync", "async"] = "sync"
+    """``sync``: a step's rollouts come from the policy that step updates; generation and training take
+    turns. ``async``: a rollout process (its own copy of the policy, ``rollout_threads`` torch threads)
+    generates step N's batch with the weights of step ``N - 1 - max_staleness`` while the trainer works
+    on earlier steps; weights go to it after each update (docs/async.md). One trainer process only."""
+    max_staleness: int = 1
+    """``rollout_mode: async``: how many updates behind the trainer a batch's sampling policy is (a fixed
+    lag, so a run is deterministic given its seed; 0 reproduces ``sync`` bit for bit). The loss corrects
+    for it: old log-probs are recomputed under the current policy, and ``is_correction`` weighs the
+    samples against the sampler's log-probs (decoupled PPO)."""
+    rollout_threads: int = 0
+    """``rollout_mode: async`` on CPU: torch threads of the rollout process, taken from the trainer's;
+    0: half of them (at least one each)."""
     is_correction: Literal[
         "token", "sequence", "geo_sequence", "token_mask", "sequence_mask", "geo_sequence_mask", "none"
     ] = "token"
@@ -261,6 +274,8 @@ _RANGES = {
     "top_k": ">= 0",
     "max_sampling_rounds": ">= 1",
     "rollout_batch_size": ">= 1",
+    "max_staleness": ">= 0",
+    "rollout_threads": ">= 0",
     "is_cap": ">= 1",
     "is_mask_low": "(0, 1]",
     "is_mask_high": ">= 1",

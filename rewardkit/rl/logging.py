@@ -143,6 +143,7 @@ class RunLogger:
                             "truncated": t.truncated,
                             "turns": t.turns,
                             "group": s.group,
+                            "policy_version": s.policy_version,
                             "trained": id(s) in trained,
                         },
                         default=str,

@@ -54,6 +54,7 @@ RESUME_SAFE_KEYS = frozenset(
         "rollout_batch_size",
         "gradient_checkpointing",
         "vllm",
+        "rollout_threads",  # the rollout process's share of the CPU threads
     }
 )
 """Config keys that may differ on resume without ``allow_config_change``: bookkeeping, and how the same

@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from rewardkit.envs.base import Environment
 from rewardkit.generation.base import Generator, SamplingParams
@@ -40,6 +41,9 @@ class ScoredSample:
     """Index of the prompt group in the batch (samples of one prompt share it)."""
     loss_mask_off: bool = False
     """True when overlong filtering removes this sample from the loss."""
+    policy_version: int = 0
+    """The policy that sampled it: the number of optimizer steps its weights had taken (synchronous
+    runs: the step's own, ``step - 1``; ``rollout_mode: async``: up to ``max_staleness`` older)."""
 
 
 @dataclass
@@ -218,6 +222,63 @@ def collect_batch(
     stats["frac_zero_std_groups"] = zero_std_groups / max(stats["groups_seen"], 1)
     stats["batch_short"] = float(total_kept < prompts)  # dynamic sampling ran out of rounds
     return Batch([s for group in kept for s in group], stats, generated)
+
+
+def rollout_sampling(cfg: Any, step: int, rank: int = 0) -> SamplingParams:
+    """Step ``step``'s rollout sampling (``cfg``: a ``TrainConfig``): ``group_size`` samples per prompt,
+    seeded by the run's seed, the step and the rank (ranks sample their own prompts with their own
+    random streams), so a step's samples do not depend on which process draws them, or when."""
+    return SamplingParams(
+        n=cfg.group_size,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        max_tokens=cfg.max_new_tokens,
+        stop=tuple(cfg.stop),
+        seed=cfg.seed * 100_003 + step + 1_000_003 * rank,
+    )
+
+
+def collect_step(
+    cfg: Any,
+    env: Environment,
+    generator: Generator,
+    sampler: PromptSampler,
+    step: int,
+    world: World | None = None,
+    policy_version: int | None = None,
+) -> Batch:
+    """Step ``step``'s batch as ``cfg`` (a ``TrainConfig``) asks: ``collect_batch`` with the run's group
+    size, sampling, dynamic sampling and overlong shaping; every sample tagged with ``policy_version``
+    (default ``step - 1``, the synchronous run's)."""
+    algo = cfg.algorithm_config
+    world = world or World()
+    batch = collect_batch(
+        env,
+        generator,
+        sampler,
+        world=world,
+        prompts=cfg.prompts_per_step,
+        group_size=cfg.group_size,
+        sampling=rollout_sampling(cfg, step, world.rank),
+        dynamic_sampling=algo.dynamic_sampling,
+        max_rounds=cfg.max_sampling_rounds,
+        overlong_buffer_frac=algo.overlong_buffer_frac,
+        overlong_filter=algo.overlong_filter,
+        dynamic_sampling_metric=algo.dynamic_sampling_metric,
+    )
+    version = step - 1 if policy_version is None else policy_version
+    return _tagged(batch, version) if version else batch
+
+
+def _tagged(batch: Batch, version: int) -> Batch:
+    """``batch`` with every sample's ``policy_version`` set (a kept sample stays one object in both lists)."""
+    memo: dict[int, ScoredSample] = {}
+
+    def tag(s: ScoredSample) -> ScoredSample:
+        return memo.setdefault(id(s), replace(s, policy_version=version))
+
+    return Batch([tag(s) for s in batch.samples], batch.stats, [tag(s) for s in batch.generated or []])
 
 
 def merge_batches(parts: Sequence[Batch]) -> Batch:

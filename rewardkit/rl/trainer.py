@@ -17,12 +17,13 @@ unchanged because every sample is a ``Trajectory`` whose mask marks the policy's
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from rewardkit.config import ConfigError
 from rewardkit.console import quiet_third_party
 from rewardkit.data.tasks import tasks_from
 from rewardkit.envs.base import Environment
-from rewardkit.generation.base import Generator, SamplingParams, samples_policy_distribution
+from rewardkit.generation.base import Generator, samples_policy_distribution
 from rewardkit.imports import import_modules
 from rewardkit.models import latest_checkpoint, resolve_model, resolve_tokenizer
 from rewardkit.registry import load_env
@@ -50,6 +51,7 @@ from rewardkit.rl.algorithms import (
     token_rewards,
     value_loss,
 )
+from rewardkit.rl.async_rollouts import AsyncRollouts, load_buffer
 from rewardkit.rl.config import TrainConfig
 from rewardkit.rl.kl import KLControl, reset_reference
 from rewardkit.rl.logging import RunLogger
@@ -65,7 +67,14 @@ from rewardkit.rl.model import (
 )
 from rewardkit.rl.run_dir import Interrupted, RunDirMode, StopSignals, clear_for_overwrite
 from rewardkit.rl.run_dir import prepare as prepare_run_dir
-from rewardkit.rl.sampling import Batch, PromptSampler, batch_metrics, collect_batch, merge_batches
+from rewardkit.rl.sampling import (
+    Batch,
+    PromptSampler,
+    batch_metrics,
+    collect_step,
+    merge_batches,
+    rollout_sampling,
+)
 from rewardkit.types import Task
 
 
@@ -118,7 +127,7 @@ def train(
     cfg = run.cfg
     metrics: dict[str, float] = {}
     done = saved = run.start  # the last finished step; the last step checkpointed
-    with StopSignals() as stop:
+    with StopSignals() as stop, _closing(run):
         try:
             for step in range(run.start + 1, cfg.steps + 1):
                 metrics = _train_step(run, step, stop)
@@ -178,21 +187,16 @@ def _train_step(run: _Run, step: int, stop: StopSignals) -> dict[str, float]:
     until the step is done (``StopSignals``)."""
     learner = run.learner
     t0 = time.perf_counter()
-    position, rng = run.sampler.state_dict(), ckpt.rng_state()  # where the step starts, to undo it
-    try:
-        with stop.rollout():
-            batch = rollout_batch(run, step)
-    except KeyboardInterrupt:
-        run.sampler.load_state_dict(position)  # the abandoned step draws the same prompts on resume,
-        ckpt.set_rng_state(rng)  # and the same random numbers (an inline verifier's, say)
-        raise
-    run.generator.sleep()  # GPU vLLM with sleep mode: free its memory while the optimizer steps
+    batch = _rollout(run, step, stop)
     whole = _whole_batch(batch)  # every rank's part (rank 0 logs it); this rank's own in one process
     metrics = batch_metrics(whole)
     if whole.samples:  # over several ranks, a rank with no samples of its own still joins the update
-        metrics.update(optimize(learner, batch, step))  # advantages -> loss -> step
+        metrics.update(optimize(_learner_for(run, batch), batch, step))  # advantages -> loss -> step
         _control_kl(run, step, metrics, len(whole.samples))  # next step's KL coefficient; reference reset
-        run.generator.update_weights(_weights(learner.policy))  # in place; a no-op for hf
+        if run.generator is not None:
+            run.generator.update_weights(_weights(learner.policy))  # in place; a no-op for hf
+    if run.rollouts is not None:  # version ``step``, for the batches sampled from it (if any)
+        run.rollouts.publish(step, lambda: _weights(learner.policy))
     tokens = sum(len(s.trajectory.completion_ids) for s in batch.generated)  # kept or not, all were generated
     metrics.update(
         step=step,
@@ -205,6 +209,44 @@ def _train_step(run: _Run, step: int, stop: StopSignals) -> dict[str, float]:
     return metrics
 
 
+def _rollout(run: _Run, step: int, stop: StopSignals) -> Batch:
+    """The step's batch: sampled now (sync), or the rollout process's (async). A signal while it is
+    made abandons the step: a synchronous one is undone, so it draws the same prompts on resume."""
+    if run.rollouts is not None:
+        with stop.rollout():
+            return run.rollouts.batch(step)  # buffered until trained on, so nothing to undo
+    position, rng = run.sampler.state_dict(), ckpt.rng_state()  # where the step starts, to undo it
+    try:
+        with stop.rollout():
+            batch = rollout_batch(run, step)
+    except KeyboardInterrupt:
+        run.sampler.load_state_dict(position)  # the abandoned step draws the same prompts on resume,
+        ckpt.set_rng_state(rng)  # and the same random numbers (an inline verifier's, say)
+        raise
+    run.generator.sleep()  # GPU vLLM with sleep mode: free its memory while the optimizer steps
+    return batch
+
+
+def _learner_for(run: _Run, batch: Batch) -> Learner:
+    """The learner for this batch. Async: its samples are the policy's own log-probs only when sampled
+    by the current weights (staleness 0) through hf without top-k/top-p; staler ones get the no-grad
+    pass (the proximal policy of the ratio) and importance weights to the sampler (``is_correction``)."""
+    if run.rollouts is None:
+        return run.learner
+    fresh = batch.stats.get("staleness", 0.0) == 0.0
+    own = fresh and run.cfg.rollout_backend == "hf" and not rollout_sampling(run.cfg, 0).truncates
+    return dataclasses.replace(run.learner, samples_trained_module=own)
+
+
+@contextlib.contextmanager
+def _closing(run: _Run) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if run.rollouts is not None:
+            run.rollouts.close()
+
+
 def _whole_batch(batch: Batch) -> Batch:
     """The step's batch over all ranks (for metrics and the rollout log): this rank's in one process."""
     if not distributed.world().distributed:
@@ -215,40 +257,12 @@ def _whole_batch(batch: Batch) -> Batch:
 def rollout_batch(run: _Run, step: int, world: distributed.World | None = None) -> Batch:
     """Step ``step``'s batch: rollout -> score -> overlong shaping -> dynamic-sampling filter; this rank's
     part of it (``world``: the process group's by default; ``World()`` collects the whole batch here)."""
-    cfg, algo = run.cfg, run.learner.algo
     world = world or distributed.world()
     # hf samples the policy itself: with strategy fsdp its full weights, gathered once for the rollout
     # (each rank generates as long as its own sequences need, so no per-forward collectives)
-    policy = run.learner.policy if cfg.rollout_backend == "hf" else None
+    policy = run.learner.policy if run.cfg.rollout_backend == "hf" else None
     with sharding.gathered(policy):
-        return collect_batch(
-            run.env,
-            run.generator,
-            run.sampler,
-            world=world,
-            prompts=cfg.prompts_per_step,
-            group_size=cfg.group_size,
-            sampling=_sampling_params(cfg, step, world.rank),
-            dynamic_sampling=algo.dynamic_sampling,
-            max_rounds=cfg.max_sampling_rounds,
-            overlong_buffer_frac=algo.overlong_buffer_frac,
-            overlong_filter=algo.overlong_filter,
-            dynamic_sampling_metric=algo.dynamic_sampling_metric,
-        )
-
-
-def _sampling_params(cfg: TrainConfig, step: int, rank: int = 0) -> SamplingParams:
-    """This step's rollout sampling: ``group_size`` samples per prompt, seeded by the run's seed, the step
-    and the rank (ranks sample their own prompts with their own random streams)."""
-    return SamplingParams(
-        n=cfg.group_size,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        top_k=cfg.top_k,
-        max_tokens=cfg.max_new_tokens,
-        stop=tuple(cfg.stop),
-        seed=cfg.seed * 100_003 + step + 1_000_003 * rank,
-    )
+        return collect_step(run.cfg, run.env, run.generator, run.sampler, step, world)
 
 
 def _control_kl(run: _Run, step: int, metrics: dict[str, float], n_samples: int) -> None:
@@ -315,8 +329,8 @@ class _Run:
     env: Environment
     sampler: PromptSampler
     """Draws the prompts of each step; its position is checkpointed."""
-    generator: Generator
-    """The rollout back end."""
+    generator: Generator | None
+    """The rollout back end (None with ``rollout_mode: async``: the rollout process has its own)."""
     tokenizer: Any
     learner: Learner
     logger: RunLogger
@@ -325,6 +339,8 @@ class _Run:
     """The last step already done (0, or the step of the checkpoint resumed from)."""
     kl_control: KLControl
     """The KL coefficient (fixed or adaptive) and the reference resets; checkpointed."""
+    rollouts: AsyncRollouts | None = None
+    """``rollout_mode: async``: the rollout process's batches (``generator`` is then None)."""
 
     def save(self, at_step: int) -> None:
         if is_main_process() or sharding.is_sharded(self.learner.policy):  # sharded: every rank writes
@@ -342,6 +358,7 @@ class _Run:
                 self.cfg.keep_checkpoints,
                 reference=learner.reference if self.cfg.ref_reset_every else None,  # else: the initial policy
                 kl_control=self.kl_control,
+                rollouts=self.rollouts.checkpoint(at_step) if self.rollouts is not None else None,
             )
 
 
@@ -357,6 +374,7 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
     ckpt.seed_rngs(cfg.seed)  # Python's, NumPy's and torch's generators, as a checkpoint restores them
     out = Path(cfg.output_dir)
     resume_from = prepare_run_dir(out, cfg, mode, main=is_main_process())
+    env_arg = env  # async: the object given travels to the rollout process (else it loads cfg.env there)
     env, tasks = _env_and_tasks(cfg, env, tasks)
     _check_model_paths(cfg)  # a mistyped path fails in one line, before --overwrite deletes anything
     _check_world(cfg, world)
@@ -370,7 +388,8 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
     critic = ValueModel(policy).to(policy.device) if algo.needs_values else None
     distributed.broadcast_parameters([policy, critic])  # replicas start equal (LoRA and value-head inits)
     reference = frozen_copy(policy) if algo.needs_reference and not cfg.lora else None
-    generator = _make_generator(cfg, policy, tokenizer)  # vLLM loads the full model before any sharding
+    sync = cfg.rollout_mode == "sync"
+    generator = _make_generator(cfg, policy, tokenizer) if sync else None  # vLLM: before any sharding
     if cfg.strategy == "fsdp" and distributed.initialized():  # before the optimizer: params become shards
         for module in (policy, reference, critic):
             if module is not None:
@@ -391,7 +410,12 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
             reference=reference,
             kl_control=kl_control,
         )
-        generator.update_weights(_weights(policy))
+        if generator is not None:
+            generator.update_weights(_weights(policy))
+    rollouts = None
+    if not sync:  # the rollout process starts from the weights of step ``start``
+        saved = load_buffer(resume_from) if resume_from is not None else None
+        rollouts = AsyncRollouts(cfg, env_arg, tasks, model_path, _weights(policy), sampler, start, saved)
     algo = dataclasses.replace(algo, kl_coef=kl_control.coef)  # the adapted coefficient when resuming
     learner = Learner(
         cfg,
@@ -402,10 +426,10 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
         optimizer,
         scheduler,
         tokenizer.pad_token_id,
-        samples_policy_distribution(generator, _sampling_params(cfg, 0)),
+        samples_policy_distribution(generator, rollout_sampling(cfg, 0)) if sync else False,
     )
     logger = RunLogger(out, cfg, enabled=is_main_process(), start_step=start)
-    return _Run(cfg, out, env, sampler, generator, tokenizer, learner, logger, start, kl_control)
+    return _Run(cfg, out, env, sampler, generator, tokenizer, learner, logger, start, kl_control, rollouts)
 
 
 def _env_and_tasks(
@@ -438,6 +462,11 @@ def _check_world(cfg: TrainConfig, world: distributed.World) -> None:
         raise ConfigError(
             f"prompts_per_step: got {cfg.prompts_per_step}, expected at least the number of ranks "
             f"({world.size}): each rank rolls out whole prompt groups"
+        )
+    if world.distributed and cfg.rollout_mode == "async":
+        raise ConfigError(
+            f"rollout_mode: got 'async' on {world.size} ranks, expected 'sync': asynchronous rollouts run "
+            "beside one trainer process for now (train on one process, or synchronously on several)"
         )
 
 
@@ -572,28 +601,51 @@ class LossInputs:
     """[B, T] truncated importance weights for the sampler/trainer mismatch, or None (no correction)."""
     is_stats: dict[str, float]
     """Mismatch metrics (logged whenever the sampler is not the trained module)."""
+    proximal: Tensor | None = None
+    """[B, T], filled during the update: the policy's log-probs before it (each micro-batch's own, detached),
+    when the importance weights are computed there (``_defers_old_logprobs``); else None."""
 
 
 def compute_advantages(learner: Learner, batch: Batch) -> LossInputs:
     """The batch as tensors, the no-grad pass, token rewards, advantages and returns, and IS weights."""
-    algo = learner.algo
     data = BatchTensors.from_batch(batch, learner.device)
     nograd = no_grad_pass(learner, data)
+    advantages, returns = _advantages(learner, data, nograd)
+    if _defers_old_logprobs(learner):  # the update's own forward passes give the weights and the stats
+        proximal = torch.zeros(data.shape, device=learner.device)
+        return LossInputs(data, nograd, advantages, returns, None, {}, proximal)
+    is_weights, is_stats = _is_weights(learner, nograd.old_logprobs, data.sampler_logprobs, data.policy_mask)
+    return LossInputs(data, nograd, advantages, returns, is_weights, is_stats)
+
+
+def _advantages(learner: Learner, data: BatchTensors, nograd: NoGradPass) -> tuple[Tensor, Tensor | None]:
+    algo = learner.algo
     rollout_logprobs = nograd.old_logprobs if nograd.old_logprobs is not None else data.sampler_logprobs
     tok_rewards = token_rewards(
         data.rewards, data.policy_mask, algo, rollout_logprobs, nograd.ref_logprobs
     )  # [B, T]
-    advantages, returns = ADVANTAGES[algo.advantage](
-        tok_rewards, data.policy_mask, data.group_ids, nograd.old_values, algo
+    return ADVANTAGES[algo.advantage](tok_rewards, data.policy_mask, data.group_ids, nograd.old_values, algo)
+
+
+def _defers_old_logprobs(learner: Learner) -> bool:
+    """Whether the old log-probs of a sampler that is not the trained module (vLLM, top-k/top-p, a stale
+    async batch) come from the update's own forward passes instead of a no-grad pass before it: with one
+    optimizer step per batch the policy does not move until every micro-batch has run, so each one's
+    detached log-probs are the old policy's (one forward pass saved). Not when something needs them
+    before the update: several epochs or mini-batches, a KL penalty in the reward."""
+    cfg, algo = learner.cfg, learner.algo
+    return (
+        not learner.samples_trained_module
+        and cfg.num_iterations == 1
+        and cfg.mini_batches == 1
+        and not (algo.kl_in_reward and algo.kl_coef > 0)
     )
-    is_weights, is_stats = _is_weights(learner, nograd.old_logprobs, data.sampler_logprobs, data.policy_mask)
-    return LossInputs(data, nograd, advantages, returns, is_weights, is_stats)
 
 
 def no_grad_pass(learner: Learner, data: BatchTensors) -> NoGradPass:
     """Old log-probs, reference log-probs and old values, as far as this run needs them (see NoGradPass)."""
     cfg, algo = learner.cfg, learner.algo
-    need_old = (
+    need_old = not _defers_old_logprobs(learner) and (
         cfg.num_iterations > 1
         or cfg.mini_batches > 1
         or not learner.samples_trained_module
@@ -656,7 +708,11 @@ def optimize(learner: Learner, batch: Batch, step: int) -> dict[str, float]:
     """Advantages for the whole batch, then ``num_iterations`` epochs of mini-batch optimizer steps."""
     inputs = compute_advantages(learner, batch)
     metrics, updates = update(learner, inputs, step)
-    metrics.update(_mean_over_ranks(inputs.is_stats))
+    is_stats = inputs.is_stats
+    if inputs.proximal is not None:  # the weights were the micro-batches'; the stats are the whole batch's
+        data = inputs.data
+        is_stats = _is_weights(learner, inputs.proximal, data.sampler_logprobs, data.policy_mask)[1]
+    metrics.update(_mean_over_ranks(is_stats))
     metrics["optimizer_updates"] = float(updates)
     return metrics
 
@@ -735,7 +791,11 @@ def _loss_backward(learner: Learner, inputs: LossInputs, micro: list[int], norm:
     sl = (micro, slice(0, packed["completion_len"]))
     mask = data.loss_mask[sl]
     old = nograd.old_logprobs[sl] if nograd.old_logprobs is not None else logprobs.detach()
-    adv = inputs.advantages[sl] * (inputs.is_weights[sl] if inputs.is_weights is not None else 1.0)
+    weights = inputs.is_weights[sl] if inputs.is_weights is not None else None
+    if inputs.proximal is not None:  # whole sequences in a micro-batch: its rows' weights are the batch's
+        inputs.proximal[sl] = old
+        weights = _is_weights(learner, old, data.sampler_logprobs[sl], data.policy_mask[sl])[0]
+    adv = inputs.advantages[sl] * (weights if weights is not None else 1.0)
     ref = nograd.ref_logprobs[sl] if nograd.ref_logprobs is not None else None
     loss, metrics = policy_loss(logprobs, old, adv, mask, norm, learner.algo, ref, entropy)
     # How far the update has moved from the policy that produced the rollouts: k3 with r = pi / pi_old at

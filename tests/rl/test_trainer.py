@@ -213,6 +213,33 @@ def test_the_generator_says_whether_the_sampler_is_the_trained_module(tiny_model
     assert other[0]["reward_mean"] == own[0]["reward_mean"]  # the same first rollouts
 
 
+def test_one_update_per_batch_takes_the_old_log_probs_from_its_own_forward_passes(
+    tiny_model, tmp_path, monkeypatch
+):
+    """With one optimizer step per batch, a sampler that is not the policy's own (top-k here) gets its
+    importance weights from the micro-batches' own detached log-probs, not a no-grad pass before the
+    update: the same weights, metrics and update as with the extra pass (16 samples, micro-batches of 8)."""
+    from rewardkit.rl import trainer as trainer_mod
+
+    kw = dict(steps=3, top_k=5, micro_batch_size=8)
+    train(config(tiny_model, tmp_path / "own_passes", **kw), env=env(), tasks=tasks())
+    monkeypatch.setattr(trainer_mod, "_defers_old_logprobs", lambda learner: False)
+    train(config(tiny_model, tmp_path / "no_grad_pass", **kw), env=env(), tasks=tasks())
+    deferred, extra = rows(tmp_path / "own_passes"), rows(tmp_path / "no_grad_pass")
+    for a, b in zip(deferred, extra):
+        assert a["mismatch_kl"] > 1e-3 and a["is_weight_mean"] != 1.0  # top-k: a real mismatch to weigh
+        for key in (
+            "loss",
+            "pg_loss",
+            "grad_norm",
+            "is_weight_mean",
+            "is_clip_frac",
+            "mismatch_kl",
+            "reward_mean",
+        ):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), (a["step"], key)
+
+
 def test_model_tiny_is_built_for_the_tasks_and_reused(tmp_path):
     from rewardkit.models.tiny import tiny_model_for
 
