@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(results: dict[str, Any], command: str) -> str:
-    seeds = results["seeds"]
+    seeds = dict(sorted(results["seeds"].items(), key=lambda kv: int(kv[0])))
     speedups = [s["async"]["steps_per_s"] / s["sync"]["steps_per_s"] for s in seeds.values()]
     gaps = [100 * (s["async"]["accuracy"] - s["sync"]["accuracy"]) for s in seeds.values()]
 
