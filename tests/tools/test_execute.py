@@ -140,3 +140,192 @@ def test_executor_config_errors():
         ToolExecutor([add, add])
     with pytest.raises(ValueError, match="timeout_s"):
         ToolExecutor([add], timeout_s=0)
+
+
+def plan(
+    ids: list[int], mode: str = "fast", opts: dict | None = None, ratio: float = 1.0, on: bool = False
+) -> str:
+    """Echo its arguments (for the argument-policy tests).
+
+    Args:
+        ids: item ids.
+        mode: how.
+        opts: options.
+        ratio: a fraction.
+        on: a switch.
+    """
+    return repr((ids, mode, opts, ratio, on))
+
+
+NESTED = {
+    "name": "plan",
+    "description": "Echo its arguments.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "ids": {"type": "array", "items": {"type": "integer"}},
+            "mode": {"type": "string", "enum": ["fast", "slow"]},
+            "opts": {
+                "type": "object",
+                "properties": {"depth": {"type": "integer"}},
+                "required": ["depth"],
+            },
+            "ratio": {"type": "number"},
+            "on": {"type": "boolean"},
+        },
+        "required": ["ids"],
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "arguments, text",
+    [
+        ({"ids": [1, "2"]}, "argument 'ids[1]' must be integer, got \"2\""),
+        ({"ids": [1], "mode": "medium"}, "argument 'mode' must be one of ['fast', 'slow']"),
+        ({"ids": [1], "opts": {}}, "argument 'opts' is missing required key(s) ['depth']"),
+        ({"ids": [1], "opts": {"depth": 1.5}}, "argument 'opts.depth' must be integer, got 1.5"),
+        ({"ids": [1], "ratio": True}, "argument 'ratio' must be number, got true"),
+        ({"ids": 3}, "argument 'ids' must be array, got 3"),
+    ],
+)
+def test_nested_values_are_validated(arguments, text):
+    r = ToolExecutor([(NESTED, plan)]).run(ToolCall("plan", arguments))
+    assert r.status == "invalid_arguments" and r.content.startswith("Error:") and text in r.content
+
+
+def test_statuses_name_what_went_wrong():
+    ex = ToolExecutor([add, boom])
+    assert ex.run(ToolCall("nope", {})).status == "unknown_tool"
+    assert ex.run(ToolCall("add", {"b": 1})).status == "invalid_arguments"
+    assert ex.run(ToolCall("add", {"a": 1, "c": 2})).status == "invalid_arguments"
+    assert ex.run(ToolCall("boom", {"x": "y"})).status == "error"
+    assert ex.run(ToolCall("add", ["not", "a", "mapping"])).status == "invalid_arguments"  # type: ignore[arg-type]
+
+
+def test_run_never_raises_even_on_a_broken_schema_or_a_strange_call():
+    ex = ToolExecutor([add])
+    ex.tools["add"].parameters["properties"]["a"]["type"] = "widget"  # edited after the checks ran
+    broken = ex.run(ToolCall("add", {"a": 1}))
+    assert broken.status == "error" and "schema of add" in broken.content
+    odd = ToolExecutor([add]).run(ToolCall(["unhashable"], {}))  # type: ignore[arg-type]
+    assert not odd.ok and odd.content.startswith("Error:")
+
+
+def test_coerce_policy_converts_obvious_forms_before_checking():
+    ex = ToolExecutor([(NESTED, plan)], argument_policy="coerce")
+    r = ex.run(ToolCall("plan", {"ids": ["1", 2.0], "ratio": "2.5", "on": "true", "opts": '{"depth": "4"}'}))
+    assert r.ok, r.content
+    assert r.content == repr(([1, 2], "fast", {"depth": 4}, 2.5, True))
+    assert ex.run(ToolCall("plan", {"ids": "[7]", "on": "FALSE", "ratio": "3"})).content == repr(
+        ([7], "fast", None, 3, False)
+    )
+    # what is not an obvious form still fails, with the checked value in the message
+    bad = ex.run(ToolCall("plan", {"ids": ["one"]}))
+    assert bad.status == "invalid_arguments" and "argument 'ids[0]' must be integer" in bad.content
+    assert ex.run(ToolCall("plan", {"ids": [1], "on": "yes"})).status == "invalid_arguments"
+    assert ex.run(ToolCall("plan", {"ids": [True]})).status == "invalid_arguments"  # a bool is not a number
+
+
+def test_coerce_turns_numbers_into_strings_where_a_string_is_declared():
+    def echo(s: str, maybe: int | None = None) -> str:
+        """Echo.
+
+        Args:
+            s: text.
+            maybe: an optional number.
+        """
+        return f"{s!r} {maybe!r}"
+
+    ex = ToolExecutor([echo], argument_policy="coerce")
+    assert ex.run(ToolCall("echo", {"s": 12})).content == "'12' None"
+    assert ex.run(ToolCall("echo", {"s": 2.5, "maybe": "3"})).content == "'2.5' 3"
+    assert ex.run(ToolCall("echo", {"s": "x", "maybe": None})).content == "'x' None"
+    assert ToolExecutor([echo]).run(ToolCall("echo", {"s": 12})).status == "invalid_arguments"  # strict
+
+
+def test_pass_through_calls_the_function_as_is():
+    def lookup(ticket: int) -> str:
+        """Look a ticket up.
+
+        Args:
+            ticket: the ticket number.
+        """
+        return f"found {ticket}"
+
+    ex = ToolExecutor([lookup], argument_policy="pass_through")
+    assert ex.run(ToolCall("lookup", {"ticket": "ticket_001"})).content == "found ticket_001"
+    wrong_name = ex.run(ToolCall("lookup", {"id": 1}))
+    assert wrong_name.status == "error" and "TypeError" in wrong_name.content
+    assert (
+        ToolExecutor([lookup]).run(ToolCall("lookup", {"ticket": "ticket_001"})).status == "invalid_arguments"
+    )
+
+
+def test_a_tools_own_policy_wins_over_the_executors():
+    def lookup(ticket: int) -> str:
+        """Look a ticket up.
+
+        Args:
+            ticket: the ticket number.
+        """
+        return f"found {ticket!r}"
+
+    lenient = tool(lookup, argument_policy="coerce")
+    ex = ToolExecutor([lenient], argument_policy="strict")
+    assert ex.run(ToolCall("lookup", {"ticket": "7"})).content == "found 7"
+    with pytest.raises(ValueError, match="argument_policy"):
+        ToolExecutor([add], argument_policy="loose")
+
+
+def test_truncation_limit_is_configurable_and_marked():
+    def big(n: int) -> str:
+        """Big output.
+
+        Args:
+            n: size.
+        """
+        return "y" * n
+
+    call = ToolCall("big", {"n": 5000})
+    default = ToolExecutor([big]).run(call)
+    assert default.content == "y" * 2000 + "... [truncated: 3000 more characters cut]"
+    assert default.truncated_chars == 3000 and default.ok
+    unlimited = ToolExecutor([big], max_output_chars=None).run(call)
+    assert unlimited.content == "y" * 5000 and unlimited.truncated_chars == 0
+    small = ToolExecutor([big], max_output_chars=100).run(ToolCall("big", {"n": 100}))
+    assert small.content == "y" * 100 and small.truncated_chars == 0  # exactly at the limit: not cut
+    with pytest.raises(ValueError, match="max_output_chars"):
+        ToolExecutor([big], max_output_chars=0)
+
+
+def test_executor_with_schema_tools_and_policy_pickles():
+    import pickle
+
+    import cloudpickle
+
+    ex = ToolExecutor([(NESTED, plan)], argument_policy="coerce", max_output_chars=None)
+    for back in (cloudpickle.loads(cloudpickle.dumps(ex)), pickle.loads(pickle.dumps(ex))):
+        assert back.argument_policy == "coerce" and back.max_output_chars is None
+        assert back.run(ToolCall("plan", {"ids": ["1"]})).ok
+        assert back.run(ToolCall("plan", {"ids": ["x"]})).status == "invalid_arguments"
+
+
+def test_optional_containers_report_the_inner_problem_and_coercion_never_raises():
+    def f(a: int, b: list[int] | None = None) -> str:
+        """F.
+
+        Args:
+            a: a.
+            b: b.
+        """
+        return repr((a, b))
+
+    strict = ToolExecutor([f]).run(ToolCall("f", {"a": "x", "b": ["y", 2]}))
+    assert "argument 'a' must be integer" in strict.content
+    assert "argument 'b[0]' must be integer, got \"y\"" in strict.content  # not just "array or null"
+    coerce = ToolExecutor([f], argument_policy="coerce")
+    huge = coerce.run(ToolCall("f", {"a": "4" * 5000, "b": ["1"]}))  # past int()'s digit limit
+    assert huge.status == "invalid_arguments" and "argument 'a' must be integer" in huge.content
+    assert "'b" not in huge.content  # b was still converted
+    assert coerce.run(ToolCall("f", {"a": 1, "b": '["2"]'})).content == repr((1, [2]))
