@@ -41,6 +41,7 @@ BUILTIN_ENVS: dict[str, str] = {
     "efficiency": "rewardkit.envs.efficiency:EfficiencyEnv",
     "weighted": "rewardkit.envs.composite:WeightedEnv",
     "tool_use": "rewardkit.envs.tool_use:ToolUseEnv",
+    "function_call": "rewardkit.envs.function_call:FunctionCallEnv",
 }
 
 
