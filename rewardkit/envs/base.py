@@ -64,6 +64,10 @@ class Environment:
     """A frozen dataclass of the environment's own options (None: it has none)."""
     max_turns: ClassVar[int] = 1
     max_total_tokens: int | None = None
+    response_workers: int = 1
+    """Threads answering the episodes of one turn at once (``env_response``, multi-turn): 1 answers them
+    one after another. More suits an environment whose replies wait on I/O (tools, sandboxes); its
+    ``env_response`` must then be safe to call from several threads for different episodes."""
     pass_threshold: float = 1.0
     """A sample counts as passed (for pass@k) when its reward reaches this value."""
     correctness_metric: ClassVar[str | None] = None

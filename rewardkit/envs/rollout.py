@@ -165,9 +165,10 @@ def run_episodes(
 def _step(
     env: Environment, renderer: ChatRenderer, episodes: list[_Episode], generations: list[Generation]
 ) -> None:
-    """Append one policy turn to each episode, then let the environment answer or end it."""
+    """Append one policy turn to each episode, then let the environment answer or end it (the episodes'
+    answers computed by ``env.response_workers`` threads at once, applied in episode order)."""
+    answering = []
     for episode, gen in zip(episodes, generations, strict=True):
-        chat = not isinstance(episode.task.prompt, str) or env.max_turns > 1
         episode.ids += gen.token_ids
         episode.mask += [1] * len(gen.token_ids)
         episode.logprobs += gen.logprobs
@@ -176,7 +177,10 @@ def _step(
         if gen.finish_reason == "length":
             episode.truncated, episode.stop_reason = True, "length"
             continue
-        step = env.env_response(list(episode.messages), episode.state)
+        answering.append((episode, gen))
+    steps = _responses(env, [episode for episode, _ in answering])
+    for (episode, gen), step in zip(answering, steps, strict=True):
+        chat = not isinstance(episode.task.prompt, str) or env.max_turns > 1
         if step.reward is not None:
             episode.turn_rewards.append(float(step.reward))
         episode.info.update(step.info)  # the environment's account of the episode (status, counts)
@@ -195,6 +199,18 @@ def _step(
         episode.logprobs += [0.0] * len(reply)
         if env.max_total_tokens is not None and len(episode.ids) >= env.max_total_tokens:
             episode.stop_reason = "max_total_tokens"
+
+
+def _responses(env: Environment, episodes: list[_Episode]) -> list[Any]:
+    """``env.env_response`` for each episode: in a thread pool when ``env.response_workers`` > 1 (each
+    episode's state is its own, so the order of the answers, and so the episodes, do not depend on it)."""
+    workers = min(max(1, int(getattr(env, "response_workers", 1))), len(episodes))
+    if workers <= 1:
+        return [env.env_response(list(e.messages), e.state) for e in episodes]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="env_response") as pool:
+        return list(pool.map(lambda e: env.env_response(list(e.messages), e.state), episodes))
 
 
 def _has_template(renderer: ChatRenderer) -> bool:

@@ -6,9 +6,14 @@ and answers with one ``tool`` message per call. The episode ends when the policy
 ``<answer>...</answer>``, writes a turn with no tool call, makes too many failed calls, runs out of
 turns or tokens, or passes its wall-clock limit; none can hang the batch. ``Trajectory.info`` carries
 the tool counts and a ``status`` (``ok``, ``timeout``, ``error``); when the environment ended the
-episode, ``info["end"]`` says why: ``answer``, ``no_tool_call``, ``too_many_tool_errors``,
-``episode_timeout`` or ``tool_infrastructure_error`` (a sandbox failure: drop the episode, do not
-score it 0). Otherwise ``Trajectory.stop_reason`` does (``max_turns``, ``max_total_tokens``, ``length``).
+episode, ``info["end"]`` says why: ``answer``, ``no_tool_call``, ``conversation_done`` (the task's
+scripted ``user_turns`` are all said), ``too_many_tool_errors``, ``episode_timeout`` or
+``tool_infrastructure_error`` (a sandbox failure: drop the episode, do not score it 0).
+
+A task may bring its own tools (``task.info["tools"]``, see ``task_tools``): every episode gets new
+instances, so the samples of a group never share a tool's state, and ``info["tool_state"]`` reports
+that state after every turn; ``task.info["expected_state"]`` then makes the outcome state-based. A
+task's ``user_turns`` are appended one by one after each assistant turn without calls. Otherwise ``Trajectory.stop_reason`` does (``max_turns``, ``max_total_tokens``, ``length``).
 A caller that scores with ``info={**task.info, "episode": trajectory.info}`` gets status ``error``
 (not a 0 reward) for an episode that ended on an infrastructure error.
 
@@ -49,7 +54,8 @@ _RANGES = {
     "tool_timeout_s": "> 0",
     "max_calls_per_turn": ">= 1",
     "max_tool_errors": ">= 1",
-    "max_output_chars": ">= 1",
+    "max_output_chars": ">= 16",
+    "response_workers": ">= 1",
     "format_weight": ">= 0",
     "efficiency_weight": ">= 0",
     "max_tool_calls": ">= 1",
@@ -80,8 +86,15 @@ class ToolUseConfig:
     """Calls past this in one turn are not run; they get an error result."""
     max_tool_errors: int = 3
     """Failed calls (malformed, unknown tool, bad arguments, exception, timeout) that end the episode."""
-    max_output_chars: int = 2000
-    """Longer tool results are cut."""
+    max_output_chars: int | None = 2000
+    """Longer tool results are cut, with a marker saying how much (None: never)."""
+    response_workers: int = 8
+    """Episodes whose tool calls run at once (threads; each episode's calls stay in order): tools that
+    wait (a sandbox, a search) then overlap across the batch. 1: one episode after another."""
+    argument_policy: Literal["strict", "coerce", "pass_through"] = "strict"
+    """How tool arguments are checked against the schemas (``rewardkit.tools.execute``): ``strict``
+    (as written), ``coerce`` (obvious string/number forms converted first) or ``pass_through`` (not
+    checked: the function is called as the model wrote the call, as a reference executor would)."""
     no_call_reply: str | None = None
     """None: a turn with neither a tool call nor a final answer ends the episode. A string: that text
     goes back as a user message instead (a nudge such as "Call a tool or give <answer>...</answer>."),
@@ -148,11 +161,13 @@ class ToolUseEnv(Environment):
         cfg = self.config
         self.max_turns = cfg.max_turns  # type: ignore[misc]
         self.max_total_tokens = cfg.max_total_tokens
+        self.response_workers = cfg.response_workers
         self.pass_threshold = 1.0
         self.toolbox = ToolExecutor(
             self._resolve_tools(cfg.tools if cfg.tools is not None else DEFAULT_TOOLS[cfg.task or ""]),
             timeout_s=cfg.tool_timeout_s,
             max_output_chars=cfg.max_output_chars,
+            argument_policy=cfg.argument_policy,
         )
         self._tasks: dict[str, list[Task]] = {}
 
@@ -255,11 +270,26 @@ class ToolUseEnv(Environment):
 
     # ---- the episode ----------------------------------------------------------------------------
     def initial_state(self, task: Task) -> dict[str, Any]:
-        return {
+        """A fresh episode: its deadline and tallies, its scripted user turns, and, for a task with tools
+        of its own (``task.info["tools"]``, see ``task_tools``), new instances of them: no two samples
+        of a group share a tool's state."""
+        state: dict[str, Any] = {
             "task": task,
             "deadline": time.monotonic() + self.config.episode_timeout_s,
             "counts": _Counts(),
+            "user_turns": list(task.info.get("user_turns") or ()),
+            "scripted": bool(task.info.get("user_turns")),
         }
+        spec = task.info.get("tools")
+        if spec:
+            tools, state["tool_object"] = task_tools(spec)
+            state["toolbox"] = ToolExecutor(
+                [*self.toolbox.tools.values(), *tools],
+                timeout_s=self.config.tool_timeout_s,
+                max_output_chars=self.config.max_output_chars,
+                argument_policy=self.config.argument_policy,
+            )
+        return state
 
     def env_response(self, messages: list[Message], state: dict[str, Any]) -> EnvStep:
         """Run the last assistant message's tool calls, or end the episode (see the module docstring)."""
@@ -267,38 +297,44 @@ class ToolUseEnv(Environment):
         last = messages[-1]
         text = last.get("content") or ""
         if ANSWER_RE.search(text):  # even past the deadline: nothing is left to run
-            return self._end(counts, "ok", "answer", reward=1.0)
+            return self._end(state, "ok", "answer", reward=1.0)
         if time.monotonic() > state["deadline"]:
-            return self._end(counts, "timeout", "episode_timeout", reward=None)
+            return self._end(state, "timeout", "episode_timeout", reward=None)
         calls = parse_tool_calls(last)
         state["turns"] = state.get("turns", 0) + 1
-        if not calls and self.config.no_call_reply is None:
-            return self._end(counts, "ok", "no_tool_call", reward=0.0)
+        if not calls and state["scripted"] and not state["user_turns"]:  # the user has said everything
+            return self._end(state, "ok", "conversation_done", reward=0.0)
+        if not calls and not state["user_turns"] and self.config.no_call_reply is None:
+            return self._end(state, "ok", "no_tool_call", reward=0.0)
         if state["turns"] >= self.max_turns:  # the rollout stops here (max_turns): nobody would read a reply
-            return EnvStep((), False, None, {"status": "ok", **counts.as_info()})
-        if not calls:
+            return EnvStep((), False, None, self._info(state, "ok"))
+        if not calls:  # the assistant's turn is over: the next scripted user turn, or a nudge
+            if state["user_turns"]:
+                user = {"role": "user", "content": str(state["user_turns"].pop(0))}
+                return EnvStep((user,), False, 0.0, self._info(state, "ok"))
             counts.nudges += 1
             nudge = {"role": "user", "content": self.config.no_call_reply}
-            return EnvStep((nudge,), False, 0.0, {"status": "ok", **counts.as_info()})
-        results = self._run_calls(calls, state["deadline"], counts)
+            return EnvStep((nudge,), False, 0.0, self._info(state, "ok"))
+        results = self._run_calls(calls, state, counts)
         turn_reward = sum(r.ok for r in results) / len(results)
         if time.monotonic() > state["deadline"]:
-            return self._end(counts, "timeout", "episode_timeout", reward=turn_reward)
+            return self._end(state, "timeout", "episode_timeout", reward=turn_reward)
         if any(r.status == "infra_error" for r in results):
-            return self._end(counts, "error", "tool_infrastructure_error", reward=turn_reward)
+            return self._end(state, "error", "tool_infrastructure_error", reward=turn_reward)
         if counts.tool_errors >= self.config.max_tool_errors:
-            return self._end(counts, "error", "too_many_tool_errors", reward=turn_reward)
-        info = {"status": "ok", **counts.as_info()}
-        return EnvStep(tuple(r.message() for r in results), False, turn_reward, info)
+            return self._end(state, "error", "too_many_tool_errors", reward=turn_reward)
+        return EnvStep(tuple(r.message() for r in results), False, turn_reward, self._info(state, "ok"))
 
-    def _run_calls(self, calls: list[ToolCall], deadline: float, counts: _Counts) -> list[ToolResult]:
-        """Run up to ``max_calls_per_turn`` calls (later ones get an error result) and tally them."""
+    def _run_calls(self, calls: list[ToolCall], state: dict[str, Any], counts: _Counts) -> list[ToolResult]:
+        """Run up to ``max_calls_per_turn`` calls (later ones get an error result) and tally them; with
+        the episode's own tools when the task has some."""
+        toolbox = state.get("toolbox", self.toolbox)
         results = []
         for i, call in enumerate(calls):
             if i >= self.config.max_calls_per_turn:
                 error = f"only {self.config.max_calls_per_turn} tool calls are run per turn"
                 call = ToolCall(call.name, call.arguments, call.id, error)
-            results.append(self.toolbox.run(call, deadline=deadline))
+            results.append(toolbox.run(call, deadline=state["deadline"]))
         for r in results:
             counts.tool_calls += 1
             counts.tool_errors += not r.ok
@@ -308,14 +344,24 @@ class ToolUseEnv(Environment):
             counts.by_tool[r.call.name or "?"] = counts.by_tool.get(r.call.name or "?", 0) + 1
         return results
 
+    def _end(self, state: dict[str, Any], status: str, end: str, reward: float | None) -> EnvStep:
+        return EnvStep((), True, reward, {**self._info(state, status), "end": end})
+
     @staticmethod
-    def _end(counts: _Counts, status: str, end: str, reward: float | None) -> EnvStep:
-        return EnvStep((), True, reward, {"status": status, "end": end, **counts.as_info()})
+    def _info(state: dict[str, Any], status: str) -> dict[str, Any]:
+        """What ``Trajectory.info`` says of the episode so far: status, tallies, the tools' state."""
+        info = {"status": status, **state["counts"].as_info()}
+        if "tool_object" in state:
+            info["tool_state"] = tool_state(state["tool_object"])
+        return info
 
     # ---- scoring --------------------------------------------------------------------------------
     def verify(self, completion: Completion, *, answer: Any, prompt: Any, info: Mapping[str, Any]) -> Score:
-        if answer is None:
-            return Score.failure("invalid_input", "tool_use needs the gold answer (answer=...)")
+        expected_state = info.get("expected_state")
+        if answer is None and expected_state is None:
+            return Score.failure(
+                "invalid_input", "tool_use needs the gold answer (answer=...) or info['expected_state']"
+            )
         episode = info.get("episode")  # Trajectory.info, when the caller passes it along
         if isinstance(episode, Mapping) and episode.get("end") == "tool_infrastructure_error":
             return Score.failure(
@@ -327,9 +373,16 @@ class ToolUseEnv(Environment):
         mode = self.config.answer_match
         if mode == "auto":
             mode = info.get("match", "math")
-        correct, reason = (
-            (False, "no <answer> in the final message") if not found else _matches(found[-1], answer, mode)
-        )
+        correct, reason = True, ""
+        if answer is not None:
+            correct, reason = (
+                (False, "no <answer> in the final message")
+                if not found
+                else _matches(found[-1], answer, mode)
+            )
+        if expected_state is not None and correct:  # a state-based outcome: "the file exists"
+            final_state = episode.get("tool_state") if isinstance(episode, Mapping) else None
+            correct, reason = _state_matches(final_state, expected_state)
         format_ok = float(len(found) == 1 and stats["parse_errors"] == 0)
         efficiency = max(0.0, 1.0 - stats["tool_calls"] / self.config.max_tool_calls)
         reward = (
@@ -343,6 +396,61 @@ class ToolUseEnv(Environment):
             stats["tool_errors"] / stats["tool_calls"] if stats["tool_calls"] else 0.0
         )
         return Score.ok(reward, metrics, reason=reason, extracted=found[-1].strip() if found else None)
+
+
+def task_tools(spec: Mapping[str, Any]) -> tuple[list[Tool | Callable[..., Any]], Any]:
+    """A task's own tools, new for each episode, from ``task.info["tools"]``:
+    ``{"factory": "module:name", "kwargs": {...}}``, where ``name`` is a class or a function called with
+    ``kwargs``. It returns a list of tools (``Tool`` objects or typed functions), or an object whose public
+    methods are the tools (typed, with docstrings: their schema is derived as for any tool), such as a
+    file system or a trading account. Returns the tools and the object (None for a list), whose state
+    ``tool_state`` reports after every turn."""
+    from rewardkit.imports import import_object
+
+    if not isinstance(spec, Mapping) or "factory" not in spec:
+        raise ValueError(
+            f"task.info['tools'] must be {{'factory': 'module:name', 'kwargs': {{...}}}}, got {spec!r}"
+        )
+    made = import_object(str(spec["factory"]), what="task.info['tools'] factory")(
+        **dict(spec.get("kwargs") or {})
+    )
+    if isinstance(made, list | tuple):
+        return list(made), None
+    methods = [
+        getattr(made, name)
+        for name in sorted(dir(type(made)))
+        if not name.startswith("_") and name != "state" and callable(getattr(made, name))
+    ]
+    return methods, made
+
+
+def tool_state(obj: Any) -> Any:
+    """What a stateful tool object reports of itself: its ``state()`` when it has one, else its public
+    attributes; made JSON-safe (anything else becomes its ``repr``), so it travels in ``Trajectory.info``."""
+    state = (
+        obj.state()
+        if callable(getattr(obj, "state", None))
+        else {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+    )
+    return json.loads(json.dumps(state, default=repr))
+
+
+def _state_matches(state: Any, expected: Any, path: str = "state") -> tuple[bool, str]:
+    """Whether ``expected`` is contained in the final tool ``state``: every key of a mapping present with
+    a matching value (recursively; other keys may exist), lists and scalars equal."""
+    if isinstance(expected, Mapping):
+        if not isinstance(state, Mapping):
+            return False, f"{path}: expected a mapping, got {state!r}"
+        for key, value in expected.items():
+            if key not in state:
+                return False, f"{path}.{key}: missing"
+            ok, reason = _state_matches(state[key], value, f"{path}.{key}")
+            if not ok:
+                return False, reason
+        return True, ""
+    if state != expected:
+        return False, f"{path}: expected {expected!r}, got {state!r}"
+    return True, ""
 
 
 def episode_stats(completion: Completion) -> dict[str, int]:

@@ -601,7 +601,8 @@ def test_docs_train_config_and_eval_suite_parse():
     except ImportError as exc:
         pytest.skip(f"trainer/evaluator config is not available: {exc}")
     cfg = TrainConfig.from_dict(train_raw)
-    assert cfg.env == "tool_use" and tuple(cfg.stop) == ("</tool_call>",)
+    # no </tool_call> stop string: it would end a turn after its first call (parallel calls need the whole turn)
+    assert cfg.env == "tool_use" and tuple(cfg.stop) == ()
     load_env(cfg.env, **cfg.env_config).close()
     suite = parse_suite(suite_raw)
     for entry in suite.environments:
