@@ -1,0 +1,180 @@
+"""Preference losses (the DPO family), one registry: ``PREFERENCE_LOSSES[name](batch, cfg)``.
+
+Each loss takes a ``PreferenceBatch``: per pair, the policy's and (where the loss has one) the
+reference model's log-probabilities of the chosen and the rejected completion, **summed** over the
+completion's tokens, and the completions' lengths in tokens. Losses that work on per-token means divide
+by the length themselves, and say so. Every loss returns the batch mean and the metrics TRL users read:
+``rewards/chosen``, ``rewards/rejected`` (beta times the log-ratio to the reference, or its
+reference-free analogue), ``rewards/margins``, ``rewards/accuracies`` (the fraction of pairs whose chosen
+reward is higher) and ``logps/chosen``, ``logps/rejected`` (the policy's summed log-probs).
+
+Notation: ``h = (log pi(y_c) - log ref(y_c)) - (log pi(y_r) - log ref(y_r))``, ``sigma`` the logistic
+function, ``beta`` ``PreferenceConfig.beta``.
+
+These are the loss functions only. They are not yet wired into ``rewardkit train`` (issue 18).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class PreferenceBatch:
+    """One batch of preference pairs (or, for KTO, of single labelled completions), each field [B]."""
+
+    chosen_logps: Tensor
+    """The policy's log-prob of each chosen completion, summed over its tokens (KTO: of each completion)."""
+    rejected_logps: Tensor | None = None
+    """The same for the rejected completions (None for KTO, whose completions are unpaired)."""
+    ref_chosen_logps: Tensor | None = None
+    """The reference model's summed log-probs of the chosen completions (None for reference-free losses)."""
+    ref_rejected_logps: Tensor | None = None
+    chosen_lengths: Tensor | None = None
+    """Completion lengths in tokens (float or int), for the losses on per-token means."""
+    rejected_lengths: Tensor | None = None
+    desirable: Tensor | None = None
+    """KTO: [B] bool, True where the completion is desirable (the verifier's score passed its threshold)."""
+
+
+@dataclass(frozen=True)
+class PreferenceConfig:
+    """The preference losses' hyper-parameters (each loss reads the ones its docstring names)."""
+
+    beta: float = 0.1
+    """Inverse temperature of the implicit reward (DPO, IPO, cDPO, SimPO, KTO)."""
+    label_smoothing: float = 0.0
+    """cDPO: the assumed probability that a pair's labels are flipped, in [0, 0.5)."""
+    simpo_gamma: float = 0.5
+    """SimPO: the target reward margin gamma (Meng et al. use gamma / beta of about 0.5)."""
+    orpo_lambda: float = 0.1
+    """ORPO: the weight of the odds-ratio term next to the SFT loss."""
+    kto_desirable_weight: float = 1.0
+    """KTO: lambda_D, the weight of desirable completions."""
+    kto_undesirable_weight: float = 1.0
+    """KTO: lambda_U, the weight of undesirable completions."""
+
+
+Metrics = dict[str, float]
+LossFn = Callable[[PreferenceBatch, PreferenceConfig], tuple[Tensor, Metrics]]
+
+
+def _need(value: Tensor | None, what: str, loss: str) -> Tensor:
+    if value is None:
+        raise ValueError(f"the {loss} loss needs {what}")
+    return value
+
+
+def _log_ratios(batch: PreferenceBatch, loss: str) -> tuple[Tensor, Tensor]:
+    rejected = _need(batch.rejected_logps, "rejected_logps", loss)
+    ref_c = _need(batch.ref_chosen_logps, "ref_chosen_logps (a reference model)", loss)
+    ref_r = _need(batch.ref_rejected_logps, "ref_rejected_logps (a reference model)", loss)
+    return batch.chosen_logps - ref_c, rejected - ref_r
+
+
+def _pair_metrics(batch: PreferenceBatch, chosen_reward: Tensor, rejected_reward: Tensor) -> Metrics:
+    chosen_reward, rejected_reward = chosen_reward.detach(), rejected_reward.detach()
+    out = {
+        "rewards/chosen": chosen_reward.mean().item(),
+        "rewards/rejected": rejected_reward.mean().item(),
+        "rewards/margins": (chosen_reward - rejected_reward).mean().item(),
+        "rewards/accuracies": (chosen_reward > rejected_reward).float().mean().item(),
+        "logps/chosen": batch.chosen_logps.detach().mean().item(),
+    }
+    if batch.rejected_logps is not None:
+        out["logps/rejected"] = batch.rejected_logps.detach().mean().item()
+    return out
+
+
+def dpo_loss(batch: PreferenceBatch, cfg: PreferenceConfig) -> tuple[Tensor, Metrics]:
+    """DPO (Rafailov et al. 2023, arXiv:2305.18290, eq. 7): ``-log sigma(beta * h)``, on summed log-probs;
+    with ``label_smoothing`` eps > 0 it is conservative DPO (cDPO, Mitchell 2023): ``-(1 - eps) log
+    sigma(beta h) - eps log sigma(-beta h)``, the expected DPO loss when a pair's labels are flipped with
+    probability eps. Rewards: ``beta * (log pi - log ref)``."""
+    chosen, rejected = _log_ratios(batch, "dpo")
+    h = chosen - rejected
+    eps = cfg.label_smoothing
+    losses = -(1 - eps) * F.logsigmoid(cfg.beta * h) - eps * F.logsigmoid(-cfg.beta * h)
+    return losses.mean(), _pair_metrics(batch, cfg.beta * chosen, cfg.beta * rejected)
+
+
+def ipo_loss(batch: PreferenceBatch, cfg: PreferenceConfig) -> tuple[Tensor, Metrics]:
+    """IPO (Azar et al. 2023, arXiv:2310.12036, eq. 17): ``(h - 1 / (2 beta))^2``, a squared loss that
+    regresses the log-ratio gap to a finite target instead of pushing it to infinity. As in TRL, ``h`` is
+    taken on per-token mean log-probs (each summed log-prob divided by its completion's length)."""
+    lc = _need(batch.chosen_lengths, "chosen_lengths", "ipo")
+    lr = _need(batch.rejected_lengths, "rejected_lengths", "ipo")
+    chosen, rejected = _log_ratios(batch, "ipo")
+    chosen, rejected = chosen / lc, rejected / lr
+    losses = (chosen - rejected - 1 / (2 * cfg.beta)) ** 2
+    return losses.mean(), _pair_metrics(batch, cfg.beta * chosen, cfg.beta * rejected)
+
+
+def simpo_loss(batch: PreferenceBatch, cfg: PreferenceConfig) -> tuple[Tensor, Metrics]:
+    """SimPO (Meng et al. 2024, arXiv:2405.14734, eq. 6): ``-log sigma(beta/|y_c| log pi(y_c) -
+    beta/|y_r| log pi(y_r) - gamma)``: reference-free, the reward is the length-normalised log-prob, and
+    ``simpo_gamma`` is the target margin. Rewards: ``beta * log pi / |y|``."""
+    rejected = _need(batch.rejected_logps, "rejected_logps", "simpo")
+    lc = _need(batch.chosen_lengths, "chosen_lengths", "simpo")
+    lr = _need(batch.rejected_lengths, "rejected_lengths", "simpo")
+    chosen_reward, rejected_reward = cfg.beta * batch.chosen_logps / lc, cfg.beta * rejected / lr
+    losses = -F.logsigmoid(chosen_reward - rejected_reward - cfg.simpo_gamma)
+    return losses.mean(), _pair_metrics(batch, chosen_reward, rejected_reward)
+
+
+def orpo_loss(batch: PreferenceBatch, cfg: PreferenceConfig) -> tuple[Tensor, Metrics]:
+    """ORPO (Hong et al. 2024, arXiv:2403.07691, eqs. 6-7): ``NLL(y_c) + lambda * -log sigma(log odds(y_c) -
+    log odds(y_r))``, no reference model. ``odds(y) = P(y) / (1 - P(y))`` with ``P(y) = exp(mean token
+    log-prob)``, so ``log odds = m - log(1 - exp(m))`` for the per-token mean ``m`` (computed as
+    ``m - log(-expm1(m))``, stable for m near 0); the NLL is the chosen completion's per-token mean.
+    Rewards: ``beta * m``; also logs ``log_odds_ratio`` and ``nll``."""
+    rejected = _need(batch.rejected_logps, "rejected_logps", "orpo")
+    mc = batch.chosen_logps / _need(batch.chosen_lengths, "chosen_lengths", "orpo")
+    mr = rejected / _need(batch.rejected_lengths, "rejected_lengths", "orpo")
+    log_odds = (mc - torch.log(-torch.expm1(mc))) - (mr - torch.log(-torch.expm1(mr)))
+    ratio_loss = -F.logsigmoid(log_odds)
+    nll = -mc
+    losses = nll + cfg.orpo_lambda * ratio_loss
+    metrics = _pair_metrics(batch, cfg.beta * mc, cfg.beta * mr)
+    metrics.update(log_odds_ratio=log_odds.detach().mean().item(), nll=nll.detach().mean().item())
+    return losses.mean(), metrics
+
+
+def kto_loss(batch: PreferenceBatch, cfg: PreferenceConfig) -> tuple[Tensor, Metrics]:
+    """KTO (Ethayarajh et al. 2024, arXiv:2402.01306, eq. 8) on unpaired completions labelled desirable
+    or not (here: by the verifier's score against a threshold). With ``r = log pi(y) - log ref(y)``
+    (summed) and the reference point ``z0 = max(0, mean_batch r)``, detached (the batch's estimate of
+    KL(pi || ref); the paper and TRL estimate it on mismatched prompt-completion pairs, which this
+    function leaves to its caller), the loss of a desirable completion is ``lambda_D (1 - sigma(beta (r
+    - z0)))`` and of an undesirable one ``lambda_U (1 - sigma(beta (z0 - r)))``; the batch's mean."""
+    desirable = _need(batch.desirable, "desirable labels", "kto").bool()
+    ref = _need(batch.ref_chosen_logps, "ref_chosen_logps (a reference model)", "kto")
+    r = batch.chosen_logps - ref
+    z0 = r.detach().mean().clamp(min=0)
+    losses = torch.where(
+        desirable,
+        cfg.kto_desirable_weight * (1 - torch.sigmoid(cfg.beta * (r - z0))),
+        cfg.kto_undesirable_weight * (1 - torch.sigmoid(cfg.beta * (z0 - r))),
+    )
+    rewards = (cfg.beta * r).detach()
+    metrics = {"kl": z0.item(), "logps/chosen": batch.chosen_logps.detach().mean().item()}
+    if desirable.any():
+        metrics["rewards/chosen"] = rewards[desirable].mean().item()
+    if (~desirable).any():
+        metrics["rewards/rejected"] = rewards[~desirable].mean().item()
+    return losses.mean(), metrics
+
+
+PREFERENCE_LOSSES: dict[str, LossFn] = {
+    "dpo": dpo_loss,  # label_smoothing > 0: cDPO
+    "ipo": ipo_loss,
+    "simpo": simpo_loss,
+    "orpo": orpo_loss,
+    "kto": kto_loss,
+}
+"""Every preference loss by name (docs/algorithms.md, "Preference losses")."""
