@@ -150,7 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Subcommands that live next to the code they drive; each module exposes add_parser(subparsers).
-_SUBCOMMAND_MODULES = ("rewardkit.rl.cli", "rewardkit.eval.cli", "rewardkit.demo", "rewardkit.sandbox.cli")
+_SUBCOMMAND_MODULES = (
+    "rewardkit.rl.cli",
+    "rewardkit.eval.cli",
+    "rewardkit.eval.pairs",
+    "rewardkit.demo",
+    "rewardkit.sandbox.cli",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
