@@ -154,6 +154,7 @@ _SUBCOMMAND_MODULES = (
     "rewardkit.rl.cli",
     "rewardkit.eval.cli",
     "rewardkit.eval.pairs",
+    "rewardkit.eval.reject",
     "rewardkit.demo",
     "rewardkit.sandbox.cli",
 )

@@ -122,20 +122,36 @@ def _row(chosen: dict[str, Any], rejected: dict[str, Any]) -> dict[str, Any]:
 def pairs_from_eval(run_dir: str | Path, output: str | Path, cfg: PairConfig) -> dict[str, Any]:
     """Read ``run_dir``'s complete tasks, write the pairs to ``output`` (JSONL, atomically) and
     ``pairs_summary.json`` beside it; returns the summary."""
-    run_dir, output = Path(run_dir), Path(output)
+    rows, summary = build_pairs(eval_records(run_dir), cfg)
+    return write_dataset(rows, summary, run_dir, output, SUMMARY_FILE)
+
+
+def eval_records(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The scored samples of ``run_dir``'s complete tasks (an output directory of ``rewardkit eval``)."""
+    run_dir = Path(run_dir)
     if not (run_dir / FINGERPRINT).exists() or not (run_dir / ROLLOUTS).exists():
         raise FileNotFoundError(
             f"{run_dir} is not a rewardkit eval run (no {FINGERPRINT} and {ROLLOUTS}); make one with "
             "`rewardkit eval --model MODEL ... --n 8 --output-dir DIR`"
         )
-    current = json.loads((run_dir / FINGERPRINT).read_text())
-    rows, summary = build_pairs(read_complete(run_dir / ROLLOUTS, current), cfg)
+    return read_complete(run_dir / ROLLOUTS, json.loads((run_dir / FINGERPRINT).read_text()))
+
+
+def write_dataset(
+    rows: list[dict[str, Any]],
+    summary: dict[str, Any],
+    run_dir: str | Path,
+    output: str | Path,
+    summary_file: str,
+) -> dict[str, Any]:
+    """``rows`` to ``output`` (JSONL, atomically) and ``summary`` (with the run it came from) beside it."""
+    output = Path(output)
     summary["eval_run"] = str(run_dir)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
     os.replace(tmp, output)
-    (output.parent / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    (output.parent / summary_file).write_text(json.dumps(summary, indent=2))
     return summary
 
 

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from rewardkit.eval.pairs import PairConfig, build_pairs, pairs_from_eval
+from rewardkit.eval.reject import RejectConfig, select
 
 
 def rec(task: int, sample: int, reward: float, status: str = "ok") -> dict:
@@ -71,11 +72,14 @@ def test_bad_settings_and_inputs_are_clear_errors(tmp_path):
         pairs_from_eval(tmp_path, tmp_path / "pairs.jsonl", PairConfig())
 
 
-def test_pairs_from_a_real_eval_run(tmp_path):
+@pytest.fixture(scope="module")
+def eval_run(tmp_path_factory):
+    """``rewardkit eval``: 4 samples of each of 6 prompts from a tiny Llama, scored by ``efficiency``."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from rewardkit.models.tiny import TinyConfig, build_tiny
 
+    tmp_path = tmp_path_factory.mktemp("eval_run")
     prompts = [f"Say {i}:" for i in range(6)]
     build_tiny(
         [f"{p} {i} {i * 7}" for i, p in enumerate(prompts)] * 20, TinyConfig(seed=0), save_to=tmp_path / "m"
@@ -83,15 +87,23 @@ def test_pairs_from_a_real_eval_run(tmp_path):
     data = tmp_path / "prompts.jsonl"
     data.write_text("".join(json.dumps({"prompt": p, "answer": ""}) + "\n" for p in prompts))
     run = tmp_path / "samples"
-    cli = [sys.executable, "-m", "rewardkit"]
     evaluated = subprocess.run(
-        [*cli, "eval", "--model", str(tmp_path / "m"), "--envs", "efficiency", "--data", str(data)]
+        [*CLI, "eval", "--model", str(tmp_path / "m"), "--envs", "efficiency", "--data", str(data)]
         + ["--n", "4", "--temperature", "1.0", "--max-new-tokens", "12", "--output-dir", str(run), "-q"],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    return run
+
+
+CLI = [sys.executable, "-m", "rewardkit"]
+
+
+def test_pairs_from_a_real_eval_run(eval_run, tmp_path):
+    run = eval_run
+    cli = CLI
     made = subprocess.run(
         [*cli, "pairs", str(run), "--output", str(tmp_path / "pairs.jsonl")],
         capture_output=True,
@@ -111,3 +123,42 @@ def test_pairs_from_a_real_eval_run(tmp_path):
         assert row["score_chosen"] == max(rewards.values()) == rewards[row["chosen"]]
         assert row["score_rejected"] == min(rewards.values()) == rewards[row["rejected"]]
         assert row["margin"] > 0 and row["env"] == "efficiency"
+
+
+# ---- rejection sampling ----------------------------------------------------------------------------------
+
+
+def test_reject_keeps_what_passes_once_highest_first():
+    records = [
+        *(rec(0, i, r) for i, r in enumerate([1.0, 0.5, 1.0, 0.9])),
+        rec(1, 0, 0.2),
+        rec(1, 1, 1.0, "error"),  # an error's reward is never trusted
+    ]
+    records[2]["completion"] = records[0]["completion"]  # an exact duplicate
+    rows, summary = select(records, RejectConfig(threshold=0.9), {})
+    assert [(r["completion"], r["reward"]) for r in rows] == [("c0.0", 1.0), ("c0.3", 0.9)]
+    assert (summary["kept"], summary["duplicates"], summary["below_threshold"]) == (2, 1, 2)
+    assert summary["unranked_samples"] == {"error": 1} and summary["kept_per_prompt"] == {"0": 1, "2": 1}
+    rows, summary = select(records, RejectConfig(threshold=0.9, max_per_prompt=1), {})
+    assert [r["completion"] for r in rows] == ["c0.0"] and summary["beyond_max_per_prompt"] == 1
+    rows, _ = select(records, RejectConfig(), {"e": 0.5})  # the environment's pass threshold
+    assert [r["completion"] for r in rows] == ["c0.0", "c0.3", "c0.1"]
+    with pytest.raises(ValueError, match="max_per_prompt: got 0"):
+        RejectConfig(max_per_prompt=0)
+
+
+def test_reject_from_a_real_eval_run(eval_run, tmp_path):
+    samples = [json.loads(line) for line in (eval_run / "rollouts.jsonl").read_text().splitlines()]
+    bar = sorted(s["reward"] for s in samples)[len(samples) // 2]  # about half pass
+    made = subprocess.run(
+        [*CLI, "reject", str(eval_run), "--output", str(tmp_path / "sft.jsonl"), "--threshold", str(bar)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "sft.jsonl").read_text().splitlines()]
+    summary = json.loads((tmp_path / "reject_summary.json").read_text())
+    passing = {(s["prompt"], s["completion"]) for s in samples if s["status"] == "ok" and s["reward"] >= bar}
+    assert {(r["prompt"], r["completion"]) for r in rows} == passing and len(rows) == len(passing) > 0
+    assert summary["kept"] + summary["below_threshold"] + summary["duplicates"] == len(samples)
