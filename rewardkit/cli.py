@@ -155,6 +155,7 @@ _SUBCOMMAND_MODULES = (
     "rewardkit.eval.cli",
     "rewardkit.eval.pairs",
     "rewardkit.eval.reject",
+    "rewardkit.rl.reward_model",
     "rewardkit.demo",
     "rewardkit.sandbox.cli",
 )

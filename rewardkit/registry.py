@@ -42,6 +42,7 @@ BUILTIN_ENVS: dict[str, str] = {
     "weighted": "rewardkit.envs.composite:WeightedEnv",
     "tool_use": "rewardkit.envs.tool_use:ToolUseEnv",
     "function_call": "rewardkit.envs.function_call:FunctionCallEnv",
+    "reward_model": "rewardkit.envs.reward_model:RewardModelEnv",
 }
 
 
