@@ -35,15 +35,19 @@ class RewardModelConfig:
     data: str = ""
     """Preference pairs, JSONL with ``prompt``, ``chosen`` and ``rejected`` (``rewardkit pairs`` writes them)."""
     output_dir: str = "runs/rm"
+    """Where ``model/``, ``metrics.jsonl`` and ``summary.json`` are written."""
     steps: int = 200
+    """Optimizer steps (the training pairs are cycled through in the seed's order)."""
     batch_size: int = 8
     """Pairs per optimizer step."""
     lr: float = 1e-4
+    """AdamW learning rate, constant; gradients clipped at norm 1."""
     max_length: int = 512
     """Tokens of prompt + completion kept (from the left: the completion's end is what is scored)."""
     eval_fraction: float = 0.2
     """Share of the pairs held out for the pairwise accuracy."""
     seed: int = 0
+    """Seed of the held-out split, the pair order and the score head's initialisation."""
 
     def __post_init__(self) -> None:
         for name, ok, expected in (
