@@ -11,7 +11,8 @@ reward is higher) and ``logps/chosen``, ``logps/rejected`` (the policy's summed 
 Notation: ``h = (log pi(y_c) - log ref(y_c)) - (log pi(y_r) - log ref(y_r))``, ``sigma`` the logistic
 function, ``beta`` ``PreferenceConfig.beta``.
 
-These are the loss functions only. They are not yet wired into ``rewardkit train`` (issue 18).
+``rewardkit train`` with ``algorithm: dpo`` (or any name here) trains with them on a dataset of pairs
+(``rewardkit.rl.offline``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ class PreferenceBatch:
     rejected_lengths: Tensor | None = None
     desirable: Tensor | None = None
     """KTO: [B] bool, True where the completion is desirable (the verifier's score passed its threshold)."""
+    group_logps: Tensor | None = None
+    """RRHF: [B, N] the policy's summed log-probs of N responses per prompt (``chosen_logps`` unused)."""
+    group_lengths: Tensor | None = None
+    """RRHF: [B, N] their lengths in tokens (a padding slot: length 0)."""
+    group_scores: Tensor | None = None
+    """RRHF: [B, N] their scores (the verifier's rewards)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,8 @@ class PreferenceConfig:
     """KTO: lambda_D, the weight of desirable completions."""
     kto_undesirable_weight: float = 1.0
     """KTO: lambda_U, the weight of undesirable completions."""
+    rrhf_sft_weight: float = 1.0
+    """RRHF: the weight of the SFT anchor (the best response's per-token NLL) next to the ranking loss."""
 
 
 Metrics = dict[str, float]
@@ -106,12 +115,12 @@ def dpo_loss(batch: PreferenceBatch, cfg: PreferenceConfig) -> tuple[Tensor, Met
 def ipo_loss(batch: PreferenceBatch, cfg: PreferenceConfig) -> tuple[Tensor, Metrics]:
     """IPO (Azar et al. 2023, arXiv:2310.12036, eq. 17): ``(h - 1 / (2 beta))^2``, a squared loss that
     regresses the log-ratio gap to a finite target instead of pushing it to infinity. As in TRL, ``h`` is
-    taken on per-token mean log-probs (each summed log-prob divided by its completion's length)."""
+    taken on per-token mean log-probs (each summed log-prob divided by its completion's length). Rewards,
+    as TRL logs them: DPO's, ``beta`` times the summed log-ratio."""
     lc = _need(batch.chosen_lengths, "chosen_lengths", "ipo")
     lr = _need(batch.rejected_lengths, "rejected_lengths", "ipo")
     chosen, rejected = _log_ratios(batch, "ipo")
-    chosen, rejected = chosen / lc, rejected / lr
-    losses = (chosen - rejected - 1 / (2 * cfg.beta)) ** 2
+    losses = (chosen / lc - rejected / lr - 1 / (2 * cfg.beta)) ** 2
     return losses.mean(), _pair_metrics(batch, cfg.beta * chosen, cfg.beta * rejected)
 
 
@@ -170,11 +179,49 @@ def kto_loss(batch: PreferenceBatch, cfg: PreferenceConfig) -> tuple[Tensor, Met
     return losses.mean(), metrics
 
 
+def rrhf_loss(batch: PreferenceBatch, cfg: PreferenceConfig) -> tuple[Tensor, Metrics]:
+    """RRHF (Yuan et al. 2023, arXiv:2304.05302, eqs. 1-4): with ``p_i`` the length-normalised log-prob
+    of response i and ``r_i`` its score, the ranking loss ``sum_{r_i < r_j} max(0, p_i - p_j)`` (a
+    worse-scored response must not be more likely per token) plus ``rrhf_sft_weight`` times the SFT
+    anchor, the best-scored response's per-token NLL (the paper sums its tokens' NLL; this takes their
+    mean, as the paper's code does). Padding slots (length 0) take no part. No reference model.
+    Rewards: ``beta * p`` of the best and the worst response."""
+    logps = _need(batch.group_logps, "group_logps", "rrhf")
+    lengths = _need(batch.group_lengths, "group_lengths", "rrhf").to(logps.dtype)
+    scores = _need(batch.group_scores, "group_scores", "rrhf").to(logps.dtype)
+    valid = lengths > 0
+    p = torch.where(valid, logps / lengths.clamp(min=1), torch.zeros_like(logps))
+    low = float("-inf")
+    s = torch.where(valid, scores, torch.full_like(scores, low))
+    worse = (
+        (s.unsqueeze(2) < s.unsqueeze(1)) & valid.unsqueeze(2) & valid.unsqueeze(1)
+    )  # [B, i, j]: r_i < r_j
+    rank = ((p.unsqueeze(2) - p.unsqueeze(1)).clamp(min=0) * worse).sum(dim=(1, 2))
+    best = s.argmax(dim=1)
+    worst = torch.where(valid, scores, torch.full_like(scores, float("inf"))).argmin(dim=1)
+    rows = torch.arange(len(p), device=p.device)
+    sft = -p[rows, best]
+    losses = rank + cfg.rrhf_sft_weight * sft
+    chosen_reward, rejected_reward = (cfg.beta * p[rows, best]).detach(), (cfg.beta * p[rows, worst]).detach()
+    metrics = {
+        "rewards/chosen": chosen_reward.mean().item(),
+        "rewards/rejected": rejected_reward.mean().item(),
+        "rewards/margins": (chosen_reward - rejected_reward).mean().item(),
+        "rewards/accuracies": (chosen_reward > rejected_reward).float().mean().item(),
+        "logps/chosen": logps[rows, best].detach().mean().item(),
+        "logps/rejected": logps[rows, worst].detach().mean().item(),
+        "rank_loss": rank.detach().mean().item(),
+        "nll": sft.detach().mean().item(),
+    }
+    return losses.mean(), metrics
+
+
 PREFERENCE_LOSSES: dict[str, LossFn] = {
     "dpo": dpo_loss,  # label_smoothing > 0: cDPO
     "ipo": ipo_loss,
     "simpo": simpo_loss,
     "orpo": orpo_loss,
     "kto": kto_loss,
+    "rrhf": rrhf_loss,
 }
 """Every preference loss by name (docs/algorithms.md, "Preference losses")."""

@@ -17,6 +17,7 @@ from rewardkit.rl.preference import (  # noqa: E402
     dpo_loss,
     ipo_loss,
     kto_loss,
+    rrhf_loss,
 )
 
 CFG = PreferenceConfig(beta=0.3, label_smoothing=0.1, simpo_gamma=0.4, orpo_lambda=0.2)
@@ -116,7 +117,63 @@ def test_kto_is_its_papers_formula(seed):
     assert metrics["kl"] >= 0
 
 
-@pytest.mark.parametrize("name", sorted(PREFERENCE_LOSSES))
+def _groups(seed: int) -> list[list[tuple[float, float, float]]]:
+    """Prompts with 2-5 (summed log-prob, length, score) responses; scores tie sometimes."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(6):
+        n = rng.randint(2, 5)
+        out.append(
+            [
+                (-rng.uniform(0.2, 3.0) * (k := rng.randint(2, 20)), float(k), float(rng.randint(0, 3)))
+                for _ in range(n)
+            ]
+        )
+    return out
+
+
+def _group_batch(groups, grad: bool = False) -> PreferenceBatch:
+    width = max(len(g) for g in groups)
+    rows = [g + [(0.0, 0.0, 0.0)] * (width - len(g)) for g in groups]  # padding slots: length 0
+    logps, lengths, scores = (
+        torch.tensor([[r[k] for r in row] for row in rows], dtype=torch.float64) for k in range(3)
+    )
+    logps.requires_grad_(grad)
+    return PreferenceBatch(logps, group_logps=logps, group_lengths=lengths, group_scores=scores)
+
+
+def ref_rrhf(group, cfg):
+    p = [lp / n for lp, n, _ in group]
+    rank = sum(
+        max(0.0, p[i] - p[j])
+        for i in range(len(group))
+        for j in range(len(group))
+        if group[i][2] < group[j][2]
+    )
+    best = max(range(len(group)), key=lambda i: (group[i][2], -i))  # the first of the best scores
+    return rank + cfg.rrhf_sft_weight * -p[best]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rrhf_is_its_papers_formula(seed):
+    groups = _groups(seed)
+    cfg = PreferenceConfig(beta=0.3, rrhf_sft_weight=0.7)
+    loss, metrics = rrhf_loss(_group_batch(groups), cfg)
+    assert loss.item() == pytest.approx(sum(ref_rrhf(g, cfg) for g in groups) / len(groups), rel=1e-9)
+    assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "rank_loss", "nll"} <= set(metrics)
+    batch = _group_batch(groups, grad=True)
+    assert torch.autograd.gradcheck(
+        lambda lp: rrhf_loss(
+            PreferenceBatch(
+                lp, group_logps=lp, group_lengths=batch.group_lengths, group_scores=batch.group_scores
+            ),
+            cfg,
+        )[0],
+        (batch.group_logps,),
+    )
+
+
+@pytest.mark.parametrize("name", sorted(set(PREFERENCE_LOSSES) - {"rrhf"}))
 def test_gradients_match_finite_differences(name):
     pairs = _pairs(6, seed=3)
 
