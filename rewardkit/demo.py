@@ -2,7 +2,7 @@
 
 1. Make arithmetic tasks with the procedural generator (train/test splits are disjoint).
 2. Train a BPE tokenizer on the spot and build a tiny Llama at random.
-3. Warm it up with a short supervised pass on ``<think>...</think><answer>...</answer>`` solutions,
+3. Warm it up with a short supervised pass (``rewardkit sft``) on ``<think>...</think><answer>...</answer>`` solutions,
    short enough that it learns the format but not yet the arithmetic.
 4. Measure held-out accuracy (greedy) with ``rewardkit.eval`` (``demo_suite``, the built-in ``demo``
    suite), train with GRPO against ``math`` + ``format``, measure again the same way.
@@ -145,7 +145,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     _say(
         f"[demo] tiny Llama: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, vocab {len(tokenizer)}"
     )
-    sft(model, tokenizer, train_tasks, cfg)
+    sft(model, tokenizer, train_tasks, cfg, out / "sft")
     base_dir = out / "sft_model"
     model.save_pretrained(base_dir)
     tokenizer.save_pretrained(base_dir)
@@ -194,32 +194,47 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     return summary
 
 
-def sft(model: Any, tokenizer: Any, tasks: list[Task], cfg: DemoConfig) -> None:
-    """Supervised warm-up on the reference solutions: next-token loss on the completion only."""
-    import torch
+def sft(model: Any, tokenizer: Any, tasks: list[Task], cfg: DemoConfig, work: Path | None = None) -> None:
+    """Supervised warm-up on the reference solutions with ``rewardkit sft`` (``rewardkit.rl.offline``):
+    next-token loss on the completion only; ``model`` is updated in place. The SFT run (its data,
+    metrics.jsonl, curves) is kept in ``work`` (default: a temporary directory)."""
+    import tempfile
 
-    from rewardkit.rl.model import completion_logprobs, pack
+    from transformers import AutoModelForCausalLM
 
-    rng = random.Random(cfg.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.sft_lr)
-    eos = tokenizer.eos_token_id
-    model.train()
-    for step in range(cfg.sft_steps):
-        batch = rng.sample(tasks, min(cfg.sft_batch_size, len(tasks)))
-        prompts = [tokenizer.encode(t.prompt, add_special_tokens=False) for t in batch]
-        completions = [tokenizer.encode(solution(t), add_special_tokens=False) + [eos] for t in batch]
-        packed = pack(prompts, completions, tokenizer.pad_token_id, model.device)
-        logprobs, _ = completion_logprobs(model, packed, 1.0, with_entropy=False)
-        mask = torch.zeros_like(logprobs, dtype=torch.bool)
-        for i, c in enumerate(completions):
-            mask[i, : len(c)] = True
-        loss = -logprobs[mask].mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if (step + 1) % 50 == 0 or step + 1 == cfg.sft_steps:
-            _say(f"[demo] SFT step {step + 1}/{cfg.sft_steps}: loss {loss.item():.3f}")
+    from rewardkit.rl.offline import train_offline
+    from rewardkit.rl.offline_config import OfflineConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(work or tmp)
+        start = work / "start_model"
+        model.save_pretrained(start)
+        tokenizer.save_pretrained(start)
+        data = work / "sft_data.jsonl"
+        data.write_text(
+            "".join(json.dumps({"prompt": t.prompt, "completion": solution(t)}) + "\n" for t in tasks)
+        )
+        run = OfflineConfig(
+            model=str(start),
+            data=str(data),
+            steps=cfg.sft_steps,
+            batch_size=cfg.sft_batch_size,
+            micro_batch_size=cfg.sft_batch_size,
+            lr=cfg.sft_lr,
+            weight_decay=0.01,  # torch's AdamW default, which the tuned warm-up was measured with
+            eval_fraction=0.0,
+            output_dir=str(work / "run"),
+            seed=cfg.seed,
+            log_every=50,
+            keep_checkpoints=1,
+            verbose=cfg.verbose,
+        )
+        result = train_offline(run, overwrite=True)
+        trained = AutoModelForCausalLM.from_pretrained(
+            result.final_model, dtype=next(model.parameters()).dtype
+        )
+        model.load_state_dict(trained.state_dict())
+        _say(f"[demo] SFT: {cfg.sft_steps} steps, loss {result.last_metrics['loss']:.3f} ({run.output_dir})")
 
 
 def demo_suite(cfg: DemoConfig) -> Suite:

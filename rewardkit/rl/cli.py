@@ -8,15 +8,42 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+from rewardkit.config import parse_overrides
+
 if TYPE_CHECKING:
+    from rewardkit.rl.offline import OfflineResult
     from rewardkit.rl.trainer import TrainResult
 
 
 def add_parser(sub: Any) -> None:
     from rewardkit.imports import add_import_argument
 
-    p = sub.add_parser("train", help="train a policy with GRPO/DAPO/... from a YAML config")
+    p = sub.add_parser(
+        "train",
+        help="train a policy with GRPO/DAPO/... (or DPO/IPO/SimPO/ORPO/KTO/RRHF on pairs) from a YAML config",
+    )
     p.add_argument("config", nargs="?", help="YAML config (see examples/); keys are TrainConfig fields")
+    _run_flags(p)
+    add_import_argument(p)
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        metavar="N",
+        help="data-parallel on N local ranks: runs `torchrun --nproc-per-node N -m rewardkit train ...` "
+        "(several nodes: call torchrun yourself, see docs/scale.md)",
+    )
+    p.set_defaults(func=cmd_train)
+    s = sub.add_parser(
+        "sft", help="supervised fine-tuning on prompt/completion or chat data from a YAML config"
+    )
+    s.add_argument("config", nargs="?", help="YAML config; keys are OfflineConfig fields (--help-config)")
+    _run_flags(s)
+    s.set_defaults(func=cmd_sft)
+
+
+def _run_flags(p: Any) -> None:
+    """The flags ``train`` and ``sft`` share: overrides, and what to do with a run already in output_dir."""
     p.add_argument(
         "--set",
         action="append",
@@ -24,7 +51,6 @@ def add_parser(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set lr=1e-5",
     )
-    add_import_argument(p)
     p.add_argument(
         "--resume",
         action="store_true",
@@ -42,19 +68,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--help-config", action="store_true", help="list every config key with its default and meaning"
     )
-    p.add_argument(
-        "--nproc",
-        type=int,
-        default=None,
-        metavar="N",
-        help="data-parallel on N local ranks: runs `torchrun --nproc-per-node N -m rewardkit train ...` "
-        "(several nodes: call torchrun yourself, see docs/scale.md)",
-    )
-    p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rewardkit.config import parse_overrides
     from rewardkit.rl.config import TrainConfig, describe
 
     if args.help_config:
@@ -65,8 +81,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     if args.nproc is not None:
         return _torchrun(args.nproc, sys.argv[1:] if _argv_is_ours() else None)
+    from rewardkit.rl.offline_config import is_offline
     from rewardkit.rl.trainer import is_main_process, train
 
+    if is_offline(_raw_config(args.config, args.set).get("algorithm")):  # dpo, ipo, ...: rewardkit.rl.offline
+        return _offline(args)
     cfg = TrainConfig.from_yaml(args.config, parse_overrides(args.set))
     if args.imports:
         cfg = dataclasses.replace(cfg, imports=(*cfg.imports, *args.imports))
@@ -77,6 +96,52 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if is_main_process():  # once, not once per rank
         print(_summary(result))
+    return _exit_code(result)
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from rewardkit.rl.offline_config import describe
+
+    if args.help_config:
+        print(describe())
+        return 0
+    if not args.config:
+        print("error: a CONFIG.yaml is required (or --help-config)", file=sys.stderr)
+        return 2
+    algorithm = _raw_config(args.config, args.set).get("algorithm", "sft")
+    if algorithm != "sft":
+        print(
+            f"error: algorithm: got {algorithm!r}; `rewardkit sft` trains sft only (use `rewardkit train` for "
+            "preference losses)",
+            file=sys.stderr,
+        )
+        return 2
+    return _offline(args)
+
+
+def _raw_config(path: str, overrides: list[str]) -> dict[str, Any]:
+    """The YAML's mapping with the ``--set`` overrides, unchecked (to choose the trainer)."""
+    from pathlib import Path
+
+    from rewardkit.config import load_yaml
+    from rewardkit.rl.config import _merge
+
+    data = load_yaml(Path(path).read_text()) or {}
+    return _merge(data, parse_overrides(overrides)) if isinstance(data, dict) else {}
+
+
+def _offline(args: argparse.Namespace) -> int:
+    """SFT or a preference loss (``rewardkit.rl.offline``) on the config at ``args.config``."""
+    from rewardkit.rl.offline import result_line, train_offline
+    from rewardkit.rl.offline_config import OfflineConfig
+
+    cfg = OfflineConfig.from_yaml(args.config, parse_overrides(args.set))
+    if args.verbose:
+        cfg = dataclasses.replace(cfg, verbose=True)
+    result = train_offline(
+        cfg, resume=args.resume, overwrite=args.overwrite, allow_config_change=args.allow_config_change
+    )
+    print(result_line(result))
     return _exit_code(result)
 
 
@@ -131,7 +196,7 @@ def _summary(result: TrainResult) -> str:
     return line + (f"; model: {result.final_model}" if result.final_model is not None else "")
 
 
-def _exit_code(result: TrainResult) -> int:
+def _exit_code(result: TrainResult | OfflineResult) -> int:
     """0 when finished; 128 + the signal when stopped by one (130 Ctrl-C, 143 SIGTERM), as a shell reports
     a process killed by it, so a scheduler sees the job was cut short; 130 for other interruptions."""
     if not result.interrupted:

@@ -13,6 +13,8 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +40,51 @@ REQUIRED_KEYS = (
 )
 
 
+def _rl_postfix(row: dict[str, Any]) -> dict[str, str]:
+    return {
+        "reward": f"{row['reward_mean']:.3f}",
+        "kl": f"{row['kl']:.4f}",
+        "len": f"{row['response_len_mean']:.0f}",
+    }
+
+
+def _rl_summary(row: dict[str, Any]) -> str:
+    return (
+        f"reward {row['reward_mean']:.3f} (std {row['reward_std']:.3f}), kl {row['kl']:.4f}, "
+        f"len {row['response_len_mean']:.0f}"
+    )
+
+
+@dataclass(frozen=True)
+class LogView:
+    """What a kind of run logs: the keys every metrics row has, what its progress shows, what it plots."""
+
+    required: tuple[str, ...]
+    """Keys set to 0.0 in a row that lacks them, so every row has the same columns."""
+    postfix: Callable[[dict[str, Any]], dict[str, str]]
+    """The progress bar's figures."""
+    summary: Callable[[dict[str, Any]], str]
+    """A progress line's figures (after ``step N/M:``)."""
+    curves: tuple[tuple[str, str], ...]
+    """(key, title) of each panel of curves.png."""
+
+
+RL_VIEW = LogView(
+    REQUIRED_KEYS,
+    _rl_postfix,
+    _rl_summary,
+    (("reward_mean", "mean reward"), ("response_len_mean", "mean response length (tokens)")),
+)
+"""``rewardkit train``'s RL runs."""
+
+
 class RunLogger:
     """metrics.jsonl, progress, rollouts and trackers of one run (rank 0); ``enabled=False`` does nothing."""
 
-    def __init__(self, out: Path, cfg: Any, *, enabled: bool = True, start_step: int = 0) -> None:
-        self.out, self.cfg, self.enabled = Path(out), cfg, enabled
+    def __init__(
+        self, out: Path, cfg: Any, *, enabled: bool = True, start_step: int = 0, view: LogView = RL_VIEW
+    ) -> None:
+        self.out, self.cfg, self.enabled, self.view = Path(out), cfg, enabled, view
         self.history: list[dict[str, float]] = []
         self._bar = None
         self._lines = False  # plain progress lines instead of a bar (stderr is not a terminal)
@@ -84,8 +126,9 @@ class RunLogger:
             return
         # ``kl``, the public contract's name, is the KL to the reference (``kl_ref``): 0.0 when there is no
         # reference model. The drift from the rollout policy is ``kl_rollout``, never ``kl``.
-        metrics.setdefault("kl", metrics.get("kl_ref", 0.0))
-        for key in REQUIRED_KEYS:
+        if "kl" in self.view.required:
+            metrics.setdefault("kl", metrics.get("kl_ref", 0.0))
+        for key in self.view.required:
             metrics.setdefault(key, 0.0)
         row = {k: (float(v) if isinstance(v, int | float) else v) for k, v in metrics.items()}
         row["step"] = step
@@ -101,11 +144,7 @@ class RunLogger:
 
     def _show_progress(self, step: int, row: dict[str, Any]) -> None:
         if self._bar is not None:
-            self._bar.set_postfix(
-                reward=f"{row['reward_mean']:.3f}",
-                kl=f"{row['kl']:.4f}",
-                len=f"{row['response_len_mean']:.0f}",
-            )
+            self._bar.set_postfix(self.view.postfix(row))
             self._bar.update(1)
         elif self._lines and (step % self.cfg.log_every == 0 or step == self.cfg.steps):
             print(self._progress_line(step, row), file=sys.stderr, flush=True)
@@ -116,8 +155,7 @@ class RunLogger:
         elapsed = time.perf_counter() - began
         per_step = elapsed / max(step - first, 1)
         return (
-            f"step {step}/{self.cfg.steps}: reward {row['reward_mean']:.3f} (std {row['reward_std']:.3f}), "
-            f"kl {row['kl']:.4f}, len {row['response_len_mean']:.0f}, {per_step:.1f}s/step, "
+            f"step {step}/{self.cfg.steps}: {self.view.summary(row)}, {per_step:.1f}s/step, "
             f"elapsed {_duration(elapsed)}, eta {_duration(per_step * (self.cfg.steps - step))}"
         )
 
@@ -164,22 +202,25 @@ class RunLogger:
             getattr(tracker, "close", lambda: None)()
         if self.history:
             try:
-                plot_curves(self.history, self.out / "curves.png")
+                plot_curves(self.history, self.out / "curves.png", self.view.curves)
             except Exception as exc:  # noqa: BLE001 - a plot is an extra: the finished run must not fail on it
                 log.warning("could not draw %s: %s", self.out / "curves.png", exc)
 
 
-def plot_curves(history: list[dict[str, float]], path: Path) -> bool:
-    """Reward and response length per step, as a PNG; False (warned once) without matplotlib."""
+def plot_curves(
+    history: list[dict[str, float]], path: Path, curves: tuple[tuple[str, str], ...] = RL_VIEW.curves
+) -> bool:
+    """One panel per (key, title) of ``curves`` (default: reward and response length) against the step,
+    as a PNG; rows without the key are skipped. False (warned once) without matplotlib."""
     plt = optional_pyplot(path.name)
     if plt is None:
         return False
-    steps = [r["step"] for r in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    axes[0].plot(steps, [r["reward_mean"] for r in history], label="reward")
-    axes[0].set_title("mean reward")
-    axes[1].plot(steps, [r["response_len_mean"] for r in history], color="tab:orange")
-    axes[1].set_title("mean response length (tokens)")
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.5), squeeze=False)
+    axes = axes[0]
+    for ax, (key, title), color in zip(axes, curves, ("tab:blue", "tab:orange", "tab:green", "tab:red")):
+        rows = [r for r in history if key in r]
+        ax.plot([r["step"] for r in rows], [r[key] for r in rows], color=color)
+        ax.set_title(title)
     for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

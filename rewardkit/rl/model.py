@@ -23,6 +23,7 @@ from rewardkit.rl.algorithms import entropy_from_logits, logprobs_from_logits
 
 __all__ = [
     "ValueModel",
+    "completion_logits",
     "completion_logprobs",
     "completion_values",
     "frozen_copy",
@@ -114,12 +115,7 @@ def completion_logprobs(
     (``entropy_coef`` > 0) needs its gradient, which keeps a float32 log-softmax of every chunk of logits
     for the backward pass, so it is only paid for when the loss uses it."""
     P, T = batch["prompt_len"], batch["completion_len"]
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
-    if _keeps_logits(model):  # the LM head only on the last T+1 positions, not on the prompt's
-        logits = model(**inputs, logits_to_keep=T + 1).logits[:, :T, :]
-    else:
-        logits = model(**inputs).logits[:, P - 1 : P - 1 + T, :]
-    # [B, T, V]: position P-1+j predicts completion token j
+    logits = completion_logits(model, batch)
     if temperature > 0 and temperature != 1.0:
         logits = logits / temperature  # the sampler drew from softmax(z / T): score the same distribution
     targets = batch["input_ids"][:, P : P + T]  # [B, T]
@@ -128,6 +124,17 @@ def completion_logprobs(
     if with_entropy:
         entropy = entropy_from_logits(logits if entropy_grad else logits.detach())  # [B, T]
     return logprobs, entropy
+
+
+def completion_logits(model: nn.Module, batch: dict[str, Any]) -> Tensor:
+    """Logits [B, T, V] at the positions that predict the completion tokens of a ``pack``-ed batch:
+    position P-1+j predicts completion token j (the LM head runs on those positions only, where the model
+    takes ``logits_to_keep``)."""
+    P, T = batch["prompt_len"], batch["completion_len"]
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+    if _keeps_logits(model):  # the LM head only on the last T+1 positions, not on the prompt's
+        return model(**inputs, logits_to_keep=T + 1).logits[:, :T, :]
+    return model(**inputs).logits[:, P - 1 : P - 1 + T, :]
 
 
 def _keeps_logits(model: nn.Module) -> bool:

@@ -31,11 +31,22 @@ from typing import Any
 import yaml
 
 from rewardkit.models.loading import CHECKPOINTS, checkpoint_step, latest_checkpoint
-from rewardkit.rl.config import TrainConfig
+
+RunConfig = Any
+"""A run's config: ``TrainConfig``, or ``rewardkit.rl.offline_config.OfflineConfig`` (a dataclass with ``to_dict``)."""
 
 RUN_MARKERS = ("metrics.jsonl", "config.yaml", CHECKPOINTS)
 """Any of these in ``output_dir`` means a run was started there."""
-RUN_OUTPUTS = (*RUN_MARKERS, "rollouts", "curves.png", "tensorboard", "wandb", "tiny_model")
+RUN_OUTPUTS = (
+    *RUN_MARKERS,
+    "rollouts",
+    "curves.png",
+    "tensorboard",
+    "wandb",
+    "tiny_model",
+    "summary.json",  # the offline stages' (rewardkit.rl.offline)
+    "eval_before.json",
+)
 """What a run writes into ``output_dir`` (with ``config.step_N.yaml``): all that ``overwrite`` deletes."""
 RESUME_SAFE_KEYS = frozenset(
     {
@@ -81,7 +92,7 @@ class RunDirMode:
             raise ValueError("--resume and --overwrite contradict each other; pick one")
 
 
-def prepare(out: Path, cfg: TrainConfig, mode: RunDirMode, *, main: bool = True) -> Path | None:
+def prepare(out: Path, cfg: RunConfig, mode: RunDirMode, *, main: bool = True) -> Path | None:
     """Check or continue ``out`` before anything loads; returns the checkpoint to resume from (with
     ``overwrite``, ``clear_for_overwrite`` deletes the old run later).
 
@@ -122,18 +133,18 @@ def clear(out: Path) -> None:
             path.unlink()
 
 
-def config_changes(stored: Mapping[str, Any], cfg: TrainConfig) -> dict[str, tuple[Any, Any]]:
+def config_changes(stored: Mapping[str, Any], cfg: RunConfig) -> dict[str, tuple[Any, Any]]:
     """The keys (dotted when nested: ``algo.kl_coef``) whose values differ, as (old, new).
 
     A key the stored config lacks (written by an older version) counts as its default."""
     defaults = {
         f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        for f in dataclasses.fields(TrainConfig)
+        for f in dataclasses.fields(type(cfg))  # TrainConfig, or the offline stages' OfflineConfig
     }
     return _diff({**_plain(defaults), **stored}, _plain(cfg.to_dict()))
 
 
-def _check_config(out: Path, latest: Path, cfg: TrainConfig, mode: RunDirMode, main: bool) -> None:
+def _check_config(out: Path, latest: Path, cfg: RunConfig, mode: RunDirMode, main: bool) -> None:
     """Refuse a resume whose config differs from the checkpoint's beyond ``RESUME_SAFE_KEYS``; say what
     is resumed, and with which changes."""
     step = checkpoint_step(latest)
