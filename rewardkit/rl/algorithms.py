@@ -386,6 +386,17 @@ def token_rewards(
     return out
 
 
+def distill_advantage(old_logprobs: Tensor, teacher_logprobs: Tensor, mask: Tensor) -> Tensor:
+    """On-policy distillation's per-token advantage [B, T] (Agarwal et al. 2024, GKD, arXiv 2306.13649, with
+    on-policy samples and the reverse KL; Lu & Thinking Machines 2025, "On-Policy Distillation"):
+        A_t = -(log pi_old(y_t) - log pi_teacher(y_t)),
+    the negated per-token estimate of KL(pi_old || pi_teacher) at tokens sampled from pi_old (k1). No
+    discount and no normalisation: each token is pushed towards the teacher by its own log-ratio, and with
+    the importance-ratio policy loss the update descends the reverse KL. Detached; 0 off the mask."""
+    log_ratio = old_logprobs.detach().float() - teacher_logprobs.detach().float()  # [B, T]
+    return torch.where(mask.bool(), -log_ratio, 0.0)
+
+
 def on_last_token(x: Tensor, mask: Tensor) -> Tensor:
     """[B] -> [B, T]: x[i] on the last policy token of row i, 0 elsewhere (and for rows with no policy token)."""
     mask = mask.bool()

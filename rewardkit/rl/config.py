@@ -79,6 +79,19 @@ class TrainConfig:
     """Overrides of single AlgorithmConfig fields on top of the ``algorithm`` preset, e.g.
     ``{kl_coef: 0.0, clip_eps_high: 0.28}`` (not a preset name: the ``algo.*`` keys below list them)."""
 
+    # ---- on-policy distillation (docs/algorithms.md) ----
+    teacher: str | None = None
+    """A frozen teacher for on-policy distillation: anything ``model`` accepts but ``tiny`` (a hub id, a
+    model directory, a training run or checkpoint), with the student's tokenizer. It scores each sampled
+    token, and the per-token advantage -(log pi_old - log pi_teacher), a negated reverse-KL estimate, is
+    added to the environment's (``distill_coef``, ``reward_coef``). Loaded in the policy's dtype on its
+    device, in eval mode; never trained or checkpointed. None: no teacher."""
+    distill_coef: float = 1.0
+    """With a ``teacher``: weight of the distillation advantage; 0 only logs ``distill/reverse_kl``."""
+    reward_coef: float = 1.0
+    """With a ``teacher``: weight of the environment reward's advantage; 0 is pure on-policy distillation,
+    the reward only logged (any environment then works, and group_size 1 too)."""
+
     # ---- rollout ----
     rollout_backend: Literal["hf", "vllm", "auto"] = "hf"
     """``hf`` (Hugging Face generate, runs anywhere), ``vllm``, or ``auto`` (vllm when installed)."""
@@ -222,7 +235,9 @@ class TrainConfig:
         for i, beta in enumerate(self.adam_betas):
             if not in_range(beta, "[0, 1)"):
                 raise bad_value(WHERE, f"adam_betas[{i}]", beta, "a value in [0, 1)")
-        _check_group_size(self.group_size, self.algorithm, self.algorithm_config)
+        _check_distill(self)
+        if self.teacher is None or self.reward_coef > 0:  # pure distillation: no group-relative reward
+            _check_group_size(self.group_size, self.algorithm, self.algorithm_config)
         _check_kl_control(self)
         _check_vllm(self.vllm)
         _check_lora(self.lora)
@@ -279,6 +294,8 @@ _RANGES = {
     "is_cap": ">= 1",
     "is_mask_low": "(0, 1]",
     "is_mask_high": ">= 1",
+    "distill_coef": ">= 0",
+    "reward_coef": ">= 0",
     "kl_target": "> 0",
     "kl_horizon": ">= 1",
     "ref_reset_every": ">= 0",
@@ -338,6 +355,30 @@ def _check_group_size(group_size: int, algorithm: str, algo: AlgorithmConfig) ->
         f">= 2 for algorithm {algorithm!r}",
         f": {why} and trains nothing (ppo, or reinforce_pp without group_baseline, can train with 1)",
     )
+
+
+def _check_distill(cfg: TrainConfig) -> None:
+    """``distill_coef`` and ``reward_coef`` weigh a teacher's advantage against the reward's: without a
+    teacher they would do nothing (or train nothing); with the reward ignored, dynamic sampling would
+    filter groups on it."""
+    if cfg.teacher is None:
+        for key in ("distill_coef", "reward_coef"):
+            if getattr(cfg, key) != 1.0:
+                hint = ": it weighs the distillation advantage against the reward's; set teacher: MODEL"
+                raise bad_value(WHERE, key, getattr(cfg, key), "1.0 without a teacher", hint)
+        return
+    if cfg.teacher == "tiny":
+        hint = ": a random tiny model is no teacher; give a model directory, a training run or a hub id"
+        raise bad_value(WHERE, "teacher", cfg.teacher, "a model with the student's tokenizer", hint)
+    if cfg.reward_coef == 0 and cfg.algorithm_config.dynamic_sampling:
+        raise bad_value(
+            WHERE,
+            "algo.dynamic_sampling",
+            True,
+            "false with reward_coef = 0",
+            ": dynamic sampling drops groups whose rewards are all equal, and pure distillation ignores "
+            "the reward",
+        )
 
 
 def _check_kl_control(cfg: TrainConfig) -> None:

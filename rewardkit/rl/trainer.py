@@ -24,20 +24,20 @@ import os
 import signal
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from rewardkit.config import ConfigError
+from rewardkit.config import ConfigError, bad_value
 from rewardkit.console import quiet_third_party
 from rewardkit.data.tasks import tasks_from
 from rewardkit.envs.base import Environment
 from rewardkit.generation.base import Generator, samples_policy_distribution
 from rewardkit.imports import import_modules
-from rewardkit.models import latest_checkpoint, resolve_model, resolve_tokenizer
+from rewardkit.models import latest_checkpoint, load_model, resolve_model, resolve_tokenizer
 from rewardkit.registry import load_env
 from rewardkit.rl import checkpoint as ckpt
 from rewardkit.rl import distributed, sharding
@@ -46,6 +46,8 @@ from rewardkit.rl.algorithms import (
     KL_ESTIMATORS,
     AlgorithmConfig,
     StepNorm,
+    distill_advantage,
+    masked_sum,
     policy_loss,
     token_mean,
     token_rewards,
@@ -312,6 +314,8 @@ class Learner:
     policy's own (the generator samples the trained module, without top-k/top-p), so they need no no-grad
     recomputation and no importance correction. Read once: a run's sampling truncates at every step or
     at none (temperature, top_k and top_p are the config's)."""
+    teacher: Any = None
+    """The frozen teacher of on-policy distillation (``cfg.teacher``); None without one."""
 
     @property
     def device(self) -> torch.device:
@@ -388,10 +392,11 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
     critic = ValueModel(policy).to(policy.device) if algo.needs_values else None
     distributed.broadcast_parameters([policy, critic])  # replicas start equal (LoRA and value-head inits)
     reference = frozen_copy(policy) if algo.needs_reference and not cfg.lora else None
+    teacher = _load_teacher(cfg, policy, tokenizer)
     sync = cfg.rollout_mode == "sync"
     generator = _make_generator(cfg, policy, tokenizer) if sync else None  # vLLM: before any sharding
     if cfg.strategy == "fsdp" and distributed.initialized():  # before the optimizer: params become shards
-        for module in (policy, reference, critic):
+        for module in (policy, reference, critic, teacher):
             if module is not None:
                 sharding.fully_shard_model(module, cfg.fsdp)
     optimizer = _optimizer(cfg, policy, critic)
@@ -427,6 +432,7 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
         scheduler,
         tokenizer.pad_token_id,
         samples_policy_distribution(generator, rollout_sampling(cfg, 0)) if sync else False,
+        teacher,
     )
     logger = RunLogger(out, cfg, enabled=is_main_process(), start_step=start)
     return _Run(cfg, out, env, sampler, generator, tokenizer, learner, logger, start, kl_control, rollouts)
@@ -454,6 +460,33 @@ def _check_model_paths(cfg: TrainConfig) -> None:
         resolve_model(cfg.model)
     if cfg.tokenizer is not None:
         resolve_tokenizer(cfg.tokenizer)
+    if cfg.teacher is not None:
+        resolve_model(cfg.teacher)
+
+
+def _load_teacher(cfg: TrainConfig, policy: Any, tokenizer: Any) -> Any:
+    """``cfg.teacher`` in the policy's dtype (``cfg.dtype``) on its device, eval mode, no gradients; None
+    without one. It scores the student's token ids, so it must have the student's tokenizer."""
+    if cfg.teacher is None:
+        return None
+    teacher, teacher_tokenizer = load_model(cfg.teacher, None, cfg.dtype)
+    student_vocab, teacher_vocab = tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
+    rows = getattr(teacher.config, "vocab_size", None) or len(teacher_vocab)
+    if teacher_vocab != student_vocab or rows < len(student_vocab):
+        differ = sum(teacher_vocab.get(tok) != i for tok, i in student_vocab.items())
+        raise bad_value(
+            "train config",
+            "teacher",
+            cfg.teacher,
+            "a model with the student's tokenizer",
+            f": the teacher scores the student's token ids, but its tokenizer has {len(teacher_vocab)} tokens "
+            f"and its model {rows} output rows, the student's {len(student_vocab)} tokens "
+            f"({differ} of them with another id or missing); distil from a model of the same family",
+        )
+    teacher = teacher.to(policy.device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 def _check_world(cfg: TrainConfig, world: distributed.World) -> None:
@@ -583,6 +616,8 @@ class NoGradPass:
     """Log-probs under the KL reference (the frozen copy, or the base model under LoRA)."""
     old_values: Tensor | None = None
     """The critic's values before the update (PPO: GAE and value clipping)."""
+    teacher_logprobs: Tensor | None = None
+    """Log-probs of the sampled tokens under the distillation teacher (``cfg.teacher``)."""
 
 
 @dataclass(frozen=True)
@@ -604,6 +639,8 @@ class LossInputs:
     proximal: Tensor | None = None
     """[B, T], filled during the update: the policy's log-probs before it (each micro-batch's own, detached),
     when the importance weights are computed there (``_defers_old_logprobs``); else None."""
+    distill_stats: dict[str, float] = field(default_factory=dict)
+    """With a teacher: ``distill/reverse_kl`` and ``distill/teacher_logp``, over the whole batch."""
 
 
 def compute_advantages(learner: Learner, batch: Batch) -> LossInputs:
@@ -613,9 +650,10 @@ def compute_advantages(learner: Learner, batch: Batch) -> LossInputs:
     advantages, returns = _advantages(learner, data, nograd)
     if _defers_old_logprobs(learner):  # the update's own forward passes give the weights and the stats
         proximal = torch.zeros(data.shape, device=learner.device)
-        return LossInputs(data, nograd, advantages, returns, None, {}, proximal)
+        return LossInputs(data, nograd, advantages, returns, None, {}, proximal)  # no teacher (it needs them)
     is_weights, is_stats = _is_weights(learner, nograd.old_logprobs, data.sampler_logprobs, data.policy_mask)
-    return LossInputs(data, nograd, advantages, returns, is_weights, is_stats)
+    distill = _distill_stats(nograd, data.policy_mask)
+    return LossInputs(data, nograd, advantages, returns, is_weights, is_stats, distill_stats=distill)
 
 
 def _advantages(learner: Learner, data: BatchTensors, nograd: NoGradPass) -> tuple[Tensor, Tensor | None]:
@@ -624,7 +662,25 @@ def _advantages(learner: Learner, data: BatchTensors, nograd: NoGradPass) -> tup
     tok_rewards = token_rewards(
         data.rewards, data.policy_mask, algo, rollout_logprobs, nograd.ref_logprobs
     )  # [B, T]
-    return ADVANTAGES[algo.advantage](tok_rewards, data.policy_mask, data.group_ids, nograd.old_values, algo)
+    advantages, returns = ADVANTAGES[algo.advantage](
+        tok_rewards, data.policy_mask, data.group_ids, nograd.old_values, algo
+    )
+    if nograd.teacher_logprobs is None:
+        return advantages, returns
+    # on-policy distillation: the teacher's per-token advantage, on top of the reward's (docs/algorithms.md)
+    distill = distill_advantage(rollout_logprobs, nograd.teacher_logprobs, data.policy_mask)  # [B, T]
+    return learner.cfg.reward_coef * advantages + learner.cfg.distill_coef * distill, returns
+
+
+def _distill_stats(nograd: NoGradPass, mask: Tensor) -> dict[str, float]:
+    """``distill/reverse_kl``, the mean over the batch's policy tokens (every rank's) of log pi_old -
+    log pi_teacher, a k1 estimate of KL(pi_old || pi_teacher); ``distill/teacher_logp``, of log pi_teacher."""
+    if nograd.teacher_logprobs is None or nograd.old_logprobs is None:
+        return {}
+    teacher, old = nograd.teacher_logprobs, nograd.old_logprobs
+    sums = torch.stack([masked_sum(old - teacher, mask), masked_sum(teacher, mask), mask.sum().float()])
+    kl, logp, n = distributed.all_sum(sums.double()).tolist()
+    return {"distill/reverse_kl": kl / max(n, 1.0), "distill/teacher_logp": logp / max(n, 1.0)}
 
 
 def _defers_old_logprobs(learner: Learner) -> bool:
@@ -632,13 +688,14 @@ def _defers_old_logprobs(learner: Learner) -> bool:
     async batch) come from the update's own forward passes instead of a no-grad pass before it: with one
     optimizer step per batch the policy does not move until every micro-batch has run, so each one's
     detached log-probs are the old policy's (one forward pass saved). Not when something needs them
-    before the update: several epochs or mini-batches, a KL penalty in the reward."""
+    before the update: several epochs or mini-batches, a KL penalty in the reward, a teacher's advantage."""
     cfg, algo = learner.cfg, learner.algo
     return (
         not learner.samples_trained_module
         and cfg.num_iterations == 1
         and cfg.mini_batches == 1
         and not (algo.kl_in_reward and algo.kl_coef > 0)
+        and learner.teacher is None
     )
 
 
@@ -650,15 +707,19 @@ def no_grad_pass(learner: Learner, data: BatchTensors) -> NoGradPass:
         or cfg.mini_batches > 1
         or not learner.samples_trained_module
         or (algo.kl_in_reward and algo.kl_coef > 0)  # a KL penalty of weight 0 needs no extra pass
+        or learner.teacher is not None  # the distillation advantage: the trainer's own log-probs
     )
     need_ref, need_values = algo.needs_reference, learner.critic is not None
-    if not (need_old or need_ref or need_values):
+    need_teacher = learner.teacher is not None
+    if not (need_old or need_ref or need_values or need_teacher):
         return NoGradPass()
     B, T = data.shape
-    old, ref, values = (
-        torch.zeros(B, T, device=learner.device) if on else None for on in (need_old, need_ref, need_values)
+    old, ref, values, teacher = (
+        torch.zeros(B, T, device=learner.device) if on else None
+        for on in (need_old, need_ref, need_values, need_teacher)
     )
-    with torch.no_grad(), sharding.gathered(learner.policy, learner.reference, learner.critic):
+    models = (learner.policy, learner.reference, learner.critic, learner.teacher)
+    with torch.no_grad(), sharding.gathered(*models):
         for micro in _chunks(list(range(B)), cfg.micro_batch_size):
             packed = data.pack(micro, learner.pad_id, learner.device)
             t = packed["completion_len"]
@@ -670,7 +731,9 @@ def no_grad_pass(learner: Learner, data: BatchTensors) -> NoGradPass:
                 )
             if values is not None:
                 values[micro, :t] = completion_values(learner.critic, packed)
-    return NoGradPass(old, ref, values)
+            if teacher is not None:
+                teacher[micro, :t] = completion_logprobs(learner.teacher, packed, cfg.temperature, False)[0]
+    return NoGradPass(old, ref, values, teacher)
 
 
 def _is_weights(
@@ -713,6 +776,7 @@ def optimize(learner: Learner, batch: Batch, step: int) -> dict[str, float]:
         data = inputs.data
         is_stats = _is_weights(learner, inputs.proximal, data.sampler_logprobs, data.policy_mask)[1]
     metrics.update(_mean_over_ranks(is_stats))
+    metrics.update(inputs.distill_stats)  # the same on every rank (summed over them)
     metrics["optimizer_updates"] = float(updates)
     return metrics
 
