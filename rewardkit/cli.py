@@ -156,6 +156,7 @@ _SUBCOMMAND_MODULES = (
     "rewardkit.eval.pairs",
     "rewardkit.eval.reject",
     "rewardkit.rl.reward_model",
+    "rewardkit.pipeline",
     "rewardkit.demo",
     "rewardkit.sandbox.cli",
 )

@@ -237,6 +237,22 @@ def sft(model: Any, tokenizer: Any, tasks: list[Task], cfg: DemoConfig, work: Pa
         _say(f"[demo] SFT: {cfg.sft_steps} steps, loss {result.last_metrics['loss']:.3f} ({run.output_dir})")
 
 
+def pipeline_inputs(output_dir: str, seed: int = 0, train_tasks: int = 3000) -> dict[str, str]:
+    """A ``call`` stage of a pipeline (``examples/pipelines/cpu.yaml``): the demo's starting point, a tiny
+    Llama at random (its tokenizer trained on the tasks) in ``output_dir/model`` and its SFT data, the
+    worked solutions of ``train_tasks`` additions, in ``output_dir/sft.jsonl``."""
+    from rewardkit.models.tiny import TinyConfig, build_tiny
+
+    tasks = demo_tasks("train", train_tasks, seed)
+    out = Path(output_dir)
+    build_tiny([t.prompt + solution(t) for t in tasks], TinyConfig(seed=seed), save_to=out / "model")
+    data = out / "sft.jsonl"
+    data.write_text(
+        "".join(json.dumps({"prompt": t.prompt, "completion": solution(t)}) + "\n" for t in tasks)
+    )
+    return {"model": str(out / "model"), "data": str(data)}
+
+
 def demo_suite(cfg: DemoConfig) -> Suite:
     """What the demo measures, as an evaluation suite: its held-out tasks, greedy, scored by
     ``math`` (accuracy) and ``format`` (format rate). The built-in ``demo`` suite is this one for the
@@ -308,4 +324,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["DemoConfig", "demo_tasks", "evaluate", "run_demo", "sft"]
+__all__ = ["DemoConfig", "demo_tasks", "evaluate", "pipeline_inputs", "run_demo", "sft"]

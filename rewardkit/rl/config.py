@@ -74,7 +74,9 @@ class TrainConfig:
     algorithm: str = "grpo"
     """Name of the algorithm preset: grpo, dr_grpo, dapo, rloo, ppo, reinforce_pp, gspo, cispo, sapo (see
     docs/algorithms.md). A preset is a set of AlgorithmConfig values; change single ones with ``algo``.
-    Also accepted: a mapping ``{name: PRESET, FIELD: VALUE, ...}``, whose other keys go into ``algo``."""
+    Also accepted: a mapping ``{name: PRESET, FIELD: VALUE, ...}``, whose other keys go into ``algo``.
+    A preference loss instead (dpo, ipo, simpo, orpo, kto, rrhf) makes ``rewardkit train`` train offline on
+    a dataset of pairs: that config's keys are ``rewardkit sft --help-config``'s (docs/pipeline.md)."""
     algo: dict[str, Any] = field(default_factory=dict)
     """Overrides of single AlgorithmConfig fields on top of the ``algorithm`` preset, e.g.
     ``{kl_coef: 0.0, clip_eps_high: 0.28}`` (not a preset name: the ``algo.*`` keys below list them)."""

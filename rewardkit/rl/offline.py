@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import time
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rewardkit.config import ConfigError
 from rewardkit.console import quiet_third_party
 from rewardkit.rl import checkpoint as ckpt
 from rewardkit.rl.algorithms import logprobs_from_logits
@@ -189,6 +191,11 @@ def _final_model(out: Path) -> Path | None:
 
 
 def _start(cfg: OfflineConfig, mode: RunDirMode) -> _Run:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(
+            f"{cfg.algorithm} runs on one process for now (WORLD_SIZE={os.environ['WORLD_SIZE']}); run it "
+            "without torchrun or --nproc"
+        )
     quiet_third_party(cfg.verbose)
     ckpt.seed_rngs(cfg.seed)
     out = Path(cfg.output_dir)
@@ -282,7 +289,7 @@ def _step(run: _Run, step: int, stop: StopSignals) -> dict[str, float]:
         loss, metrics = batch_loss(run, micro, denominator)
         loss.backward()
         for k, v in metrics.items():
-            totals[k] = totals.get(k, 0.0) + v * len(micro) / len(examples)
+            totals[k] = totals.get(k, 0.0) + v
     grad_norm = torch.nn.utils.clip_grad_norm_(
         [p for p in run.policy.parameters() if p.requires_grad], cfg.max_grad_norm
     )
@@ -321,18 +328,22 @@ def _denominator(cfg: OfflineConfig, examples: Sequence[Example]) -> float:
 
 
 def batch_loss(run: _Run, examples: Sequence[Example], denominator: float) -> tuple[Tensor, dict[str, float]]:
-    """The loss of ``examples`` (summed over them, divided by ``denominator``) and their metrics (means)."""
+    """The loss of ``examples`` summed over them (SFT: over their completion tokens) and divided by
+    ``denominator``, the whole batch's count (``_denominator``); and their metrics, weighted the same way,
+    so that the micro-batches' values add up to the batch's means."""
     if run.cfg.algorithm == "sft":
-        nll, n = sft_nll(
+        nll, _ = sft_nll(
             run.policy, examples, run.tokenizer.pad_token_id, run.cfg.packing, run.cfg.max_length
         )
-        return nll / denominator, {"loss": nll.item() / max(n, 1)}
+        return nll / denominator, {"loss": nll.item() / denominator}
     batch, kl = preference_batch(run, examples)
     loss, metrics = PREFERENCE_LOSSES[run.cfg.algorithm](batch, run.cfg.loss)
     metrics = {"loss": loss.item(), **metrics}
-    if kl is not None:
-        metrics["kl"] = kl
-    return loss * len(examples) / denominator, metrics
+    if kl is not None:  # KTO's own ``kl`` is its reference point z0 (TRL's name): kept
+        metrics["kl_ref"] = kl
+        metrics.setdefault("kl", kl)
+    share = len(examples) / denominator
+    return loss * share, {k: v * share for k, v in metrics.items()}
 
 
 def sft_nll(
@@ -447,12 +458,15 @@ def _reference_sequences(run: _Run, prompts: list, completions: list, pad: int, 
         return sequence_logps(run.policy, prompts, completions, pad, device)
 
 
-def _kl(seq: Sequences, ref: Sequences) -> float:
-    """Mean over completion tokens of KL(pi || ref) = sum_v pi_v (log pi_v - log ref_v), exact."""
-    logp = torch.log_softmax(seq.logits.detach().float(), dim=-1)
-    logq = torch.log_softmax(ref.logits.float(), dim=-1)
-    per_token = (logp.exp() * (logp - logq)).sum(-1)
-    return float(per_token[seq.mask].mean())
+def _kl(seq: Sequences, ref: Sequences, chunk: int = 1024) -> float:
+    """Mean over completion tokens of KL(pi || ref) = sum_v pi_v (log pi_v - log ref_v), exact; the
+    float32 log-softmaxes exist ``chunk`` tokens at a time."""
+    p, q = seq.logits.detach()[seq.mask], ref.logits[seq.mask]  # [N, V]: the completion tokens only
+    total = 0.0
+    for a, b in zip(p.split(chunk), q.split(chunk)):
+        logp, logq = torch.log_softmax(a.float(), dim=-1), torch.log_softmax(b.float(), dim=-1)
+        total += float((logp.exp() * (logp - logq)).sum())
+    return total / max(len(p), 1)
 
 
 def _ranked_batch(examples: Sequence[Example], seq: Sequences) -> PreferenceBatch:
@@ -470,25 +484,18 @@ def _ranked_batch(examples: Sequence[Example], seq: Sequences) -> PreferenceBatc
 
 
 def evaluate(run: _Run, examples: Sequence[Example]) -> dict[str, float]:
-    """The held-out measures: ``eval/loss`` and the preference losses' ``eval/rewards/*``."""
+    """The held-out measures: ``eval/loss`` (SFT: the mean NLL per completion token) and the preference
+    losses' ``eval/rewards/*``, over all of ``examples``."""
     cfg = run.cfg
     run.policy.eval()
     totals: dict[str, float] = {}
+    denominator = _denominator(cfg, examples)
     with torch.no_grad():
-        if cfg.algorithm == "sft":
-            nll, n = 0.0, 0
-            for i in range(0, len(examples), cfg.micro_batch_size):
-                micro = examples[i : i + cfg.micro_batch_size]
-                s, k = sft_nll(run.policy, micro, run.tokenizer.pad_token_id, False, cfg.max_length)
-                nll, n = nll + s.item(), n + k
-            totals["eval/loss"] = nll / max(n, 1)
-        else:
-            for i in range(0, len(examples), cfg.micro_batch_size):
-                micro = examples[i : i + cfg.micro_batch_size]
-                _, metrics = batch_loss(run, micro, float(len(micro)))
-                for k, v in metrics.items():
-                    if k == "loss" or k.startswith("rewards/"):
-                        totals[f"eval/{k}"] = totals.get(f"eval/{k}", 0.0) + v * len(micro) / len(examples)
+        for i in range(0, len(examples), cfg.micro_batch_size):
+            _, metrics = batch_loss(run, examples[i : i + cfg.micro_batch_size], denominator)
+            for k, v in metrics.items():
+                if k == "loss" or k.startswith("rewards/"):
+                    totals[f"eval/{k}"] = totals.get(f"eval/{k}", 0.0) + v
     run.policy.train()
     return totals
 

@@ -178,9 +178,7 @@ class Encoder:
         """A plain completion's ids then EOS; a chat one: the template's text after the generation prompt."""
         tok = self.tokenizer
         if isinstance(completion, str) and isinstance(prompt, str):
-            if not completion:
-                raise ConfigError(f"data: {where}: an empty completion")
-            return self.renderer.encode(completion) + [tok.eos_token_id]
+            return self.renderer.encode(completion) + [tok.eos_token_id]  # "": a model that stops at once
         messages = [completion] if isinstance(completion, Mapping) else completion
         if isinstance(messages, str):
             messages = [{"role": "assistant", "content": messages}]

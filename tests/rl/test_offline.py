@@ -243,7 +243,7 @@ def test_kto_labels_come_from_the_score_and_the_threshold(say_model, tmp_path):
     [
         ({"prompt": "Say 1:"}, "line 2: missing field 'completion'"),
         ({"prompt": 3, "completion": "x"}, "line 2: 'prompt' must be a string or a list"),
-        ({"prompt": "Say 1:", "completion": ""}, "line 2: an empty completion"),
+        ({"prompt": "", "completion": "x"}, "line 2: 'prompt' is empty"),
     ],
 )
 def test_a_bad_row_is_named_by_file_line_and_field(say_model, tmp_path, row, message):
@@ -320,3 +320,23 @@ def test_online_dpo_resumes_on_the_same_pairs(say_model, data, tmp_path):
         for d in ("whole", "cut")
     ]
     assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+
+
+def test_the_kl_to_the_reference_is_exact_over_the_vocabulary():
+    from rewardkit.rl.offline import Sequences, _kl
+
+    torch.manual_seed(0)
+    p, q = torch.randn(3, 5, 11), torch.randn(3, 5, 11)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    none = torch.zeros(3)
+    want = torch.nn.functional.kl_div(q.log_softmax(-1), p.log_softmax(-1), log_target=True, reduction="none")
+    want = want.sum(-1)[mask].mean().item()  # KL(p || q) per masked token
+    assert _kl(Sequences(none, none, p, mask), Sequences(none, none, q, mask), chunk=2) == pytest.approx(
+        want, rel=1e-5
+    )
+
+
+def test_offline_training_refuses_several_ranks(say_model, data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="one process"):
+        train_offline(_cfg(say_model("small"), data, tmp_path / "run"))
