@@ -67,6 +67,12 @@ def latest_checkpoint(out: str | Path) -> Path | None:
     return max(complete, key=checkpoint_step, default=None)  # type: ignore[arg-type]
 
 
+def latest_model(out: str | Path) -> Path | None:
+    """The Hugging Face model directory of a run's latest checkpoint (``checkpoints/step_N/model``), or None."""
+    latest = latest_checkpoint(out)
+    return latest / "model" if latest is not None else None
+
+
 def find_checkpoint(out: str | Path, step: int | None = None) -> Path:
     """The checkpoint of ``step`` (or the latest) under a training output directory."""
     if step is None:

@@ -73,12 +73,8 @@ def _run_flags(p: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from rewardkit.rl.config import TrainConfig, describe
 
-    if args.help_config:
-        print(describe())
-        return 0
-    if not args.config:
-        print("error: a CONFIG.yaml is required (or --help-config)", file=sys.stderr)
-        return 2
+    if (early := _help_or_missing(args, describe)) is not None:
+        return early
     if args.nproc is not None:
         return _torchrun(args.nproc, sys.argv[1:] if _argv_is_ours() else None)
     from rewardkit.rl.offline_config import is_offline
@@ -102,12 +98,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sft(args: argparse.Namespace) -> int:
     from rewardkit.rl.offline_config import describe
 
-    if args.help_config:
-        print(describe())
-        return 0
-    if not args.config:
-        print("error: a CONFIG.yaml is required (or --help-config)", file=sys.stderr)
-        return 2
+    if (early := _help_or_missing(args, describe)) is not None:
+        return early
     algorithm = _raw_config(args.config, args.set).get("algorithm", "sft")
     if algorithm != "sft":
         print(
@@ -117,6 +109,17 @@ def cmd_sft(args: argparse.Namespace) -> int:
         )
         return 2
     return _offline(args)
+
+
+def _help_or_missing(args: argparse.Namespace, describe: Any) -> int | None:
+    """``--help-config`` (print ``describe()``: 0), or no CONFIG.yaml (2); None: go on."""
+    if args.help_config:
+        print(describe())
+        return 0
+    if not args.config:
+        print("error: a CONFIG.yaml is required (or --help-config)", file=sys.stderr)
+        return 2
+    return None
 
 
 def _raw_config(path: str, overrides: list[str]) -> dict[str, Any]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from torch import Tensor
 
 from rewardkit.config import ConfigError
 from rewardkit.console import quiet_third_party
+from rewardkit.models import latest_model
 from rewardkit.rl import checkpoint as ckpt
 from rewardkit.rl.algorithms import logprobs_from_logits
 from rewardkit.rl.logging import LogView, RunLogger
@@ -44,7 +44,7 @@ from rewardkit.rl.model import completion_logits, frozen_copy, load_policy, pack
 from rewardkit.rl.offline_config import OfflineConfig
 from rewardkit.rl.offline_data import Example, load_examples
 from rewardkit.rl.preference import PREFERENCE_LOSSES, PreferenceBatch
-from rewardkit.rl.run_dir import Interrupted, RunDirMode, StopSignals, clear_for_overwrite
+from rewardkit.rl.run_dir import RunDirMode, StopSignals, clear_for_overwrite, stop_reason
 from rewardkit.rl.run_dir import prepare as prepare_run_dir
 from rewardkit.rl.sampling import PromptSampler
 
@@ -155,7 +155,7 @@ def train_offline(
         run.save(done)
     after = evaluate(run, run.held) if run.held else {}
     run.logger.close()
-    result = OfflineResult(run.out, done, metrics, before, after, final_model=_final_model(run.out))
+    result = OfflineResult(run.out, done, metrics, before, after, final_model=latest_model(run.out))
     _write_summary(run, result)
     return result
 
@@ -169,8 +169,7 @@ def _interrupted(
     exc: KeyboardInterrupt,
     before: dict[str, float],
 ) -> OfflineResult:
-    signum = exc.signum if isinstance(exc, Interrupted) else None
-    how = f"stopped by {signal.Signals(signum).name}" if signum is not None else "interrupted"
+    signum, how = stop_reason(exc)
     if clean:
         if done > saved:
             run.save(done)
@@ -179,15 +178,8 @@ def _interrupted(
         run.logger.note(f"{how} during an update: no checkpoint written (the latest is step {saved})")
     run.logger.close()
     return OfflineResult(
-        run.out, done, metrics, before, {}, interrupted=True, signal=signum, final_model=_final_model(run.out)
+        run.out, done, metrics, before, {}, interrupted=True, signal=signum, final_model=latest_model(run.out)
     )
-
-
-def _final_model(out: Path) -> Path | None:
-    from rewardkit.models import latest_checkpoint
-
-    latest = latest_checkpoint(out)
-    return latest / "model" if latest is not None else None
 
 
 def _start(cfg: OfflineConfig, mode: RunDirMode) -> _Run:

@@ -218,6 +218,13 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+def stop_reason(exc: KeyboardInterrupt) -> tuple[int | None, str]:
+    """The signal behind an interruption (None for a KeyboardInterrupt raised by code) and how a run's
+    note says it: ``stopped by SIGTERM``, ``interrupted``."""
+    signum = exc.signum if isinstance(exc, Interrupted) else None
+    return signum, f"stopped by {signal.Signals(signum).name}" if signum is not None else "interrupted"
+
+
 class StopSignals:
     """SIGINT and SIGTERM during ``train()``: stop where the run can be saved as its last finished step.
 

@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import signal
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from rewardkit.data.tasks import tasks_from
 from rewardkit.envs.base import Environment
 from rewardkit.generation.base import Generator, samples_policy_distribution
 from rewardkit.imports import import_modules
-from rewardkit.models import latest_checkpoint, load_model, resolve_model, resolve_tokenizer
+from rewardkit.models import latest_model, load_model, resolve_model, resolve_tokenizer
 from rewardkit.registry import load_env
 from rewardkit.rl import checkpoint as ckpt
 from rewardkit.rl import distributed, sharding
@@ -67,7 +66,7 @@ from rewardkit.rl.model import (
     reference_logprobs,
     weights_for_sync,
 )
-from rewardkit.rl.run_dir import Interrupted, RunDirMode, StopSignals, clear_for_overwrite
+from rewardkit.rl.run_dir import RunDirMode, StopSignals, clear_for_overwrite, stop_reason
 from rewardkit.rl.run_dir import prepare as prepare_run_dir
 from rewardkit.rl.sampling import (
     Batch,
@@ -146,15 +145,14 @@ def train(
             run.save(done)
     run.logger.close()
     distributed.close()  # torchrun: every rank leaves the group it joined in _start
-    return TrainResult(run.out, done, metrics, final_model=_final_model(run.out))
+    return TrainResult(run.out, done, metrics, final_model=latest_model(run.out))
 
 
 def _interrupted(
     run: _Run, done: int, saved: int, metrics: dict[str, float], clean: bool, exc: KeyboardInterrupt
 ) -> TrainResult:
     """Checkpoint the last finished step, unless a second signal cut an update in half (then leave now)."""
-    signum = exc.signum if isinstance(exc, Interrupted) else None
-    how = f"stopped by {signal.Signals(signum).name}" if signum is not None else "interrupted"
+    signum, how = stop_reason(exc)
     if clean:
         if done > saved:
             run.save(done)
@@ -165,7 +163,7 @@ def _interrupted(
     run.logger.close()
     distributed.close(wait=clean)  # clean: every rank stopped after the same step (_agree_on_stop)
     return TrainResult(
-        run.out, done, metrics, interrupted=True, signal=signum, final_model=_final_model(run.out)
+        run.out, done, metrics, interrupted=True, signal=signum, final_model=latest_model(run.out)
     )
 
 
@@ -175,11 +173,6 @@ def _agree_on_stop(stop: StopSignals) -> None:
         signum = int(distributed.all_max(torch.tensor(stop.requested or 0)))
         if signum and stop.requested is None:
             stop.requested = signum
-
-
-def _final_model(out: Path) -> Path | None:
-    latest = latest_checkpoint(out)
-    return latest / "model" if latest is not None else None
 
 
 def _train_step(run: _Run, step: int, stop: StopSignals) -> dict[str, float]:
