@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rewardkit.config import check_ranges
+
 
 @dataclass(frozen=True)
 class PreferenceBatch:
@@ -56,7 +58,9 @@ class PreferenceConfig:
     beta: float = 0.1
     """Inverse temperature of the implicit reward (DPO, IPO, cDPO, SimPO, KTO)."""
     label_smoothing: float = 0.0
-    """cDPO: the assumed probability that a pair's labels are flipped, in [0, 0.5)."""
+    """cDPO: the assumed probability that a pair's labels are flipped, in [0, 0.5] (0.5: no preference left)."""
+    rpo_alpha: float = 0.0
+    """DPO: the weight of an NLL term on the chosen completion (RPO, Pang et al. 2024); 0: plain DPO."""
     simpo_gamma: float = 0.5
     """SimPO: the target reward margin gamma (Meng et al. use gamma / beta of about 0.5)."""
     orpo_lambda: float = 0.1
@@ -67,6 +71,22 @@ class PreferenceConfig:
     """KTO: lambda_U, the weight of undesirable completions."""
     rrhf_sft_weight: float = 1.0
     """RRHF: the weight of the SFT anchor (the best response's per-token NLL) next to the ranking loss."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, LOSS_RANGES, where="loss")
+
+
+LOSS_RANGES = {
+    "beta": "> 0",
+    "label_smoothing": "[0, 0.5]",
+    "rpo_alpha": ">= 0",
+    "simpo_gamma": ">= 0",
+    "orpo_lambda": ">= 0",
+    "kto_desirable_weight": "> 0",
+    "kto_undesirable_weight": "> 0",
+    "rrhf_sft_weight": ">= 0",
+}
+"""PreferenceConfig's ranges (``rewardkit.config.in_range`` rules)."""
 
 
 Metrics = dict[str, float]
@@ -104,12 +124,24 @@ def dpo_loss(batch: PreferenceBatch, cfg: PreferenceConfig) -> tuple[Tensor, Met
     """DPO (Rafailov et al. 2023, arXiv:2305.18290, eq. 7): ``-log sigma(beta * h)``, on summed log-probs;
     with ``label_smoothing`` eps > 0 it is conservative DPO (cDPO, Mitchell 2023): ``-(1 - eps) log
     sigma(beta h) - eps log sigma(-beta h)``, the expected DPO loss when a pair's labels are flipped with
-    probability eps. Rewards: ``beta * (log pi - log ref)``."""
+    probability eps. Rewards: ``beta * (log pi - log ref)``.
+
+    With ``rpo_alpha`` a > 0 it is RPO (Pang et al. 2024, arXiv:2404.19733, eq. 1): ``+ a * NLL(y_c)``, the
+    chosen completion's per-token mean NLL, which keeps DPO from lowering the chosen answer's likelihood
+    along with the rejected one's (the failure mode that makes DPO lose accuracy on reasoning pairs).
+    The NLL is length-normalised per pair, as in the paper; TRL (1.16: ``loss_type=["sigmoid", "sft"]``,
+    ``loss_weights=[1, a]``) averages over all the batch's chosen tokens instead, which equals this when
+    the chosen lengths are equal (tested). Also logs ``nll``."""
     chosen, rejected = _log_ratios(batch, "dpo")
     h = chosen - rejected
     eps = cfg.label_smoothing
     losses = -(1 - eps) * F.logsigmoid(cfg.beta * h) - eps * F.logsigmoid(-cfg.beta * h)
-    return losses.mean(), _pair_metrics(batch, cfg.beta * chosen, cfg.beta * rejected)
+    metrics = _pair_metrics(batch, cfg.beta * chosen, cfg.beta * rejected)
+    if cfg.rpo_alpha:
+        nll = -batch.chosen_logps / _need(batch.chosen_lengths, "chosen_lengths", "dpo with rpo_alpha")
+        losses = losses + cfg.rpo_alpha * nll
+        metrics["nll"] = nll.detach().mean().item()
+    return losses.mean(), metrics
 
 
 def ipo_loss(batch: PreferenceBatch, cfg: PreferenceConfig) -> tuple[Tensor, Metrics]:

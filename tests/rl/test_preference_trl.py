@@ -228,6 +228,29 @@ def test_dpo_matches_trl(models, hf_tokenizer, tmp_path):
     assert rk_metrics["logps/rejected"] == pytest.approx(trl_metrics["logps/rejected"], abs=TOL)
 
 
+def test_rpo_matches_trl(models, hf_tokenizer, tmp_path):
+    """RPO, DPO plus alpha times the chosen completions' NLL: TRL 1.16 writes it as ``loss_type=["sigmoid",
+    "sft"]`` with ``loss_weights=[1, alpha]``. TRL's NLL is the mean over all the batch's chosen tokens,
+    rewardkit's the per-pair mean (the paper's): equal when the chosen completions have one length."""
+    pairs = _pairs(hf_tokenizer, chosen_len=(4, 4))
+    alpha = 0.6
+    policy, ref, trl_loss, trl_grads, trl_metrics = _dpo(
+        models,
+        hf_tokenizer,
+        tmp_path,
+        pairs,
+        beta=0.7,
+        loss_type=["sigmoid", "sft"],
+        loss_weights=[1.0, alpha],
+    )
+    rk_loss, rk_grads, rk_metrics = _rewardkit(
+        "dpo", policy, ref, hf_tokenizer, pairs, PreferenceConfig(beta=0.7, rpo_alpha=alpha)
+    )
+    _assert_parity("rpo", trl_loss, trl_grads, rk_loss, rk_grads, trl_metrics, rk_metrics)
+    _, plain_grads, _ = _rewardkit("dpo", policy, ref, hf_tokenizer, pairs, PreferenceConfig(beta=0.7))
+    assert max((plain_grads[k] - rk_grads[k]).abs().max().item() for k in rk_grads) > 1e-3  # the NLL counts
+
+
 def test_cdpo_matches_trl(models, hf_tokenizer, tmp_path):
     """cDPO, ``-(1-e) log s(b h) - e log s(-b h)``. TRL 1.16's ``sigmoid`` loss no longer reads
     ``label_smoothing`` (only ``robust``, ``exo_pair`` and ``aot*`` do), so cDPO is built from TRL's own
