@@ -159,6 +159,7 @@ _SUBCOMMAND_MODULES = (
     "rewardkit.pipeline",
     "rewardkit.demo",
     "rewardkit.sandbox.cli",
+    "rewardkit.audit",
 )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import cloudpickle
 
 from rewardkit.envs.base import Environment
+from rewardkit.envs.probes import run_probes
 from rewardkit.types import Score, Task
 
 BAD_INPUTS: tuple[Any, ...] = (None, b"bytes", 42, "\ud800 broken", [], [{"role": 3}], {"role": "user"})
@@ -22,7 +23,8 @@ def check_env(env: Environment, *, require_gold: bool = True) -> dict[str, Any]:
     Checks: it is an ``Environment`` with a name and a ``verify``; it survives pickling (scoring runs in
     worker processes); each gold example scores ``pass_threshold`` or more with status ``ok``;
     ``score_batch`` keeps order and length; bad inputs give ``invalid_input`` instead of raising; and
-    ``tasks()``, where provided, yields ``Task`` objects. Returns a small report; raises
+    ``tasks()``, where provided, yields ``Task`` objects; each of its exploit probes scores at most its
+    bound (docs/hacking.md). Returns a small report; raises
     ``EnvCheckError`` listing every problem.
     """
     problems: list[str] = []
@@ -60,9 +62,25 @@ def check_env(env: Environment, *, require_gold: bool = True) -> dict[str, Any]:
         problems.append("score_batch did not return one Score per sample")
 
     n_tasks = _check_tasks(env, problems)
+    n_probes = _check_probes(env, problems)
     if problems:
         raise EnvCheckError(f"{env.name or type(env).__name__} fails check_env:\n- " + "\n- ".join(problems))
-    return {"name": env.name, "gold_examples": len(gold), "tasks_checked": n_tasks}
+    return {"name": env.name, "gold_examples": len(gold), "tasks_checked": n_tasks, "probes": n_probes}
+
+
+def _check_probes(env: Environment, problems: list[str]) -> int:
+    try:
+        results = run_probes(env)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"exploit_probes(): {exc}")
+        return 0
+    for r in results:
+        if not r.within_bound:
+            problems.append(
+                f"exploit probe {r.probe.name!r} ({r.probe.family}) scored {r.score.reward} over its bound "
+                f"{r.probe.bound}: {r.probe.why}"
+            )
+    return len(results)
 
 
 def _check_tasks(env: Environment, problems: list[str]) -> int:

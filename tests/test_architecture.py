@@ -1,7 +1,7 @@
 """The package's layering, as docs/architecture.md states it: a module imports only what stands below it.
 
 Lowest first: types/config/inputs/imports/console -> verifiers -> sandbox, tools, data -> scoring, interop -> models,
-generation -> envs (with the registry and check_env) -> rl, eval -> demo, pipeline -> cli. Imports inside
+generation -> envs (with the registry and check_env) -> rl, eval, audit -> demo, pipeline -> cli. Imports inside
 functions count (a lazy import is still a dependency); ``if TYPE_CHECKING`` blocks do not.
 """
 
@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("scoring", "interop"),
     ("models", "generation"),
     ("envs", "registry", "conformance"),
-    ("rl", "eval"),
+    ("rl", "eval", "audit"),
     ("demo", "pipeline"),
     ("cli", "__main__", "__init__"),
 ]

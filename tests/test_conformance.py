@@ -45,7 +45,7 @@ class Good(Environment):
 
 
 def test_a_good_custom_env_passes_and_reports():
-    assert check_env(Good()) == {"name": "good", "gold_examples": 1, "tasks_checked": 5}
+    assert check_env(Good()) == {"name": "good", "gold_examples": 1, "tasks_checked": 5, "probes": 0}
 
 
 def _problems(env: Environment, **kwargs) -> str:

@@ -17,6 +17,7 @@ neither, or a value of the wrong kind, raises at ``load_env`` naming the key and
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,9 +28,11 @@ from rewardkit.scoring import Scorer, ScoringConfig
 from rewardkit.types import Completion, Message, Sample, Score, Task, Trajectory
 
 if TYPE_CHECKING:
+    from rewardkit.envs.probes import Probe
     from rewardkit.generation.base import Generator, SamplingParams
 
 _SCORER_LOCK = threading.Lock()
+_PATTERNS: dict[type, dict[str, re.Pattern[str]]] = {}
 
 
 class UnknownOptionError(ConfigError, TypeError):
@@ -106,6 +109,36 @@ class Environment:
     def gold_examples(self) -> list[dict[str, Any]]:
         """Samples (``completion``, ``answer``, ``prompt``, ``info``) that must score ``pass_threshold`` or more."""
         return []
+
+    def exploit_probes(self) -> list[Probe]:
+        """Completions written to game this environment, each with the most it may score (docs/hacking.md).
+
+        ``check_env`` fails when one scores over its bound; ``rewardkit audit`` prints them all.
+        """
+        return []
+
+    exploit_patterns: ClassVar[Mapping[str, str]] = {}
+    """Exploit signatures watched during training: name -> regular expression searched in what the policy
+    wrote (a plain completion, or its assistant messages joined). The trainer logs the fraction of
+    completions matching each as ``exploit/<name>`` and warns when it rises (``rewardkit.rl.monitor``).
+    Override ``exploit_signals`` for signatures a pattern cannot express."""
+
+    def exploit_signals(self, completions: Sequence[Completion]) -> dict[str, float]:
+        """The fraction of ``completions`` showing each exploit signature (``exploit_patterns``)."""
+        if not completions or not self.exploit_patterns:
+            return {}
+        texts = [policy_text(c) for c in completions]
+        compiled = _compiled_patterns(type(self))
+        return {name: sum(bool(rx.search(t)) for t in texts) / len(texts) for name, rx in compiled.items()}
+
+    def suspicious(self, sample: Mapping[str, Any], score: Score) -> str | None:
+        """An independent check of a high-scoring sample: why it looks like a hack, or None.
+
+        ``rewardkit audit --model`` runs it on the completions that reach ``pass_threshold``: the verdict
+        is right by the environment's rule but the answer fails a second, separate test (math: the
+        tagged answer is not the last number of the reasoning).
+        """
+        return None
 
     def tasks(self, split: str = "train") -> Sequence[Task]:
         """The environment's dataset for a split."""
@@ -213,3 +246,27 @@ def _configure(cls: type[Environment], options: Mapping[str, Any]) -> tuple[Any,
     given = {k: v for k, v in options.items() if k in scoring_keys}
     scoring = build(ScoringConfig, {**cls.scoring_defaults(config), **given}, where=f"{where} scoring")
     return config, scoring
+
+
+def _compiled_patterns(cls: type[Environment]) -> dict[str, re.Pattern[str]]:
+    if cls not in _PATTERNS:
+        try:
+            _PATTERNS[cls] = {name: re.compile(rx) for name, rx in cls.exploit_patterns.items()}
+        except re.error as exc:
+            raise ValueError(
+                f"{cls.__name__}.exploit_patterns holds a bad regular expression: {exc}"
+            ) from exc
+    return _PATTERNS[cls]
+
+
+def policy_text(completion: Completion) -> str:
+    """What the policy wrote: a plain completion, or its assistant messages' contents and tool calls."""
+    if isinstance(completion, str):
+        return completion
+    parts = []
+    for message in completion:
+        if isinstance(message, Mapping) and message.get("role") == "assistant":
+            parts.append(str(message.get("content") or ""))
+            if message.get("tool_calls"):
+                parts.append(str(message["tool_calls"]))
+    return "\n".join(parts)

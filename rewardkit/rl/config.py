@@ -218,6 +218,9 @@ class TrainConfig:
     """Keep only the newest N checkpoints, deleting older ones; 0: keep all."""
     sample_every: int = 10
     """Write the step's rollouts to ``rollouts/step_N.jsonl`` every N steps (0: never)."""
+    exploit_warn_rise: float | None = 0.2
+    """Warn when an environment's exploit signature (``exploit/<name>`` in metrics.jsonl) is this much
+    more frequent over the last 10 steps than over the first 10 (docs/hacking.md); None: log, never warn."""
     report_to: tuple[Literal["tensorboard", "wandb", "trackio"], ...] = ()
     """Extra loggers when installed: tensorboard, wandb, trackio (metrics.jsonl is always written)."""
     progress: bool = True
@@ -315,6 +318,7 @@ _RANGES = {
     "save_every": ">= 0",
     "keep_checkpoints": ">= 0",
     "sample_every": ">= 0",
+    "exploit_warn_rise": "> 0",
     "log_every": ">= 1",
 }
 """TrainConfig's numeric fields and their ranges (``rewardkit.config.in_range`` rules; None passes)."""

@@ -54,6 +54,7 @@ RESUME_SAFE_KEYS = frozenset(
         "save_every",
         "keep_checkpoints",
         "sample_every",
+        "exploit_warn_rise",
         "report_to",
         "progress",
         "log_every",

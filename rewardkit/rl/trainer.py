@@ -66,6 +66,7 @@ from rewardkit.rl.model import (
     reference_logprobs,
     weights_for_sync,
 )
+from rewardkit.rl.monitor import ExploitMonitor
 from rewardkit.rl.run_dir import RunDirMode, StopSignals, clear_for_overwrite, stop_reason
 from rewardkit.rl.run_dir import prepare as prepare_run_dir
 from rewardkit.rl.sampling import (
@@ -185,6 +186,7 @@ def _train_step(run: _Run, step: int, stop: StopSignals) -> dict[str, float]:
     batch = _rollout(run, step, stop)
     whole = _whole_batch(batch)  # every rank's part (rank 0 logs it); this rank's own in one process
     metrics = batch_metrics(whole)
+    metrics.update(run.monitor.update(step, [s.trajectory.completion for s in whole.generated or []]))
     if whole.samples:  # over several ranks, a rank with no samples of its own still joins the update
         metrics.update(optimize(_learner_for(run, batch), batch, step))  # advantages -> loss -> step
         _control_kl(run, step, metrics, len(whole.samples))  # next step's KL coefficient; reference reset
@@ -338,6 +340,11 @@ class _Run:
     """The KL coefficient (fixed or adaptive) and the reference resets; checkpointed."""
     rollouts: AsyncRollouts | None = None
     """``rollout_mode: async``: the rollout process's batches (``generator`` is then None)."""
+    monitor: ExploitMonitor = dataclasses.field(init=False)
+    """The environment's exploit signatures, logged every step (``rewardkit.rl.monitor``)."""
+
+    def __post_init__(self) -> None:
+        self.monitor = ExploitMonitor(self.env, rise=self.cfg.exploit_warn_rise, warn=self.logger.note)
 
     def save(self, at_step: int) -> None:
         if is_main_process() or sharding.is_sharded(self.learner.policy):  # sharded: every rank writes
