@@ -10,10 +10,11 @@ The answer rules are in ``rewardkit.verifiers.math`` and docs/math.md.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rewardkit.config import bad_value
 from rewardkit.data.hf import LOCAL_BUILDERS
@@ -22,12 +23,19 @@ from rewardkit.envs.base import Environment
 from rewardkit.types import Completion, Score, Task, completion_text
 from rewardkit.verifiers.math import (
     DEFAULT_REL_TOL,
+    ParsedAnswer,
+    answers_equal,
     check,
     extract_answer,
     normalize_gold,
     parse_gold,
+    parse_prediction,
     parse_text_fallback,
 )
+from rewardkit.verifiers.math_equal import is_single_valued
+
+if TYPE_CHECKING:
+    from rewardkit.envs.probes import Probe
 
 DEFAULT_MEMORY_MB = 1024
 """Address-space cap per scoring worker unless the caller sets ``memory_mb``."""
@@ -43,6 +51,27 @@ _WARMUP_ANSWERS = (
     "\\begin{pmatrix}1 & 2\\end{pmatrix}",
 )
 """Parsed once per worker at start-up: the ANTLR parser builds its prediction tables lazily, on first use."""
+
+
+_NUMBER_RE = re.compile(r"\\[dt]?frac\{-?\d+\}\{\d+\}|-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?")
+_ANSWER_START_RE = {"answer_tag": re.compile(r"(?i)<answer>"), "boxed": re.compile(r"\\(?:boxed|fbox)")}
+_TAG_RE = re.compile(r"(?i)</?\s*(?:think|answer)\s*>")
+
+
+def _reasoning_before_answer(text: str, source: str) -> str:
+    """The text before the last answer tag or box (the thinking included, its tags removed)."""
+    starts = [m.start() for m in _ANSWER_START_RE[source].finditer(text)]
+    return _TAG_RE.sub(" ", text[: starts[-1]] if starts else text)
+
+
+def _last_number(text: str) -> str | None:
+    """The last number written in text (an integer, decimal, ``a/b`` or ``\\frac{a}{b}``), or None."""
+    found = _NUMBER_RE.findall(text[-20_000:])
+    return found[-1].replace(",", "") if found else None
+
+
+def _is_number(expr: Any) -> bool:
+    return getattr(expr, "is_number", False) is True
 
 
 @dataclass(frozen=True)
@@ -159,6 +188,59 @@ class MathEnv(Environment):
         for text in _WARMUP_ANSWERS:
             parse_gold(text)
         parse_text_fallback("so $x = \\frac{3}{4}$ and the answer is $7$.")
+
+    # ---- reward hacking (docs/hacking.md) -------------------------------------------------------------
+    exploit_patterns: ClassVar[Mapping[str, str]] = {
+        "multiple-answer-tags": r"(?i)<answer>[\s\S]*<answer>",
+        "multiple-boxes": r"\\(?:boxed|fbox)\s*\{[\s\S]*\\(?:boxed|fbox)",
+        "answer-only-in-think": r"(?i)(?:<answer>|\\boxed)(?:(?!</think>)[\s\S])*</think>\s*$",
+        "unclosed-think": r"(?i)<think>(?![\s\S]*</think>)",
+        "long-digit-string": r"\d{100,}",
+        "hidden-markup": r"\\(?:[hv]?phantom|iffalse|not|neg|lnot|sout|x?cancel)(?![a-zA-Z])|\\color\s*\{\s*white|<!--",
+        "hedge-word-in-answer": r"(?i)<answer>[^<]*\b(?:or|either|maybe)\b[^<]*</answer>",
+    }
+
+    def exploit_probes(self) -> list[Probe]:
+        from rewardkit.envs.math_probes import math_probes
+
+        return math_probes()
+
+    def suspicious(self, sample: Mapping[str, Any], score: Score) -> str | None:
+        """A passing answer that is not where the reasoning ended, or one of several different candidates.
+
+        Two checks independent of the verdict's rules: the tagged or boxed final answer, when it is a
+        number, must be the last number of the text before it (the reasoning ended on it); and, for a
+        single-valued gold, the completion must not offer candidates that differ from each other (each
+        may be close enough to the gold: ``0.33`` and ``0.333333`` for 1/3).
+        """
+        try:
+            text = completion_text(sample["completion"])
+            gold = parse_gold(normalize_gold(sample.get("answer")))
+        except (KeyError, TypeError, ValueError):
+            return None
+        found = extract_answer(text)
+        if found.answer is None:
+            return None
+        if found.source != "text" and (not gold.exprs or is_single_valued(gold.exprs[0])):
+            distinct: list[ParsedAnswer] = []
+            for cand in found.candidates:
+                parsed = parse_prediction(cand)
+                if not any(answers_equal(seen, parsed, rel_tol=self.config.rel_tol) for seen in distinct):
+                    distinct.append(parsed)
+            if len(distinct) > 1:
+                shown = ", ".join(repr(c.text[:40]) for c in distinct[:4])
+                return f"offers {len(distinct)} different candidate answers: {shown}"
+        if found.source == "text":
+            return None
+        last = _last_number(_reasoning_before_answer(text, found.source))
+        final = parse_prediction(found.answer)
+        if last is None or not final.exprs or not _is_number(final.exprs[0]):
+            return None
+        if not answers_equal(parse_prediction(last), final, rel_tol=self.config.rel_tol):
+            return (
+                f"final answer {found.answer[:40]!r} is not the last number of the reasoning ({last[:40]!r})"
+            )
+        return None
 
     # ---- data ----------------------------------------------------------------------------------------
     def gold_examples(self) -> list[dict[str, Any]]:

@@ -16,8 +16,12 @@ wrong for training. The rules, each in docs/math.md with examples and its reason
 * **Decimal comma**: ``1,22`` is 1.22 against a number (a comma that cannot separate thousands).
 * **Inequalities and intervals**: ``-2 \\le x \\le 7`` is ``x \\in [-2, 7]``, in both directions.
 * **Extraction**: last ``<answer>`` > last ``\\boxed{}`` > math-verify's free-text extraction, only
-  after ``</think>``; an answer statement after the last box supersedes it; inline math split over
-  lines is not an answer.
+  after ``</think>`` (never inside unfinished thinking) and only in what renders (no comments,
+  ``\\iffalse``, ``\\phantom``); an answer statement after the last box supersedes it; inline math
+  split over lines is not an answer.
+* **No value**: a relation without a left side (``\\geq 42``), a negation (``\\not 42``), a false
+  equation (``7 = 42``, ``3 = 4 = 42``) or a number beside ``\\text{}`` holding another number or a
+  negation is not the number the parser would read (docs/hacking.md).
 * **Long integers** past Python's 4,300-digit ``int(str)`` limit; **bare LaTeX** without ``$``.
 * **Bounded work**: huge values (``2^{10^9}``, ``(10^6)!``) are compared structurally, never
   evaluated; deeply nested or very long answers are compared as text. The hard wall-clock bound is the

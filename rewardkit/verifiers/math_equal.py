@@ -343,8 +343,22 @@ def is_single_valued(expr: Any) -> bool:
     return not isinstance(expr, _MULTI_TYPES)
 
 
+def _false_equation(expr: Any, tol: Tolerance) -> bool:
+    """Whether an equation or a chain of them (``7 = 42``, ``3 = 4 = 42``, ``x = 7 = 42``) equates two
+    different numbers: math-verify reads its last side, so a false chain ending on the gold would pass."""
+    parts = expr.args if isinstance(expr, LatexAnd | sympy.And) else (expr,)
+    for part in parts:
+        if isinstance(part, sympy.Eq) and not part.free_symbols:
+            same = _numbers_equal(part.lhs, part.rhs, tol)
+            if same is False:
+                return True
+    return False
+
+
 def exprs_equal(gold: Any, pred: Any, tol: Tolerance = EXACT) -> bool:
     """Whether two parsed answers are equivalent (gold first: the comparison follows the gold's form)."""
+    if isinstance(pred, sympy.Eq | LatexAnd | sympy.And) and _false_equation(pred, tol):
+        return False
     gold, pred = _unwrap(*_relations_as_sets(gold, pred))
     if gold == pred:
         return True

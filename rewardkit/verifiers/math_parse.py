@@ -14,7 +14,7 @@ from latex2sympy2_extended.sets import FiniteSet as LatexFiniteSet
 from math_verify import parse as mv_parse
 from math_verify.parser import ExprExtractionConfig, LatexExtractionConfig
 
-from rewardkit.verifiers.math_extract import boxed_contents
+from rewardkit.verifiers.math_extract import boxed_spans
 
 MAX_ANSWER_CHARS = 1_000
 """Answers longer than this (integer literals excepted) are compared as text, not parsed: the LaTeX parser
@@ -63,6 +63,20 @@ _UNIT_TAIL_RE = re.compile(
 )
 """A number followed by unit words: "5 apples", "10 \text{ cm}^2", "3 km/h". Words of one or two letters
 count only when they are common unit symbols, so "5 xy" stays an expression."""
+_DIGIT_RE = re.compile(r"\d")
+_UNIT_WORDS_RE = re.compile(r"(?i)\b(?:not|no|never|nor|wrong|incorrect|false|or|and|but|maybe|perhaps)\b")
+"""Words that make a "unit" a retraction or a second answer (``42 \\text{ or maybe 7}``)."""
+_CONNECTIVE_RE = re.compile(r"\\(?:(lor|vee)|(land|wedge))(?![a-zA-Z])")
+"""Logical or/and, which the LaTeX parser drops with everything before them: read as the words."""
+_NO_VALUE_RE = re.compile(
+    r"^(?:\\(?:neq?|not|neg|lnot|geq?|leq?|gt|lt|geqslant|leqslant|ngeq|nleq|nless|ngtr)(?![a-zA-Z])|[<>])"
+    r"|\\(?:not|neg|lnot)(?![a-zA-Z])"
+)
+"""A relation with no left side (``\\geq 42``, ``\\neq 42``) or a negation (``\\not``, ``\\neg``) is no value:
+the parser drops the operator and reads the bare number."""
+_TEXT_GROUP_RE = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|operatorname)\s*\{([^{}]*)\}")
+_NEGATION_RE = re.compile(r"(?i)\b(?:not|no|never|nor|wrong|incorrect|false)\b")
+_TOP_NEWLINE_RE = re.compile(r"\\\\(?:\[[^\]]*\])?")
 _TEXT_NUMBER_RE = re.compile(r"^\\(?:text|textbf|mathrm|mbox)\{\s*([-+]?[\d.,]+[^{}]*)\}$")
 _ROOT_SIGN_RE = re.compile(r"√\s*(\{[^{}]*\}|\([^()]*\)|\d+(?:\.\d+)?|[a-zA-Z])")
 
@@ -76,8 +90,18 @@ def _strip_delimiters(text: str) -> str:
             if len(text) > len(left) + len(right) and text.startswith(left) and text.endswith(right):
                 text = text[len(left) : -len(right)].strip()
                 changed = True
-    boxes = boxed_contents(text) if "\\boxed" in text or "\\fbox" in text else []
-    return boxes[-1].strip() if boxes else text
+    spans = boxed_spans(text) if "\\boxed" in text or "\\fbox" in text else []
+    if not spans:
+        return text
+    pos, outside, flat = 0, [], []
+    for content, start, end in spans:
+        outside.append(text[pos:start])
+        flat += [text[pos:start], content]
+        pos = end
+    outside.append(text[pos:])
+    if not _DIGIT_RE.search("".join(outside)):
+        return spans[-1][0].strip()  # "so \\boxed{x}": the box is the answer
+    return "".join([*flat, text[pos:]]).strip()  # "7 \\boxed{42}": the box is one part of the answer
 
 
 def normalize_answer_text(text: str) -> str:
@@ -92,9 +116,29 @@ def normalize_answer_text(text: str) -> str:
     text = _SCI_RE.sub(r"\1\\times 10^{\2}", text)
     text = _BARE_PI_RE.sub(r"\\pi", text.replace("**", "^").replace("×", "\\times "))
     text = _ROOT_SIGN_RE.sub(lambda m: "\\sqrt{" + m.group(1).strip("{}()") + "}", text)
-    if (m := _UNIT_TAIL_RE.match(text)) is not None:
+    if "\\" in text:
+        text = _CONNECTIVE_RE.sub(lambda m: " \\text{ or } " if m.group(1) else " \\text{ and } ", text)
+        if "\\begin" not in text:  # a line break outside an environment separates values: "7 \\\\ 42"
+            text = _TOP_NEWLINE_RE.sub(", ", text)
+    if (m := _UNIT_TAIL_RE.match(text)) is not None and not _is_retraction(m.group("unit")):
         text = m.group("num")
     return text
+
+
+def _retracting_text(norm: str) -> bool:
+    """A number beside ``\\text{...}`` that holds another number or a negation (``42 \\text{ or maybe 7}``,
+    ``42 \\text{ (not)}``): the parser drops the text and would read the bare number."""
+    if "text" not in norm and "mbox" not in norm and "mathrm" not in norm and "operatorname" not in norm:
+        return False
+    groups = _TEXT_GROUP_RE.findall(norm)
+    if not groups or not _DIGIT_RE.search(_TEXT_GROUP_RE.sub(" ", norm)):
+        return False
+    return any(_DIGIT_RE.search(g) or _NEGATION_RE.search(g) for g in groups)
+
+
+def _is_retraction(unit: str) -> bool:
+    """Whether a unit tail holds a number or a word of negation or choice: then it is no unit."""
+    return bool(_DIGIT_RE.search(unit.replace("^2", "").replace("^3", "")) or _UNIT_WORDS_RE.search(unit))
 
 
 def decimal_places(text: str) -> dict[Any, int]:
@@ -248,6 +292,8 @@ def parse_answer(text: Any) -> ParsedAnswer:
         return ParsedAnswer(norm, (sympy.Integer(value),), integer=value)
     if (simple := _parse_simple(norm)) is not None:
         return _with_decimal_comma(simple)
+    if _NO_VALUE_RE.search(norm[:MAX_ANSWER_CHARS]) or _retracting_text(norm[:MAX_ANSWER_CHARS]):
+        return ParsedAnswer(norm)  # compared as text: only the same written answer matches
     places = decimal_places(norm) if len(norm) <= MAX_ANSWER_CHARS else {}
     inexact = bool(places) or bool(_DECIMAL_RE.search(norm[:MAX_ANSWER_CHARS]))
     if not norm or len(norm) > MAX_ANSWER_CHARS or _nesting_depth(norm) > MAX_NESTING:
