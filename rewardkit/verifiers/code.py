@@ -5,6 +5,8 @@ Nothing here runs code; rewardkit.sandbox does that.
 
 from __future__ import annotations
 
+import ast
+import builtins
 import math
 import re
 
@@ -74,3 +76,382 @@ def python_syntax_error(source: str) -> str | None:
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:  # ValueError: NUL bytes
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+# ---- the assert-test harness (runs inside the sandbox) --------------------------------------------
+HARNESS_COMPARE = "__rewardkit_compare__"
+"""The name the rewritten tests call every comparison through (bound in the tests' own namespace)."""
+
+HARNESS = r'''"""rewardkit test harness: runs a solution, then its tests, and prints a done-marker if they pass.
+
+The solution, the tests and the marker arrive on stdin as one JSON object; nothing secret is in this
+file. The marker goes into a pipe before the solution runs, so no frame, object or file holds it while
+the program runs. The tests run in their own namespace (a copy of the solution's globals over a copy
+of the builtins taken before the solution ran), with every comparison rewritten to a strict one.
+"""
+
+
+def _rk_read_payload(os, json):
+    chunks = []
+    while True:
+        chunk = os.read(0, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return json.loads(b"".join(chunks).decode("utf-8", "surrogatepass"))
+
+
+def _rk_hide_marker(os, payload):
+    read_end, write_end = os.pipe()
+    os.write(write_end, payload.pop("marker").encode())
+    os.close(write_end)
+    return read_end
+
+
+def _rk_main():
+    import ast
+    import builtins
+    import json
+    import linecache
+    import operator
+    import os
+    import sys
+    import threading
+    import traceback
+    import types
+
+    real_builtins = dict(builtins.__dict__)
+    _type, _issubclass, _id, _len, _bool, _tuple = type, issubclass, id, len, bool, tuple
+    _int, _float, _str, _bytes, _bytearray, _complex = int, float, str, bytes, bytearray, complex
+    _list, _dict, _set, _frozenset, _range = list, dict, set, frozenset, range
+    _assertion, _base_exception, _system_exit = AssertionError, BaseException, SystemExit
+    write, exit_now, read = os.write, os._exit, os.read
+    stdout, stderr = sys.stdout, sys.stderr
+    gettrace, getprofile = sys.gettrace, sys.getprofile
+    print_exception = traceback.print_exception
+
+    def fail(why, exc=None):
+        try:
+            if exc is not None:
+                print_exception(_type(exc), exc, exc.__traceback__)
+            stderr.write("rewardkit: " + why + "\n")
+            stderr.flush()
+        finally:
+            exit_now(1)
+
+    payload = _rk_read_payload(os, json)
+    marker_fd = _rk_hide_marker(os, payload)
+    tests_tree = ast.parse(payload.pop("tests"), "<tests>")
+
+    # ---- strict comparison: plain values compared by their builtin contents -----------------------
+    opaque = object()
+    scalars = (_type(None), _bool, _int, _float, _complex, _str, _bytes, _range, _type(...))
+    keys_t, values_t, items_t = _type({}.keys()), _type({}.values()), _type({}.items())
+    real_desc, imag_desc = _complex.__dict__["real"], _complex.__dict__["imag"]
+
+    def plain(value, path):
+        t = _type(value)
+        if t in scalars or t is _type:
+            return value
+        if _issubclass(t, _int):
+            return _int.__int__(value)
+        if _issubclass(t, _float):
+            return _float.__float__(value)
+        if _issubclass(t, _str):
+            return _str.__str__(value)
+        if _issubclass(t, _bytes):
+            return _bytes.__getitem__(value, slice(None))
+        if _issubclass(t, _complex):
+            return _complex(real_desc.__get__(value), imag_desc.__get__(value))
+        if _id(value) in path:
+            return opaque  # a cycle
+        path = path | {_id(value)}
+        if _issubclass(t, _bytearray):
+            return _bytearray.__getitem__(value, slice(None))
+        if _issubclass(t, _list):
+            items = [plain(x, path) for x in _list.__iter__(value)]
+            return opaque if any(x is opaque for x in items) else items
+        if _issubclass(t, _tuple):
+            items = [plain(x, path) for x in _tuple.__iter__(value)]
+            return opaque if any(x is opaque for x in items) else _tuple(items)
+        if _issubclass(t, _dict) or t is items_t:
+            pairs = [(plain(k, path), plain(v, path)) for k, v in (_dict.items(value) if t is not items_t else value)]
+            if any(k is opaque or v is opaque for k, v in pairs):
+                return opaque
+            if t is items_t:
+                try:
+                    return _frozenset(pairs)
+                except TypeError:
+                    return pairs
+            return _dict(pairs)
+        if _issubclass(t, (_set, _frozenset)) or t is keys_t or t is values_t:
+            items = [plain(x, path) for x in (_set.__iter__(value) if _issubclass(t, _set) else
+                     _frozenset.__iter__(value) if _issubclass(t, _frozenset) else value)]
+            if any(x is opaque for x in items):
+                return opaque
+            if t is values_t:
+                return items
+            return _set(items) if _issubclass(t, _set) else _frozenset(items)
+        return opaque
+
+    def canonical(value):
+        try:
+            return plain(value, _frozenset())
+        except RecursionError:
+            return opaque
+
+    operators = {
+        "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+        ">=": operator.ge, "in": lambda a, b: a in b, "not in": lambda a, b: a not in b,
+        "is": operator.is_, "is not": operator.is_not,
+    }
+
+    def compare_one(op, a, b):
+        how = operators[op]
+        if op in ("is", "is not"):
+            return how(a, b)
+        pa, pb = canonical(a), canonical(b)
+        if pa is opaque and pb is opaque:  # both of the program's own types: their own rule
+            return _bool(how(a, b))
+        if pa is opaque or pb is opaque:
+            odd = a if pa is opaque else b
+            raise _assertion(
+                "strict comparison: a %s compared (%s) with a plain value; tests compare plain values "
+                "(builtin scalars and containers) by their contents" % (_type(odd).__name__, op)
+            )
+        return _bool(how(pa, pb))
+
+    def compare(ops, *operands):
+        for i in _range(_len(ops)):
+            if not compare_one(ops[i], operands[i], operands[i + 1]):
+                return False
+        return True
+
+    def strict_isinstance(obj, classes):
+        return _issubclass(_type(obj), classes)
+
+    names = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
+             ast.In: "in", ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not"}
+
+    class Rewrite(ast.NodeTransformer):
+        def visit_Compare(self, node):
+            self.generic_visit(node)
+            ops = ast.Tuple([ast.Constant(names[_type(op)]) for op in node.ops], ast.Load())
+            call = ast.Call(ast.Name(HELPER, ast.Load()), [ops, node.left, *node.comparators], [])
+            return ast.copy_location(call, node)
+
+    tests_code = compile(ast.fix_missing_locations(Rewrite().visit(tests_tree)), "<tests>", "exec")
+    del tests_tree
+
+    # ---- tracing and profiling are refused: a trace function can jump over lines ------------------
+    tampered = []
+
+    def refuse(name):
+        def refused(*args, **kwargs):
+            tampered.append(name)
+            raise RuntimeError(name + " is not available to programs under test")
+        return refused
+
+    for module, name in ((sys, "settrace"), (sys, "setprofile"), (threading, "settrace"),
+                         (threading, "setprofile"), (threading, "settrace_all_threads"),
+                         (threading, "setprofile_all_threads")):
+        if hasattr(module, name):
+            setattr(module, name, refuse(module.__name__ + "." + name))
+
+    # ---- a private unittest, imported before the solution runs and out of its reach ---------------
+    private = {}
+    results = []
+    if payload.pop("unittest"):
+        def ours(name):
+            return name == "unittest" or name.startswith("unittest.")
+        saved = {k: m for k, m in sys.modules.items() if ours(k)}
+        for k in saved:
+            del sys.modules[k]
+        __import__("unittest")
+        private = {k: m for k, m in sys.modules.items() if ours(k)}
+        for k in private:
+            del sys.modules[k]
+        sys.modules.update(saved)
+        unittest = private["unittest"]
+        result_init = unittest.TestResult.__init__
+
+        def registered_init(self, *args, **kwargs):
+            results.append(self)
+            result_init(self, *args, **kwargs)
+
+        unittest.TestResult.__init__ = registered_init
+
+        def strict_method(original):
+            def method(self, first, second, *args, **kwargs):
+                pa, pb = canonical(first), canonical(second)
+                if pa is opaque and pb is opaque:
+                    return original(self, first, second, *args, **kwargs)
+                if pa is opaque or pb is opaque:
+                    odd = first if pa is opaque else second
+                    raise _assertion("strict comparison: a %s compared with a plain value" % _type(odd).__name__)
+                return original(self, pa, pb, *args, **kwargs)
+            return method
+
+        case = unittest.TestCase
+        for name in ("assertEqual", "assertNotEqual", "assertAlmostEqual", "assertNotAlmostEqual",
+                     "assertIn", "assertNotIn", "assertListEqual", "assertTupleEqual", "assertDictEqual",
+                     "assertSetEqual", "assertSequenceEqual", "assertMultiLineEqual", "assertCountEqual",
+                     "assertLess", "assertLessEqual", "assertGreater", "assertGreaterEqual"):
+            setattr(case, name, strict_method(getattr(case, name)))
+        is_instance = case.assertIsInstance
+
+        def assert_is_instance(self, obj, cls, msg=None):
+            if not _issubclass(_type(obj), cls):
+                raise _assertion("%s is not an instance of %r" % (_type(obj).__name__, cls))
+            return is_instance(self, obj, cls, msg)
+
+        case.assertIsInstance = assert_is_instance
+    real_import = real_builtins["__import__"]
+
+    def tests_import(name, globals=None, locals=None, fromlist=(), level=0):
+        module = private.get(name) if level == 0 else None
+        if module is not None:
+            if not fromlist:
+                return private["unittest"]
+            if all(hasattr(module, item) for item in fromlist):
+                return module
+        return real_import(name, globals, locals, fromlist, level)
+
+    # ---- the solution, in its own module -----------------------------------------------------------
+    path = __file__
+    solution = payload.pop("solution")
+    linecache.cache["<solution>"] = (_len(solution), None, solution.splitlines(True), "<solution>")
+    main = types.ModuleType("__main__")
+    main.__file__ = path
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
+    try:
+        exec(compile(solution, "<solution>", "exec"), main.__dict__)
+    except _system_exit:
+        fail("the solution exited before the tests ran")
+    except _base_exception as exc:
+        fail("the solution raised before the tests ran", exc)
+    del solution
+
+    # ---- the tests, in their own namespace ---------------------------------------------------------
+    sys.stdout, sys.stderr = stdout, stderr
+    tests_builtins = _dict(real_builtins, isinstance=strict_isinstance, __import__=tests_import)
+    namespace = _dict(main.__dict__)
+    for name in PROTECTED:
+        if name in namespace and namespace[name] is not real_builtins.get(name):
+            del namespace[name]  # a solution's own isinstance or len does not judge the tests
+    tests = types.ModuleType("__main__")
+    tests.__dict__.update(namespace)
+    tests.__dict__.update(__builtins__=tests_builtins, __name__="__main__", __file__=path)
+    tests.__dict__[HELPER] = compare
+    sys.modules["__main__"] = tests
+    try:
+        exec(tests_code, tests.__dict__)
+    except _system_exit:
+        fail("the program exited before the tests finished")
+    except _base_exception as exc:
+        fail("a test failed", exc)
+
+    # ---- the verdict ---------------------------------------------------------------------------------
+    if tampered or gettrace() is not None or getprofile() is not None:
+        fail("the program tried to trace or profile the tests: " + ", ".join(tampered))
+    for result in results:
+        if _len(result.failures) or _len(result.errors) or _len(result.unexpectedSuccesses):
+            fail("unittest reported failures or errors")
+    try:
+        stdout.flush()
+    except _base_exception:
+        fail("could not flush the program's output")
+    marker = read(marker_fd, 4096)
+    write(1, b"\n" + marker + b"\n")
+    exit_now(0)
+
+
+HELPER = "@HELPER@"
+PROTECTED = (@PROTECTED@)
+_rk_main()
+'''
+
+PROTECTED_BUILTINS = (
+    "isinstance", "issubclass", "type", "len", "repr", "str", "int", "float", "bool", "list", "tuple",
+    "dict", "set", "frozenset", "sorted", "abs", "round", "all", "any", "hasattr", "getattr", "id", "hash",
+    "print", "iter", "next", "range", "zip", "enumerate", "AssertionError", "Exception", "BaseException",
+)  # fmt: skip
+"""Builtins the tests always see as the real ones, even where the solution defines a global of that name."""
+
+HARNESS_SOURCE = HARNESS.replace("@HELPER@", HARNESS_COMPARE).replace(
+    "@PROTECTED@", ", ".join(repr(n) for n in PROTECTED_BUILTINS) + ","
+)
+"""The test program of an assert-style (``test_code``) Python test: fixed, it holds no secret."""
+
+
+# ---- an independent check of passing solutions (``CodeEnv.suspicious``) ----------------------------
+_POKING_IMPORTS = ("inspect", "gc", "ctypes")
+
+
+def solution_red_flags(solution: str, test_code: object = None, entry_point: object = None) -> str | None:
+    """Why a passing ``solution`` looks like a hack, or None: read from its source, never by running it.
+
+    Flags a solution that does not define a function the tests call (``square(`` in the tests, no
+    ``def square`` / ``square =`` / import of it in the solution), defines ``__eq__`` (or ``__ne__``),
+    reads ``__file__`` or ``/proc``, imports ``inspect``, ``gc`` or ``ctypes``, or touches frames.
+    """
+    try:
+        tree = ast.parse(solution)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    reasons: list[str] = []
+    defined = _bound_names(tree)
+    called = set(_called_names(test_code)) if isinstance(test_code, str) else set()
+    if isinstance(test_code, str):
+        try:
+            called -= _bound_names(ast.parse(test_code))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            called = set()
+    if isinstance(entry_point, str) and entry_point:
+        called.add(entry_point)
+    missing = sorted(n for n in called if n not in defined and not hasattr(builtins, n))
+    if missing:
+        reasons.append(f"the tests call {', '.join(missing)}() but the solution never defines it")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in ("__eq__", "__ne__"):
+            reasons.append(f"defines {node.name}")
+        elif (isinstance(node, ast.Name) and node.id == "__file__") or (
+            isinstance(node, ast.Attribute) and node.attr == "__file__"
+        ):
+            reasons.append("reads __file__")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "/proc" in node.value:
+            reasons.append("reads /proc")
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            reasons += [f"imports {m}" for m in modules if m.split(".")[0] in _POKING_IMPORTS]
+        elif isinstance(node, ast.Attribute) and node.attr in (
+            "_getframe",
+            "f_back",
+            "f_globals",
+            "f_locals",
+        ):
+            reasons.append(f"touches frames ({node.attr})")
+    unique = list(dict.fromkeys(reasons))
+    return "; ".join(unique) if unique else None
+
+
+def _bound_names(tree: ast.AST) -> set[str]:
+    """Every name a module binds anywhere: defs, classes, assignments, imports, loop targets."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def _called_names(test_code: str) -> list[str]:
+    try:
+        tree = ast.parse(test_code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    return [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
