@@ -4,19 +4,28 @@ Components are scored inside the composite's own worker, one after the other, so
 timeout bounds the whole sample. Each component's reward and metrics are kept in the metrics under
 its name (``math/reward``, ``format/format_ok``); the first component that fails (timeout, error,
 invalid input) makes the whole sample fail with that status, never a silent partial reward.
+
+Exploit probes are the components' own (docs/hacking.md, ``weighted``): each positively weighted
+component's probe, scored by the composite, may reach ``weight * bound`` plus what the other components
+give that very sample, so a hole a component closed stays closed inside the sum (and a composite that
+lost the prompt or the answer on the way to its components shows it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rewardkit.envs.base import Environment, EnvStep
 from rewardkit.inputs import normalize_sample
 from rewardkit.scoring import score_one
 from rewardkit.types import Completion, Message, Sample, Score, Task
+
+if TYPE_CHECKING:
+    from rewardkit.envs.probes import Probe
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,60 @@ class WeightedEnv(Environment):
 
         return [s for s in self.primary.gold_examples() if all(passes(e, _full(s)) for e in positive)]
 
+    def exploit_probes(self) -> list[Probe]:
+        """Every positively weighted component's probes, named ``<component>-<probe>``.
+
+        A probe of component ``c`` (weight ``w``, bound ``b``) may score ``w * b`` plus the weighted
+        rewards the other components give the same sample (scored here, once); when one of them fails
+        on it the composite fails the sample, so its bound is 0. Penalty components (weight <= 0) lend
+        no probes: an exploit of a penalty raises its reward, which lowers the composite's.
+        """
+        from rewardkit.envs.probes import Probe
+
+        probes: list[Probe] = []
+        names: set[str] = set()
+        for key, (env, weight) in self.components.items():
+            if weight <= 0:
+                continue
+            prefix = _slug(key)
+            for probe in env.exploit_probes():
+                others = [
+                    (w, _safe_score(e, _full(probe.sample)))
+                    for k, (e, w) in self.components.items()
+                    if k != key
+                ]
+                if all(score.status == "ok" for _, score in others):
+                    bound = weight * probe.bound + sum(w * score.reward for w, score in others)
+                else:
+                    bound = 0.0
+                name = f"{prefix}-{probe.name}"
+                while name in names:  # two component keys with the same slug
+                    name += "-"
+                names.add(name)
+                probes.append(
+                    Probe(name, probe.family, probe.sample, f"{key} (weight {weight:g}): {probe.why}", bound)
+                )
+        return probes
+
+    def exploit_signals(self, completions: Sequence[Completion]) -> dict[str, float]:
+        """Each component's signatures, as ``<component>/<name>``."""
+        signals = super().exploit_signals(completions)
+        for key, (env, _) in self.components.items():
+            signals.update({f"{key}/{name}": rate for name, rate in env.exploit_signals(completions).items()})
+        return signals
+
+    def suspicious(self, sample: Mapping[str, Any], score: Score) -> str | None:
+        """The first positively weighted component's doubt about the sample, given its part of ``score``."""
+        parts = score.info.get("components") or {}
+        for key, (env, weight) in self.components.items():
+            if weight <= 0 or f"{key}/reward" not in score.metrics:
+                continue
+            metrics = {m[len(key) + 1 :]: v for m, v in score.metrics.items() if m.startswith(f"{key}/")}
+            reward = metrics.pop("reward")
+            if reason := env.suspicious(sample, Score.ok(reward, metrics, **parts.get(key, {}))):
+                return f"{key}: {reason}"
+        return None
+
     def tasks(self, split: str = "train") -> Sequence[Task]:
         return self.primary.tasks(split)
 
@@ -121,3 +184,16 @@ def _component(key: str, spec: Any) -> tuple[Environment, float]:
 
 def _full(sample: Mapping[str, Any]) -> Sample:
     return normalize_sample(sample, 10_000_000)
+
+
+def _slug(key: str) -> str:
+    """A component key as a probe-name prefix: lower-case letters, digits, ``-`` and ``_``."""
+    slug = re.sub(r"[^a-z0-9_-]+", "-", key.lower()).strip("-_")
+    return slug if slug[:1].isalnum() else f"c{slug}"
+
+
+def _safe_score(env: Environment, sample: Sample) -> Score:
+    try:
+        return score_one(env, sample)
+    except Exception as exc:  # the composite's own verify would fail this sample: bound 0
+        return Score.from_exception(exc)

@@ -63,7 +63,8 @@ def test_soft_overlong_default_buffer_is_a_quarter():
         assert env.score("a" * 31).reward == pytest.approx(-0.1)
 
 
-@pytest.mark.parametrize(("n", "expected"), [(0, 1.0), (25, 0.75), (L, 0.0), (L + 1, 0.0)])
+# n = 0 is the empty answer: no answer, no reward (tests/envs/test_efficiency_probes.py)
+@pytest.mark.parametrize(("n", "expected"), [(0, 0.0), (1, 0.99), (25, 0.75), (L, 0.0), (L + 1, 0.0)])
 def test_linear_length_env(n, expected):
     with load_env("efficiency", max_length=L) as env:
         assert env.score("b" * n).reward == pytest.approx(expected)
@@ -106,7 +107,9 @@ def test_tool_calls_are_operations():
         assert score.metrics["ops"] == 3 and score.reward == pytest.approx(0.25)
         assert env.score("<tool_call>a</tool_call><tool_call>b</tool_call>").metrics["ops"] == 2
         assert env.score("x").reward == 1.0
-        assert env.score("<tool_call>" * 9).reward == 1.0  # unclosed blocks are not calls
+        # the tool parser reads an open block to the end: one (malformed) call, and no answer at all
+        unclosed = env.score("<tool_call>" * 9)
+        assert unclosed.metrics["ops"] == 1 and unclosed.reward == 0.0
 
 
 def test_op_pattern_counts_matches():
@@ -125,7 +128,7 @@ def test_length_and_ops_terms_add_up():
         assert score.metrics["length_term"] == pytest.approx(0.4)
         assert score.metrics["ops_term"] == pytest.approx(0.5)
         assert score.reward == pytest.approx(0.9)
-        assert env.pass_threshold == 2.0
+        assert env.pass_threshold == 1.5  # a pass: at most half the length budget, no operation
 
 
 @pytest.mark.parametrize(
