@@ -7,8 +7,12 @@ list: the argument may be left out; ``[]``: the model should call nothing), and 
 ``rewardkit.verifiers.function_call``'s.
 
 The calls are read with ``rewardkit.tools.parse``: from a text completion, its Hermes
-``<tool_call>{...}</tool_call>`` blocks; from a message list, the last assistant message's OpenAI
-``tool_calls`` and the ``<tool_call>`` blocks of its content. A call that cannot be read (bad JSON, no
+``<tool_call>{...}</tool_call>`` blocks; from a message list, every assistant message's OpenAI
+``tool_calls`` and the ``<tool_call>`` blocks of its content (all the calls the model made, so guesses
+spread over several messages are extra calls). Reasoning is not a call: text inside
+``<think>...</think>``, before a lone ``</think>`` (the template opened the block) or after a
+``<think>`` that never closes is skipped. JSON with a repeated key is a malformed call (see
+``rewardkit.tools.parse``). docs/hacking.md lists the exploits this defeats. A call that cannot be read (bad JSON, no
 name) makes the reward 0.0 with the status still ``ok`` (it is the model's mistake, a real 0), counted
 in the ``parse_error`` metric and listed in ``info["parse_errors"]``. Broken task data (no
 ``expected_calls``, a malformed list) raises, so the sample gets status ``error``, not a silent 0.
@@ -16,7 +20,8 @@ in the ``parse_error`` metric and listed in ``info["parse_errors"]``. Broken tas
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +32,9 @@ from rewardkit.types import Completion, Score
 from rewardkit.verifiers.function_call import check_calls, parse_expected, parse_functions
 
 WHERE = "environment 'function_call'"
+_THINK_RE = re.compile(r"<think>.*?(?:</think>|$)", re.S)
+_CALL_SHAPE_RE = re.compile(r"""[{,]\s*["']name["']\s*:""")
+"""The start of a JSON call object (``{"name": ...``), wherever the model wrote one."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,12 @@ class FunctionCallEnv(Environment):
     name = "function_call"
     Config = FunctionCallConfig
     correctness_metric = "correct"
+    exploit_patterns = {
+        "duplicate_json_key": r'"(\w+)"\s*:[^{}]*?"\1"\s*:',
+        "call_inside_think": r"<think>(?:(?!</think>).)*<tool_call>",
+        "arguments_and_parameters": r'"arguments"\s*:.*"parameters"\s*:|"parameters"\s*:.*"arguments"\s*:',
+        "non_ascii_function_name": r'"name"\s*:\s*"[^"]*(?:[^\x00-\x7f]|\\u[0-9a-fA-F]{4})[^"]*"',
+    }
 
     @classmethod
     def scoring_defaults(cls, config: FunctionCallConfig) -> Mapping[str, Any]:
@@ -73,6 +87,38 @@ class FunctionCallEnv(Environment):
             for c in verdict.checks
         ]
         return Score.ok(reward, metrics, calls=details, parse_errors=errors)
+
+    def exploit_probes(self) -> list[Any]:
+        from rewardkit.envs.function_call_probes import function_call_probes
+
+        return function_call_probes()
+
+    def suspicious(self, sample: Mapping[str, Any], score: Score) -> str | None:
+        """A pass whose text holds more call-shaped JSON objects (``{"name": ...``), reasoning included,
+        than the calls that were graded: the model wrote calls the grader did not read."""
+        completion = sample.get("completion")
+        if isinstance(completion, str):
+            text = completion
+        elif isinstance(completion, Sequence):
+            text = "\n".join(
+                str(m.get("content") or "")
+                for m in completion
+                if isinstance(m, Mapping) and m.get("role") == "assistant"
+            )
+        else:
+            return None
+        graded = int(score.metrics.get("calls_made", 0))
+        written = max(len(_CALL_SHAPE_RE.findall(text)), text.count("<tool_call>"))
+        structured = 0
+        if not isinstance(completion, str):
+            structured = sum(
+                len(m.get("tool_calls") or [])
+                for m in completion
+                if isinstance(m, Mapping) and m.get("role") == "assistant"
+            )
+        if written + structured > graded:
+            return f"{written + structured} calls written, {graded} graded"
+        return None
 
     def gold_examples(self) -> list[dict[str, Any]]:
         weather = {
@@ -117,10 +163,25 @@ class FunctionCallEnv(Environment):
 
 
 def completion_calls(completion: Completion) -> list[ToolCall]:
-    """The calls of a text completion, or of the last assistant message of a message list (none if none)."""
+    """The calls of a text completion, or of every assistant message of a message list, in order;
+    reasoning (``<think>``) left out."""
     if isinstance(completion, str):
-        return parse_text_calls(completion)
-    for message in reversed(completion):
+        return parse_text_calls(strip_reasoning(completion))
+    calls: list[ToolCall] = []
+    for message in completion:
         if message.get("role") == "assistant":
-            return parse_tool_calls(message)
-    return []
+            content = message.get("content")
+            visible = {
+                **message,
+                "content": strip_reasoning(content) if isinstance(content, str) else content,
+            }
+            calls += parse_tool_calls(visible)
+    return calls
+
+
+def strip_reasoning(text: str) -> str:
+    """``text`` without its reasoning: what precedes a lone ``</think>`` (the chat template opened the
+    block), and every ``<think>...</think>`` block (one that never closes runs to the end)."""
+    if "</think>" in text and "<think>" not in text.split("</think>", 1)[0]:
+        text = text.split("</think>", 1)[1]
+    return _THINK_RE.sub("", text)

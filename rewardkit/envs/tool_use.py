@@ -17,9 +17,21 @@ task's ``user_turns`` are appended one by one after each assistant turn without 
 A caller that scores with ``info={**task.info, "episode": trajectory.info}`` gets status ``error``
 (not a 0 reward) for an episode that ended on an infrastructure error.
 
+The environment keeps its own record of the episode in ``Trajectory.info``: ``transcript``, a digest
+of every message it appended (tool results, user turns, nudges), and ``policy_turns``. Tool results
+are the environment's, never the policy's: ``verify`` scores 0 a completion whose tool and user
+messages are not the recorded ones (without a record, e.g. a sample built by hand, it replays the
+calls through ``env_response``: ``transcript_check``), one that goes on after its answer or past
+``max_turns``, an answer turn that also calls a tool (the call never ran), an assistant message that
+writes a tool result itself (``<tool_response>``, or "Tool result: X" where no tool returned X), and
+several different answers. docs/hacking.md lists the exploits these rules defeat.
+
 Reward (``verify``): the outcome, 1.0 when the final answer matches the gold answer (the math verifier
-for numbers, normalised exact match for names), plus optional weighted terms for format (one final
-answer, no malformed call) and efficiency (fewer tool calls). Tool-call and tool-error counts are
+for numbers, normalised exact match for names; where the gold answer is a number, the answer must hold
+exactly one number, so restating the question's expression is not an answer), plus optional weighted
+terms for format (one final answer, no malformed call) and efficiency (fewer tool calls, counted only
+for a correct outcome: not calling a tool and guessing is not efficient). A completion broken by one
+of the rules above scores 0.0 in total (metric ``rejected``, and ``reason``). Tool-call and tool-error counts are
 always in the metrics. Per-turn rewards are recorded in ``Trajectory.turn_rewards``, one per turn the environment answered
 or ended (a turn cut off by ``max_turns`` has none): the fraction of the turn's calls that ran, 0.0 for
 a nudged turn (``no_call_reply``), and for the ending turn 1.0 (an answer) or 0.0 (no tool call). They
@@ -28,6 +40,8 @@ are diagnostics for per-turn credit assignment, not part of the outcome.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import re
 import time
@@ -44,6 +58,15 @@ from rewardkit.tools.schema import Tool
 from rewardkit.types import Completion, Message, Score, Task, completion_text
 
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
+_CALL_BLOCK_RE = re.compile(re.escape(OPEN_TAG) + r".*?(?:" + re.escape(CLOSE_TAG) + r"|$)", re.S)
+TOOL_MARKUP_RE = re.compile(r"</?tool_response>|<\|im_start\|>|<\|im_end\|>")
+"""Chat-template markup of a tool result: never in honest assistant text."""
+CLAIMED_RESULT_RE = re.compile(
+    r"^[ \t]*(?:tool[ _-]?(?:result|output|response)|observation)[ \t]*:[ \t]*(.+?)[ \t]*$", re.I | re.M
+)
+"""A line in which the assistant quotes a tool's result ("Tool result: 42")."""
+NUMBER_RE = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_SEPARATOR_RE = re.compile(r"(?<=\d)[,_](?=\d{3}(?!\d))")
 BUILTIN_TOOLS = ("calculator", "python", "search")
 DEFAULT_TOOLS = {"calculator": ("calculator",), "lookup": ("search",)}
 WHERE = "environment 'tool_use'"
@@ -115,9 +138,15 @@ class ToolUseConfig:
     """Seed of the generated tasks and knowledge base."""
     sandbox: SandboxKind = "local"
     """Sandbox kind of the ``python`` tool: ``local`` or ``docker``."""
+    transcript_check: Literal["replay", "record", "off"] = "replay"
+    """How ``verify`` makes sure the tool results in a completion are the environment's: always against
+    the episode's record (``info["episode"]["transcript"]``) when the sample has one; without one,
+    ``replay`` runs the completion's calls again through ``env_response`` (fresh tools) and compares,
+    ``record`` trusts it, ``off`` never checks (not even a record). Tools whose results change from
+    run to run (a clock, a live search) need ``record`` for samples scored without their episode."""
 
     def __post_init__(self) -> None:
-        check_choices(self, where=WHERE)  # task, answer_match, sandbox
+        check_choices(self, where=WHERE)  # task, answer_match, sandbox, transcript_check
         if self.task is None and self.tools is None:
             raise bad_value(
                 WHERE, "tools", None, "a list with task=None: pass tools=[...] (there is no default tool set)"
@@ -279,6 +308,8 @@ class ToolUseEnv(Environment):
             "counts": _Counts(),
             "user_turns": list(task.info.get("user_turns") or ()),
             "scripted": bool(task.info.get("user_turns")),
+            "transcript": [],
+            "policy_turns": 0,
         }
         spec = task.info.get("tools")
         if spec:
@@ -292,7 +323,16 @@ class ToolUseEnv(Environment):
         return state
 
     def env_response(self, messages: list[Message], state: dict[str, Any]) -> EnvStep:
-        """Run the last assistant message's tool calls, or end the episode (see the module docstring)."""
+        """Run the last assistant message's tool calls, or end the episode (see the module docstring);
+        the messages it appends are added to the episode's record (``info["transcript"]``)."""
+        state["policy_turns"] = state.get("policy_turns", 0) + 1
+        step = self._respond(messages, state)
+        record = state.setdefault("transcript", [])
+        record += [message_digest(m) for m in step.messages]
+        info = {**step.info, "transcript": list(record), "policy_turns": state["policy_turns"]}
+        return dataclasses.replace(step, info=info)
+
+    def _respond(self, messages: list[Message], state: dict[str, Any]) -> EnvStep:
         counts: _Counts = state["counts"]
         last = messages[-1]
         text = last.get("content") or ""
@@ -367,9 +407,21 @@ class ToolUseEnv(Environment):
             return Score.failure(
                 "error", "a tool's infrastructure failed (e.g. the sandbox); drop this episode"
             )
+        if isinstance(completion, str) and answer is not None:
+            return Score.failure(
+                "invalid_input",
+                "tool_use scores an episode's messages; a plain string cannot show any tool result",
+            )
+        if not isinstance(completion, str):
+            completion = _strip_prompt(completion, prompt)
+            broken = self._broken_rule(completion, answer=answer, prompt=prompt, info=info)
+            if broken:
+                return self._rejected(completion, broken)
         final = completion_text(completion)
-        found = ANSWER_RE.findall(final)
+        found = ANSWER_RE.findall(_CALL_BLOCK_RE.sub("", final))
         stats = episode_stats(completion)
+        if len({_normalize(f) for f in found}) > 1:
+            return self._rejected(completion, f"{len(found)} different answers in the final message")
         mode = self.config.answer_match
         if mode == "auto":
             mode = info.get("match", "math")
@@ -384,18 +436,237 @@ class ToolUseEnv(Environment):
             final_state = episode.get("tool_state") if isinstance(episode, Mapping) else None
             correct, reason = _state_matches(final_state, expected_state)
         format_ok = float(len(found) == 1 and stats["parse_errors"] == 0)
-        efficiency = max(0.0, 1.0 - stats["tool_calls"] / self.config.max_tool_calls)
+        efficiency = max(0.0, 1.0 - stats["tool_calls"] / self.config.max_tool_calls) if correct else 0.0
         reward = (
             float(correct)
             + self.config.format_weight * format_ok
             + self.config.efficiency_weight * efficiency
         )
-        metrics = {"outcome": float(correct), "format_ok": format_ok, "efficiency": efficiency}
+        metrics = {
+            "outcome": float(correct),
+            "format_ok": format_ok,
+            "efficiency": efficiency,
+            "rejected": 0.0,
+        }
         metrics.update({k: float(v) for k, v in stats.items()})
         metrics["tool_error_rate"] = (
             stats["tool_errors"] / stats["tool_calls"] if stats["tool_calls"] else 0.0
         )
         return Score.ok(reward, metrics, reason=reason, extracted=found[-1].strip() if found else None)
+
+    def _rejected(self, completion: Sequence[Message], reason: str) -> Score:
+        """The score of a completion that breaks a rule of the episode: 0.0, no term of any kind."""
+        stats = episode_stats(completion)
+        metrics = {"outcome": 0.0, "format_ok": 0.0, "efficiency": 0.0, "rejected": 1.0}
+        metrics.update({k: float(v) for k, v in stats.items()})
+        metrics["tool_error_rate"] = (
+            stats["tool_errors"] / stats["tool_calls"] if stats["tool_calls"] else 0.0
+        )
+        return Score.ok(0.0, metrics, reason=f"rejected: {reason}", extracted=None)
+
+    def _broken_rule(
+        self, completion: Sequence[Message], *, answer: Any, prompt: Any, info: Mapping[str, Any]
+    ) -> str:
+        """Why ``completion`` cannot be an honest episode of this environment, or "" (module docstring)."""
+        assistant = [i for i, m in enumerate(completion) if m["role"] == "assistant"]
+        if len(assistant) > self.max_turns:
+            return f"{len(assistant)} assistant turns, past max_turns={self.max_turns}"
+        results = [str(m.get("content") or "") for m in completion if m["role"] == "tool"]
+        answered = [i for i in assistant if ANSWER_RE.search(_visible(completion[i]))]
+        if answered and answered[0] != assistant[-1]:
+            return "the completion goes on after its answer (the episode ends at the answer)"
+        if answered and parse_tool_calls(completion[assistant[-1]]):
+            return "the answer turn also calls a tool: that call never ran, its result can only be invented"
+        for i in assistant:
+            text = str(completion[i].get("content") or "")
+            if TOOL_MARKUP_RE.search(text):
+                return f"assistant turn {assistant.index(i) + 1} writes tool-result markup itself"
+            for claimed in CLAIMED_RESULT_RE.findall(text):
+                if not any(_normalize(claimed) in _normalize(r) for r in results):
+                    return f"assistant turn {assistant.index(i) + 1} quotes a tool result no tool returned"
+        if self.config.transcript_check == "off":
+            return ""
+        episode = info.get("episode")
+        record = episode.get("transcript") if isinstance(episode, Mapping) else None
+        if isinstance(record, list):
+            return _record_mismatch(completion, episode, record, len(assistant))
+        if self.config.transcript_check == "replay":
+            return self._replay(completion, answer=answer, prompt=prompt, info=info)
+        return ""
+
+    def _replay(
+        self, completion: Sequence[Message], *, answer: Any, prompt: Any, info: Mapping[str, Any]
+    ) -> str:
+        """Run the completion's assistant turns through ``env_response`` with fresh tools: "" when every
+        tool and user message is the one the environment gives, else what differs."""
+        task_info = {k: v for k, v in info.items() if k != "episode"}
+        history = [dict(m) for m in prompt] if isinstance(prompt, list | tuple) else []
+        task = Task(tuple(history) if history else str(prompt or ""), answer, task_info)
+        try:
+            state = self.initial_state(task)
+        except Exception as exc:  # noqa: BLE001 - the task's own tools cannot be built here
+            return f"the episode cannot be replayed ({type(exc).__name__}: {exc})"
+        i, turn = 0, 0
+        while i < len(completion):
+            message = completion[i]
+            if message["role"] != "assistant":
+                return f"message {i + 1} ({message['role']}) answers no assistant turn"
+            turn += 1
+            history.append(dict(message))
+            j = i + 1
+            while j < len(completion) and completion[j]["role"] != "assistant":
+                j += 1
+            given = completion[i + 1 : j]
+            if j == len(completion) and not given:
+                return ""  # the last turn: whatever the environment did next is not in the completion
+            step = self.env_response(list(history), state)
+            if step.done and j < len(completion):
+                return (
+                    f"the episode ended at turn {turn} ({step.info.get('end')}), yet the completion goes on"
+                )
+            if len(given) != len(step.messages) or not all(
+                _same_message(g, m) for g, m in zip(given, step.messages)
+            ):
+                return f"the messages after turn {turn} are not the ones the environment gives"
+            history += [dict(m) for m in given]
+            i = j
+        return ""
+
+    # ---- exploit probes and signals (docs/hacking.md) ----------------------------------------------
+    exploit_patterns = {
+        "tool_response_markup": r"</?tool_response>|<\|im_start\|>\s*tool",
+        "claimed_tool_result": r"(?im)^[ \t]*(?:tool[ _-]?(?:result|output|response)|observation)[ \t]*:",
+        "expression_as_answer": r"<answer>[^<]*\d[\s,]*(?:\*\*|[*x×^/+]|\s-)\s*\(?\d[^<]*</answer>",
+        "answer_inside_tool_call": r"<tool_call>(?:(?!</tool_call>).)*<answer>",
+        "empty_answer": r"<answer>\s*</answer>",
+    }
+
+    def exploit_signals(self, completions: Sequence[Completion]) -> dict[str, float]:
+        """``exploit_patterns``, and the signatures of a whole episode: a call in the answer turn,
+        several answers, turns past ``max_turns``, an answer with no tool result before it."""
+        signals = super().exploit_signals(completions)
+        if not completions:
+            return signals
+        counts = dict.fromkeys(
+            ("call_in_answer_turn", "several_answers", "past_max_turns", "answer_without_tool"), 0
+        )
+        for completion in completions:
+            if isinstance(completion, str):
+                messages: list[Mapping[str, Any]] = [{"role": "assistant", "content": completion}]
+            else:
+                messages = [m for m in completion if isinstance(m, Mapping)]
+            assistant = [m for m in messages if m.get("role") == "assistant"]
+            answers = [a for m in assistant for a in ANSWER_RE.findall(_visible(m))]
+            last = assistant[-1] if assistant else {}
+            counts["call_in_answer_turn"] += bool(ANSWER_RE.search(_visible(last)) and parse_tool_calls(last))
+            counts["several_answers"] += len(answers) > 1
+            counts["past_max_turns"] += len(assistant) > self.max_turns
+            counts["answer_without_tool"] += bool(answers) and not any(
+                m.get("role") == "tool" for m in messages
+            )
+        return {**signals, **{k: v / len(completions) for k, v in counts.items()}}
+
+    def suspicious(self, sample: Mapping[str, Any], score: Score) -> str | None:
+        """A pass whose answer no tool result supports: no tool ran successfully in the episode, or, for a
+        task whose gold calls return the answer verbatim (calculator, lookup), the answer appears in no
+        tool result of the episode (the policy computed or guessed it instead)."""
+        completion = sample.get("completion")
+        answer = sample.get("answer")
+        if answer is None or isinstance(completion, str) or not isinstance(completion, Sequence):
+            return None
+        results = [
+            str(m.get("content") or "")
+            for m in completion
+            if isinstance(m, Mapping) and m.get("role") == "tool"
+        ]
+        real = [r for r in results if not r.startswith("Error:")]
+        if not real:
+            return "passed without a single successful tool result"
+        extracted = score.info.get("extracted") or str(answer)
+        info = sample.get("info") or {}
+        gold_results = [
+            self.toolbox.run(ToolCall(str(name), dict(arguments))).content
+            for name, arguments in (info.get("gold_calls") or [])
+            if str(name) in self.toolbox.tools
+        ]
+        verbatim = any(_contains_value(r, str(answer)) for r in gold_results)
+        if verbatim and not any(_contains_value(r, extracted) for r in real):
+            return f"the answer {extracted!r} appears in none of the episode's tool results"
+        return None
+
+    def exploit_probes(self) -> list[Any]:
+        from rewardkit.envs.tool_use_probes import tool_use_probes
+
+        return tool_use_probes(self)
+
+
+def message_digest(message: Mapping[str, Any]) -> str:
+    """What the episode's record keeps of a message the environment appended: a short hash of its role,
+    ``tool_call_id`` and content."""
+    key = [
+        str(message.get("role")),
+        str(message.get("tool_call_id") or ""),
+        str(message.get("content") or ""),
+    ]
+    return hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def _record_mismatch(
+    completion: Sequence[Message], episode: Mapping[str, Any], record: list[Any], n_assistant: int
+) -> str:
+    """ "" when the completion's non-assistant messages are exactly the recorded ones and its turns are the
+    episode's (one more only when the rollout stopped it, e.g. the last turn ran out of tokens)."""
+    given = [message_digest(m) for m in completion if m["role"] != "assistant"]
+    if given != [str(r) for r in record]:
+        return "the tool and user messages are not the ones the environment recorded for the episode"
+    turns = episode.get("policy_turns")
+    if isinstance(turns, int):
+        allowed = (turns,) if episode.get("end") else (turns, turns + 1)
+        if n_assistant not in allowed:
+            return f"{n_assistant} assistant turns, the environment answered {turns}"
+    return ""
+
+
+def _same_message(given: Mapping[str, Any], produced: Mapping[str, Any]) -> bool:
+    """A completion's message equals the one the environment gives: role and content, and the
+    ``tool_call_id`` and ``name`` where the completion's message has them."""
+    if given.get("role") != produced.get("role"):
+        return False
+    if str(given.get("content") or "") != str(produced.get("content") or ""):
+        return False
+    return all(given.get(k) in (None, produced.get(k)) for k in ("tool_call_id", "name"))
+
+
+def _strip_prompt(completion: Sequence[Message], prompt: Any) -> tuple[Message, ...]:
+    """The completion without the prompt's messages, when a caller left them in front of it."""
+    messages = tuple(completion)
+    if isinstance(prompt, list | tuple) and prompt and len(messages) >= len(prompt):
+        if all(_same_message(m, p) for m, p in zip(messages, prompt)):
+            return messages[len(prompt) :]
+    n = 0  # no prompt to compare with: the conversation's opening (system and user) before any turn
+    while n < len(messages) and messages[n]["role"] in ("system", "user"):
+        n += 1
+    return messages[n:] if n < len(messages) else messages
+
+
+def _visible(message: Mapping[str, Any]) -> str:
+    """An assistant message's text outside its ``<tool_call>`` blocks (where an answer may stand)."""
+    return _CALL_BLOCK_RE.sub("", str(message.get("content") or ""))
+
+
+def _contains_value(text: str, value: str) -> bool:
+    """Whether ``value`` (a number: its digits, separators ignored; else normalised text) is in ``text``."""
+    value, text = _SEPARATOR_RE.sub("", value.strip()), _SEPARATOR_RE.sub("", text)
+    if NUMBER_RE.fullmatch(value):
+        return any(_same_number(n, value) for n in NUMBER_RE.findall(text))
+    return bool(_normalize(value)) and _normalize(value) in _normalize(text)
+
+
+def _same_number(a: str, b: str) -> bool:
+    try:
+        return float(a) == float(b) if ("." in a + b or "e" in (a + b).lower()) else int(a) == int(b)
+    except (ValueError, OverflowError):
+        return a == b
 
 
 def task_tools(spec: Mapping[str, Any]) -> tuple[list[Tool | Callable[..., Any]], Any]:
@@ -481,7 +752,15 @@ def _normalize(text: str) -> str:
 
 
 def _matches(predicted: str, answer: Any, mode: str) -> tuple[bool, str]:
-    """(correct, reason). ``math`` uses the math verifier when it is installed, else exact match."""
+    """(correct, reason). ``math`` uses the math verifier when it is installed, else exact match. Where
+    the gold answer is a number, the answer must hold exactly one number (thousands separators allowed),
+    and that number is what is compared: an expression (the question restated) or a list of candidates
+    is not an answer."""
+    if mode == "math" and NUMBER_RE.fullmatch(str(answer).strip()):
+        numbers = NUMBER_RE.findall(_SEPARATOR_RE.sub("", predicted))
+        if len(numbers) != 1:
+            return False, f"the answer must be one number, it holds {len(numbers)}"
+        predicted = numbers[0]
     if mode == "math":
         try:
             from rewardkit.verifiers.math import verify_math

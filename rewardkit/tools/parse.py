@@ -8,7 +8,10 @@
 
 Model output is untrusted and often malformed. Parsing never raises: a call that cannot be read
 becomes a ``ToolCall`` with ``error`` set, and that text goes back to the model as the tool result so
-the episode can go on (the environment bounds how many such errors it tolerates).
+the episode can go on (the environment bounds how many such errors it tolerates). A call is read one
+way only: JSON with a repeated key (``{"city": "London", "city": "Paris"}``, two ``name`` keys) and a
+call object with both ``arguments`` and ``parameters`` are malformed, not read by whichever value a
+parser happens to keep (docs/hacking.md).
 """
 
 from __future__ import annotations
@@ -38,6 +41,28 @@ class ToolCall:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice: which value was meant is ambiguous."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json`` object hook: refuse a repeated key instead of keeping its last value."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DuplicateKeyError(f"the key {key!r} appears twice in one JSON object")
+        obj[key] = value
+    return obj
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
+def loads_strict(text: str) -> Any:
+    """``json.loads`` that raises ``DuplicateKeyError`` (a ValueError) on a repeated key."""
+    return _DECODER.decode(text)
 
 
 def parse_tool_calls(message: Mapping[str, Any] | str) -> list[ToolCall]:
@@ -76,7 +101,9 @@ def _decode_block(body: str, index: int) -> ToolCall:
     if not body:
         return ToolCall("", id=call_id, error=f"tool call {index + 1} is empty. {FORMAT_HINT}")
     try:
-        obj, end = json.JSONDecoder().raw_decode(body)
+        obj, end = _DECODER.raw_decode(body)
+    except DuplicateKeyError as exc:
+        return ToolCall("", id=call_id, error=f"tool call {index + 1} is ambiguous: {exc}. {FORMAT_HINT}")
     except json.JSONDecodeError as exc:
         return ToolCall(
             "", id=call_id, error=f"tool call {index + 1} is not valid JSON ({exc}). {FORMAT_HINT}"
@@ -87,6 +114,12 @@ def _decode_block(body: str, index: int) -> ToolCall:
         )
     if not isinstance(obj, dict):
         return ToolCall("", id=call_id, error=f"tool call {index + 1} is not a JSON object. {FORMAT_HINT}")
+    if "arguments" in obj and "parameters" in obj:
+        return ToolCall(
+            "",
+            id=call_id,
+            error=f"tool call {index + 1} has both 'arguments' and 'parameters'. {FORMAT_HINT}",
+        )
     arguments = obj.get("arguments", obj.get("parameters", {}))
     return _checked(obj.get("name"), arguments, call_id, index)
 
@@ -107,7 +140,9 @@ def _checked(name: Any, arguments: Any, call_id: str, index: int) -> ToolCall:
         return ToolCall("", id=call_id, error=f"tool call {index + 1} has no tool name. {FORMAT_HINT}")
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
+            arguments = loads_strict(arguments) if arguments.strip() else {}
+        except DuplicateKeyError as exc:
+            return ToolCall(name, id=call_id, error=f"arguments of {name!r} are ambiguous: {exc}")
         except json.JSONDecodeError as exc:
             return ToolCall(name, id=call_id, error=f"arguments of {name!r} are not valid JSON ({exc})")
     if arguments is None:
