@@ -47,3 +47,15 @@ def test_readme_score_commands_run(tmp_path):
         source = Path(args[args.index("-i") + 1]).read_text().splitlines()
         assert len(rows) == len([s for s in source if s.strip()])
         assert "mean reward" in proc.stderr
+
+
+def test_readme_audit_commands_without_a_model_pass():
+    lines = [x for x in re.findall(r"^rewardkit audit \S+.*$", README, flags=re.M) if "--model" not in x]
+    assert lines
+    for line in lines:
+        args = line.split("#")[0].split()[1:]
+        proc = subprocess.run(
+            [sys.executable, "-m", "rewardkit", *args], capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "probes, 0 over their bound." in proc.stdout
