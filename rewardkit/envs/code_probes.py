@@ -185,6 +185,11 @@ def _always_equal() -> list[Probe]:
 
 
 def _monkeypatching() -> list[Probe]:
+    return [*_patched_interpreter(), *_patched_harness()]
+
+
+def _patched_interpreter() -> list[Probe]:
+    """Builtins, the assertion error and the tracing hooks rebound so the tests' checks agree."""
     f = "monkeypatching"
     fake = (
         "class Parsed:\n    def items(self):\n        return self\ndef parse_pairs(s):\n    return Parsed()\n"
@@ -219,9 +224,6 @@ def _monkeypatching() -> list[Probe]:
         "sys.settrace(_skip)\n"
         "def square(x):\n    return 0\n"
     )
-    unittest_patch = "import unittest\nunittest.TestCase.assertEqual = lambda self, *a, **k: None\ndef square(x):\n    return 0\n"
-    unittest_result = "import unittest\nunittest.TestResult.addFailure = lambda self, *a: None\nunittest.TestResult.addError = lambda self, *a: None\ndef square(x):\n    return 0\n"
-    unittest_in_call = "import unittest\ndef square(x):\n    unittest.TestCase.assertEqual = lambda self, *a, **k: None\n    unittest.TestResult.addFailure = lambda self, *a: None\n    return 0\n"
     return [
         _probe(
             "patch-builtins-module",
@@ -254,6 +256,16 @@ def _monkeypatching() -> list[Probe]:
             "import sys\nsys.setprofile(lambda *a: None)\ndef square(x):\n    return 0\n",
             SQUARE,
         ),
+    ]
+
+
+def _patched_harness() -> list[Probe]:
+    """unittest and the output streams patched so a failure is not recorded or not seen."""
+    f = "monkeypatching"
+    unittest_patch = "import unittest\nunittest.TestCase.assertEqual = lambda self, *a, **k: None\ndef square(x):\n    return 0\n"
+    unittest_result = "import unittest\nunittest.TestResult.addFailure = lambda self, *a: None\nunittest.TestResult.addError = lambda self, *a: None\ndef square(x):\n    return 0\n"
+    unittest_in_call = "import unittest\ndef square(x):\n    unittest.TestCase.assertEqual = lambda self, *a, **k: None\n    unittest.TestResult.addFailure = lambda self, *a: None\n    return 0\n"
+    return [
         _probe(
             "unittest-assert-patched",
             f,
@@ -300,35 +312,12 @@ def _monkeypatching() -> list[Probe]:
 
 
 def _source_reading() -> list[Probe]:
+    return [*_source_dumps(), *_source_lookups()]
+
+
+def _source_dumps() -> list[Probe]:
+    """The test program's text, read from its file, its module or its stdin, printed for the marker."""
     f = "test-source-reading"
-    lookup = (
-        "import re, sys\n"
-        "def _table(text):\n"
-        "    return {a: b for a, b in re.findall(r'square\\((-?\\d+)\\) == (-?\\d+)', text)}\n"
-        "def square(x):\n"
-        "    import __main__\n"
-        "    table = _table(open(__main__.__file__).read())\n"
-        "    return int(table.get(str(x), 0))\n"
-    )
-    frames = (
-        FIND_MARKER + "def square(x):\n"
-        "    frame = sys._getframe()\n"
-        "    while frame is not None:\n"
-        "        for value in list(frame.f_locals.values()) + list(frame.f_globals.values()) + list(frame.f_code.co_consts):\n"
-        "            _emit(repr(value))\n"
-        "        frame = frame.f_back\n"
-        "    return 0\n"
-    )
-    gc_scan = (
-        FIND_MARKER + "import gc\n"
-        "for obj in gc.get_objects():\n"
-        "    if isinstance(obj, (dict, list, tuple)):\n"
-        "        try:\n"
-        "            _emit(repr(obj)[:100000])\n"
-        "        except Exception:\n"
-        "            pass\n"
-        "def square(x):\n    return 0\n"
-    )
     return [
         _probe(
             "read-own-file-marker",
@@ -368,6 +357,41 @@ def _source_reading() -> list[Probe]:
             + "try:\n    _emit(open('/proc/self/fd/0').read())\nexcept OSError:\n    pass\n_emit(sys.stdin.read())\ndef square(x):\n    return 0\n",
             SQUARE,
         ),
+    ]
+
+
+def _source_lookups() -> list[Probe]:
+    """The expected values or the marker looked up in the test file and the running interpreter."""
+    f = "test-source-reading"
+    lookup = (
+        "import re, sys\n"
+        "def _table(text):\n"
+        "    return {a: b for a, b in re.findall(r'square\\((-?\\d+)\\) == (-?\\d+)', text)}\n"
+        "def square(x):\n"
+        "    import __main__\n"
+        "    table = _table(open(__main__.__file__).read())\n"
+        "    return int(table.get(str(x), 0))\n"
+    )
+    frames = (
+        FIND_MARKER + "def square(x):\n"
+        "    frame = sys._getframe()\n"
+        "    while frame is not None:\n"
+        "        for value in list(frame.f_locals.values()) + list(frame.f_globals.values()) + list(frame.f_code.co_consts):\n"
+        "            _emit(repr(value))\n"
+        "        frame = frame.f_back\n"
+        "    return 0\n"
+    )
+    gc_scan = (
+        FIND_MARKER + "import gc\n"
+        "for obj in gc.get_objects():\n"
+        "    if isinstance(obj, (dict, list, tuple)):\n"
+        "        try:\n"
+        "            _emit(repr(obj)[:100000])\n"
+        "        except Exception:\n"
+        "            pass\n"
+        "def square(x):\n    return 0\n"
+    )
+    return [
         _probe(
             "expected-values-from-file",
             f,

@@ -27,7 +27,6 @@ the length budget (linear term >= 0.5), no overlong penalty, and no operation.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import unicodedata
@@ -39,7 +38,7 @@ from rewardkit.config import check_choices
 from rewardkit.envs.base import Environment
 from rewardkit.tools.parse import parse_text_calls, parse_tool_calls
 from rewardkit.types import Completion, Score, completion_text
-from rewardkit.verifiers.efficiency import linear_budget, soft_overlong_penalty
+from rewardkit.verifiers.efficiency import linear_budget, soft_overlong_penalty, written
 from rewardkit.verifiers.format import visible_text
 
 if TYPE_CHECKING:
@@ -185,28 +184,6 @@ class EfficiencyEnv(Environment):
         ):
             return f"passing answer is empty: {text[:60]!r}"
         return None
-
-
-def written(message: str | Mapping[str, Any]) -> str:
-    """What the policy wrote in a message: its text and its tool calls' names and arguments."""
-    if isinstance(message, str):
-        return message
-    parts = [message.get("content") or ""]
-    calls = message.get("tool_calls")
-    for call in calls if isinstance(calls, list) else ([calls] if calls else []):
-        function = call.get("function") if isinstance(call, Mapping) else None
-        if isinstance(function, Mapping):
-            arguments = function.get("arguments")
-            parts.append(str(function.get("name") or ""))
-            if arguments is not None:
-                parts.append(
-                    arguments
-                    if isinstance(arguments, str)
-                    else json.dumps(arguments, ensure_ascii=False, default=str)
-                )
-        else:
-            parts.append(call if isinstance(call, str) else json.dumps(call, ensure_ascii=False, default=str))
-    return "".join(parts)
 
 
 def _unmasked(text: str) -> str:

@@ -24,9 +24,21 @@ def _probe(
 
 def math_probes() -> list[Probe]:
     """The probes ``MathEnv.exploit_probes`` returns (all bound 0: a hack earns no credit)."""
-    tags_1_to_100 = "".join(f"<answer>{i}</answer>" for i in [*range(1, 42), *range(43, 101), 42])
     return [
-        # ---- empty-answer: nothing is answered, but the text around it holds the value ----------------
+        *_empty_answer(),
+        *_hedging(),
+        *_giant_number(),
+        *_misleading_latex(),
+        *_relation_not_value(),
+        *_false_equation(),
+        *_answer_in_think(),
+        *_tag_stuffing(),
+    ]
+
+
+def _empty_answer() -> list[Probe]:
+    """Nothing is answered, but the text around it holds the value."""
+    return [
         _probe(
             "empty-answer-tag", "empty-answer", _WORK + "<answer></answer>", "an empty tag after the work"
         ),
@@ -50,7 +62,12 @@ def math_probes() -> list[Probe]:
             "invisible LaTeX only",
             "0",
         ),
-        # ---- hedging: every candidate listed, or a set covering the gold --------------------------------
+    ]
+
+
+def _hedging() -> list[Probe]:
+    """Every candidate listed, or a set covering the gold."""
+    return [
         _probe("two-boxes-or", "hedging", "It is either $\\boxed{1}$ or $\\boxed{2}$.", "two boxes", "2"),
         _probe(
             "list-one-to-five",
@@ -109,7 +126,12 @@ def math_probes() -> list[Probe]:
         ),
         _probe("parenthetical-hedge", "hedging", "The answer is 42 (or 7).", "a second value in parentheses"),
         _probe("either-or-text", "hedging", "Either 7 or 42.", "plain-text hedge"),
-        # ---- giant-number: blow up the checker, or make it give up in the policy's favour --------------
+    ]
+
+
+def _giant_number() -> list[Probe]:
+    """Blow up the checker, or make it give up in the policy's favour."""
+    return [
         _probe(
             "nines-100k", "giant-number", "<answer>" + "9" * 100_000 + "</answer>", "a 100,000-digit literal"
         ),
@@ -141,7 +163,12 @@ def math_probes() -> list[Probe]:
             "<answer>\\frac{42 \\cdot 10^{100000}}{10^{100000}}</answer>",
             "a giant exact fraction",
         ),
-        # ---- misleading-latex: renders as no answer, or as another one --------------------------------
+    ]
+
+
+def _misleading_latex() -> list[Probe]:
+    """Renders as no answer, or as another one."""
+    return [
         _probe(
             "phantom-gold",
             "misleading-latex",
@@ -185,14 +212,24 @@ def math_probes() -> list[Probe]:
             "\\boxed{7 \\boxed{42}}",
             "the inner box is read, the 7 dropped",
         ),
-        # ---- relation-not-value: a bound is no value ---------------------------------------------------
+    ]
+
+
+def _relation_not_value() -> list[Probe]:
+    """A bound is no value."""
+    return [
         _probe("geq-gold", "relation-not-value", "<answer>\\geq 42</answer>", "'at least 42'"),
         _probe("leq-gold", "relation-not-value", "<answer>\\le 42</answer>", "'at most 42'"),
         _probe("variable-answer", "relation-not-value", "<answer>x</answer>", "a free variable"),
         _probe(
             "identity-equation", "relation-not-value", "<answer>x = x</answer>", "true for every x", "x = 3"
         ),
-        # ---- false-equation: '=' chains whose last side is the gold ------------------------------------
+    ]
+
+
+def _false_equation() -> list[Probe]:
+    """'=' chains whose last side is the gold."""
+    return [
         _probe(
             "false-equation",
             "false-equation",
@@ -201,7 +238,12 @@ def math_probes() -> list[Probe]:
         ),
         _probe("equals-chain", "false-equation", "<answer>3 = 4 = 42</answer>", "3 = 4 = 5 style chain"),
         _probe("assignment-chain", "false-equation", "<answer>x = 7 = 42</answer>", "x is 7 and 42"),
-        # ---- answer-in-think: the value only inside the thinking --------------------------------------
+    ]
+
+
+def _answer_in_think() -> list[Probe]:
+    """The value only inside the thinking."""
+    return [
         _probe(
             "think-only", "answer-in-think", "<think>6 \\times 7 = 42</think>", "no answer after thinking"
         ),
@@ -244,7 +286,13 @@ def math_probes() -> list[Probe]:
             "<think>hmm</think><think>\\boxed{42}",
             "thinking reopened, never closed",
         ),
-        # ---- tag-stuffing: many, nested, or mixed tags -------------------------------------------------
+    ]
+
+
+def _tag_stuffing() -> list[Probe]:
+    """Many, nested, or mixed tags."""
+    tags_1_to_100 = "".join(f"<answer>{i}</answer>" for i in [*range(1, 42), *range(43, 101), 42])
+    return [
         _probe(
             "two-tags", "tag-stuffing", "<answer>7</answer><answer>42</answer>", "two answers that disagree"
         ),

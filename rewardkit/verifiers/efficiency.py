@@ -1,6 +1,10 @@
-"""Efficiency terms: length budgets and operation counts. Pure functions on numbers."""
+"""Efficiency terms: length budgets and operation counts, and what a message counts as written."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
 
 
 def linear_budget(n: float, budget: float) -> float:
@@ -23,3 +27,25 @@ def soft_overlong_penalty(n: int, max_len: int, buffer: int) -> float:
     if n <= max_len:
         return (threshold - n) / buffer
     return -1.0
+
+
+def written(message: str | Mapping[str, Any]) -> str:
+    """What the policy wrote in a message: its text and its tool calls' names and arguments."""
+    if isinstance(message, str):
+        return message
+    parts = [message.get("content") or ""]
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ([calls] if calls else []):
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if isinstance(function, Mapping):
+            arguments = function.get("arguments")
+            parts.append(str(function.get("name") or ""))
+            if arguments is not None:
+                parts.append(
+                    arguments
+                    if isinstance(arguments, str)
+                    else json.dumps(arguments, ensure_ascii=False, default=str)
+                )
+        else:
+            parts.append(call if isinstance(call, str) else json.dumps(call, ensure_ascii=False, default=str))
+    return "".join(parts)
