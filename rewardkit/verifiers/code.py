@@ -85,8 +85,8 @@ HARNESS_COMPARE = "__rewardkit_compare__"
 HARNESS = r'''"""rewardkit test harness: runs a solution, then its tests, and prints a done-marker if they pass.
 
 The solution, the tests and the marker arrive on stdin as one JSON object; nothing secret is in this
-file. The marker goes into a pipe before the solution runs, so no frame, object or file holds it while
-the program runs. The tests run in their own namespace (a copy of the solution's globals over a copy
+file. The marker is kept only in an audit hook that refuses frames, gc, ctypes and /proc to the program
+(see _rk_guard). The tests run in their own namespace (a copy of the solution's globals over a copy
 of the builtins taken before the solution ran), with every comparison rewritten to a strict one.
 """
 
@@ -101,11 +101,116 @@ def _rk_read_payload(os, json):
     return json.loads(b"".join(chunks).decode("utf-8", "surrogatepass"))
 
 
-def _rk_hide_marker(os, payload):
-    read_end, write_end = os.pipe()
-    os.write(write_end, payload.pop("marker").encode())
-    os.close(write_end)
-    return read_end
+def _rk_trusted_readers(traceback, unittest_result):
+    """Code that may read a traceback's frames: each maps to the code that must be consuming it.
+
+    They turn frames into text (or clear them) and never hand a frame on: the traceback module's
+    extraction (what print_exc, format_exc and TracebackException use), clear_frames, and the private
+    unittest's own traceback check. walk_tb yields frames, so it is trusted only under that extraction.
+    """
+    summary = traceback.StackSummary
+    readers = {traceback.clear_frames.__code__: ()}
+    extract = summary.extract.__func__.__code__
+    gen = [c for c in extract.co_consts if getattr(c, "co_name", "") == "extended_frame_gen"]
+    if hasattr(summary, "_extract_from_extended_frame_gen"):  # Python 3.11 and later
+        core = summary._extract_from_extended_frame_gen.__func__.__code__
+        readers[core] = ()
+        if gen:
+            readers[traceback.walk_tb.__code__] = (gen[0], core)
+        if hasattr(traceback, "_walk_tb_with_full_positions"):
+            readers[traceback._walk_tb_with_full_positions.__code__] = (core,)
+    else:
+        readers[extract] = ()
+        readers[traceback.walk_tb.__code__] = (extract,)
+    if unittest_result is not None and hasattr(unittest_result.TestResult, "_is_relevant_tb_level"):
+        readers[unittest_result.TestResult._is_relevant_tb_level.__code__] = ()
+    return readers
+
+
+def _rk_guard(sys, os, get_ident, marker, readers):
+    """The audit hook that keeps the program under test out of frames, memory and file descriptors.
+
+    Added (for good: hooks cannot be removed) just before the solution runs, it refuses, with an
+    exception, every way to a frame object or to arbitrary objects and memory, and holds the marker,
+    which it writes only when the harness's own frame announces the verdict ("rewardkit.verdict").
+    Nothing but the interpreter refers to the hook, so its closure is out of the program's reach.
+    """
+    getframe, realpath, fspath, fsdecode = sys._getframe, os.path.realpath, os.fspath, os.fsdecode
+    write, exit_now = os.write, os._exit
+    _str, _bytes, _int, _getattr, _isinstance = str, bytes, int, getattr, isinstance
+    owner = getframe(1)  # the harness's frame: only it may announce the verdict
+    inside = set()
+    banned = frozenset((
+        "sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.settrace",
+        "sys.setprofile", "sys.addaudithook", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+        "function.__new__",
+    ))
+    frame_attrs = frozenset(("tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_code"))
+    code_attrs = frozenset(("__code__", "gi_code", "cr_code", "ag_code"))
+    path_events = frozenset(("open", "os.listdir", "os.scandir", "os.chdir"))
+
+    class IntrospectionRefused(RuntimeError, ValueError):
+        """ValueError too: the standard library's frame lookups (namedtuple, enum, logging) fall back."""
+
+        __module__, __qualname__ = "rewardkit", "IntrospectionRefused"
+
+    def refuse(what):
+        raise IntrospectionRefused(
+            what + " is refused: programs under test cannot reach frames, the interpreter's objects or "
+            "memory, or their own file descriptors (rewardkit test harness)"
+        )
+
+    def trusted(frame):
+        consumers = readers.get(frame.f_code)
+        if consumers is None:
+            return False
+        for code in consumers:
+            frame = frame.f_back
+            if frame is None or frame.f_code is not code:
+                return False
+        return True
+
+    def blocked_path(path):
+        if path is None or _isinstance(path, _int):
+            return False  # the work dir, or a descriptor the program already holds
+        if not _isinstance(path, (_str, _bytes)):
+            return True  # a path object could name another file on its second __fspath__ call
+        target = realpath(fsdecode(_str.__str__(path) if _isinstance(path, _str) else _bytes(path)))
+        return target == "/proc" or target.startswith(("/proc/", "/dev/fd"))
+
+    def check(event, args):
+        if event == "rewardkit.verdict":
+            if getframe(2) is not owner:  # 0 check, 1 hook, 2 whoever called sys.audit
+                refuse("announcing the verdict")
+            write(1, b"\n" + marker + b"\n")
+            exit_now(0)
+        if event in banned or event.startswith("ctypes."):
+            refuse(event)
+        if event == "object.__getattr__" or event == "object.__setattr__":
+            obj, name = args[0], args[1]
+            if name in frame_attrs and not (event == "object.__getattr__" and trusted(getframe(2))):
+                refuse("reading ." + name)
+            if name in code_attrs:
+                if event == "object.__setattr__":
+                    refuse("replacing ." + name)
+                if _getattr(_getattr(obj, name, None), "co_filename", None) == "<tests>":
+                    refuse("reading the tests' code")
+        elif event == "import" and (args[0] in ("ctypes", "_ctypes") or _str(args[0]).startswith("ctypes.")):
+            refuse("importing ctypes")
+        elif event in path_events and args and blocked_path(args[0]):
+            refuse(event + " of " + repr(args[0]))
+
+    def hook(event, args):
+        ident = get_ident()
+        if ident in inside:
+            return  # the hook's own frame and attribute reads
+        inside.add(ident)
+        try:
+            check(event, args)
+        finally:
+            inside.discard(ident)
+
+    return hook
 
 
 def _rk_main():
@@ -125,22 +230,20 @@ def _rk_main():
     _int, _float, _str, _bytes, _bytearray, _complex = int, float, str, bytes, bytearray, complex
     _list, _dict, _set, _frozenset, _range = list, dict, set, frozenset, range
     _assertion, _base_exception, _system_exit = AssertionError, BaseException, SystemExit
-    write, exit_now, read = os.write, os._exit, os.read
+    exit_now = os._exit
     stdout, stderr = sys.stdout, sys.stderr
-    gettrace, getprofile = sys.gettrace, sys.getprofile
-    print_exception = traceback.print_exception
+    gettrace, getprofile, audit, excepthook = sys.gettrace, sys.getprofile, sys.audit, sys.__excepthook__
 
     def fail(why, exc=None):
         try:
-            if exc is not None:
-                print_exception(_type(exc), exc, exc.__traceback__)
+            if exc is not None:  # printed in C: no frame has to be read from Python
+                excepthook(_type(exc), exc, exc.__traceback__)
             stderr.write("rewardkit: " + why + "\n")
             stderr.flush()
         finally:
             exit_now(1)
 
     payload = _rk_read_payload(os, json)
-    marker_fd = _rk_hide_marker(os, payload)
     tests_tree = ast.parse(payload.pop("tests"), "<tests>")
 
     # ---- strict comparison: plain values compared by their builtin contents -----------------------
@@ -317,6 +420,13 @@ def _rk_main():
                 return module
         return real_import(name, globals, locals, fromlist, level)
 
+    # ---- the guard: no frames, gc, ctypes or /proc from here on --------------------------------------
+    for name in [k for k in sys.modules if k in ("ctypes", "_ctypes") or k.startswith("ctypes.")]:
+        del sys.modules[name]
+    readers = _rk_trusted_readers(traceback, private.get("unittest.result"))
+    sys.addaudithook(_rk_guard(sys, os, threading.get_ident, payload.pop("marker").encode(), readers))
+    del readers
+
     # ---- the solution, in its own module -----------------------------------------------------------
     path = __file__
     solution = payload.pop("solution")
@@ -345,8 +455,10 @@ def _rk_main():
     tests.__dict__.update(__builtins__=tests_builtins, __name__="__main__", __file__=path)
     tests.__dict__[HELPER] = compare
     sys.modules["__main__"] = tests
+    box = [tests_code]  # no local of this frame holds the tests' code while they run
+    del tests_code
     try:
-        exec(tests_code, tests.__dict__)
+        exec(box.pop(), tests.__dict__)
     except _system_exit:
         fail("the program exited before the tests finished")
     except _base_exception as exc:
@@ -362,9 +474,8 @@ def _rk_main():
         stdout.flush()
     except _base_exception:
         fail("could not flush the program's output")
-    marker = read(marker_fd, 4096)
-    write(1, b"\n" + marker + b"\n")
-    exit_now(0)
+    audit("rewardkit.verdict")  # the guard writes the marker and exits 0
+    fail("the guard did not write the marker")
 
 
 HELPER = "@HELPER@"
@@ -394,7 +505,8 @@ def solution_red_flags(solution: str, test_code: object = None, entry_point: obj
 
     Flags a solution that does not define a function the tests call (``square(`` in the tests, no
     ``def square`` / ``square =`` / import of it in the solution), defines ``__eq__`` (or ``__ne__``),
-    reads ``__file__`` or ``/proc``, imports ``inspect``, ``gc`` or ``ctypes``, or touches frames.
+    reads ``__file__`` or ``/proc``, imports ``inspect``, ``gc`` or ``ctypes``, or touches frames or
+    closure cells.
     """
     try:
         tree = ast.parse(solution)
@@ -432,6 +544,8 @@ def solution_red_flags(solution: str, test_code: object = None, entry_point: obj
             "f_locals",
         ):
             reasons.append(f"touches frames ({node.attr})")
+        elif isinstance(node, ast.Attribute) and node.attr in ("__closure__", "cell_contents"):
+            reasons.append(f"reaches into closures ({node.attr})")
     unique = list(dict.fromkeys(reasons))
     return "; ".join(unique) if unique else None
 

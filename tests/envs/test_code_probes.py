@@ -62,6 +62,18 @@ FIXED = {  # each of these scored 1.0 before the harness (issue 19), with the ho
     "expected-values-from-file": "square",
     "frame-walk-marker": "square",
     "gc-scan-marker": "square",
+    # closed by the harness's audit hook (rewardkit.verifiers.code._rk_guard)
+    "caller-consts-lookup": "reverse",
+    "inspect-stack-consts": "reverse",
+    "traceback-frame-consts": "reverse",
+    "generator-frame-consts": "reverse",
+    "gc-scan-consts": "reverse",
+    "ctypes-frame-consts": "reverse",
+    "signal-frame-consts": "reverse",
+    "audit-hook-spy": "reverse",
+    "test-function-code-consts": "reverse",
+    "proc-fd-marker": "square",
+    "fd-guess-marker": "square",
 }
 
 
@@ -138,10 +150,102 @@ def test_every_probe_within_bound(env):
 
 
 def test_known_open_probe_is_flagged(env):
-    """Frame walking into the tests' constants is not defeated in-process; suspicious() catches it."""
+    """Rebinding the comparison helper's closure cells is not defeated in-process; suspicious() catches it."""
     (known,) = known_open_probes()
     score = env.score_batch([dict(known.sample)])[0]
-    assert "touches frames" in env.suspicious(known.sample, score)
+    assert "reaches into closures" in env.suspicious(known.sample, score)
+    assert env.exploit_signals([known.sample["completion"]])["introspection"] == 1.0
+
+
+HONEST_STDLIB = """\
+import bisect, collections, copy, dataclasses, enum, functools, heapq, io, itertools, json, logging
+import math, re, sys, traceback, typing
+sys.setrecursionlimit(5000)
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+    y: int = 0
+
+class Color(enum.Enum):
+    RED = 1
+
+Shade = enum.Enum("Shade", "LIGHT DARK")
+Pair = collections.namedtuple("Pair", "a b")
+
+class Typed(typing.NamedTuple):
+    a: int
+
+@functools.lru_cache(maxsize=None)
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+def depth(n):
+    return 0 if n == 0 else 1 + depth(n - 1)
+
+def gen(n):
+    yield from range(n)
+
+def safe_div(a, b):
+    try:
+        return a // b
+    except ZeroDivisionError:
+        buf = io.StringIO()
+        traceback.print_exc(file=buf)
+        assert "ZeroDivisionError" in buf.getvalue() and "ZeroDivisionError" in traceback.format_exc()
+        logging.getLogger("solution").warning("division by zero")
+        return None
+
+def everything():
+    h = [5, 1, 3]
+    heapq.heapify(h)
+    print("working")
+    return [fib(30), depth(3000), list(gen(3)), sum(x * x for x in range(4)), safe_div(1, 0),
+            heapq.heappop(h), bisect.bisect_left([1, 2, 4], 3), math.gcd(12, 18), re.sub(r"\\d", "#", "a1b2"),
+            json.loads(json.dumps({"a": [1, 2]})), copy.deepcopy([[1], {2: 3}]),
+            list(itertools.accumulate([1, 2, 3])), Point(1, 2).x, repr(Point(1)), Color.RED.value,
+            Shade.DARK.value, Pair(1, 2).b, Typed(4).a, collections.Counter("aab")["a"]]
+"""
+EXPECTED_STDLIB = (
+    '[832040, 3000, [0, 1, 2], 14, None, 1, 2, 6, "a#b#", {"a": [1, 2]}, [[1], {2: 3}], [1, 3, 6], 1, '
+    '"Point(x=1, y=0)", 1, 2, 2, 4, 2]'
+)
+
+
+def test_honest_code_passes_under_the_audit_hook(env):
+    """Recursion, generators, raised and caught exceptions (with traceback.print_exc), dataclasses, enum,
+    namedtuple, logging and the usual stdlib modules are not refused; nor is unittest's own traceback
+    handling (assertRaises, expectedFailure, subTest)."""
+    asserts = f"assert everything() == {EXPECTED_STDLIB}\nassert list(map(lambda v: v + 1, [1])) == [2]\n"
+    assert env.score(fenced(HONEST_STDLIB), info={"test_code": asserts}).reward == 1.0
+    suite = (
+        "import unittest\n"
+        "class T(unittest.TestCase):\n"
+        "    def test_ok(self):\n"
+        "        self.assertEqual(everything()[0], 832040)\n"
+        "    def test_raises(self):\n"
+        "        with self.assertRaises(ZeroDivisionError):\n"
+        "            1 // 0\n"
+        "    @unittest.expectedFailure\n"
+        "    def test_xfail(self):\n"
+        "        self.assertEqual(1, 2)\n"
+        "    def test_sub(self):\n"
+        "        for i in range(2):\n"
+        "            with self.subTest(i=i):\n"
+        "                self.assertEqual(fib(i), i)\n"
+        "unittest.main(exit=False)\n"
+    )
+    assert env.score(fenced(HONEST_STDLIB), info={"test_code": suite}).reward == 1.0
+
+
+def test_refused_introspection_fails_with_a_reason(env):
+    """A refused route raises in the program (so the test fails) and says why; a wrong answer's
+    traceback is still printed by the harness."""
+    score = env.score_batch([dict(probe("caller-consts-lookup").sample)])[0]
+    stderr = score.info["results"][0]["stderr"]
+    assert score.reward == 0.0 and "IntrospectionRefused" in stderr and "rewardkit: a test failed" in stderr
+    wrong = env.score(fenced("def square(x):\n    return x + 1\n"), info=SQUARE)
+    assert "AssertionError" in wrong.info["results"][0]["stderr"]
 
 
 def test_exploit_signals(env):
