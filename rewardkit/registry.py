@@ -45,6 +45,15 @@ BUILTIN_ENVS: dict[str, str] = {
     "reward_model": "rewardkit.envs.reward_model:RewardModelEnv",
 }
 
+ENV_FAMILIES: dict[str, str] = {
+    "reasoning_gym": "rewardkit.envs.adapters.reasoning_gym:load",
+    "verifiers": "rewardkit.envs.adapters.verifiers:load",
+    "openenv": "rewardkit.envs.adapters.openenv:load",
+}
+"""Environment families, named ``PREFIX:ARG`` (``reasoning_gym:leg_counting``): prefix -> "module:factory",
+where ``factory(arg, **config)`` builds the environment. A family prefix wins over a module of that name
+in ``module:attr`` names."""
+
 
 @dataclass(frozen=True)
 class EnvSpec:
@@ -94,6 +103,9 @@ def load_env(name: str, **config: Any) -> Environment:
     Raises ``KeyError`` for an unknown name (the message lists the known names and how to register
     one) and ``ValueError``/``TypeError`` for bad configuration.
     """
+    family, sep, arg = name.partition(":")
+    if sep and family in ENV_FAMILIES:
+        return _family_env(name, family, arg, config)
     spec = _user_spec(name) if ":" in name else env_specs().get(name)
     if spec is None:
         known = ", ".join(list_envs()) or "(none)"
@@ -109,6 +121,22 @@ def load_env(name: str, **config: Any) -> Environment:
     except (ImportError, AttributeError) as exc:  # say which plugin is broken, not just which module
         raise ImportError(f"environment {name!r} from {spec.source} cannot be imported: {exc}") from exc
     return _build(name, spec, factory, config)
+
+
+def _family_env(name: str, family: str, arg: str, config: dict[str, Any]) -> Environment:
+    """``PREFIX:ARG`` of a family in ``ENV_FAMILIES``: its factory called with ``ARG`` and the config."""
+    if not arg:
+        raise KeyError(
+            f"environment {name!r}: the {family} family needs a name after the colon ({family}:NAME)"
+        )
+    try:
+        factory = import_object(ENV_FAMILIES[family], what="environment family")
+    except (ImportError, AttributeError) as exc:
+        raise ImportError(f"environment {name!r}: the {family} adapter cannot be imported: {exc}") from exc
+    env = factory(arg, **config)
+    if not isinstance(env, Environment):
+        raise TypeError(f"the {family} adapter built a {type(env).__name__} for {name!r}, not an Environment")
+    return env
 
 
 # ---- @reward_env ----------------------------------------------------------------------------------

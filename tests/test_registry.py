@@ -431,3 +431,38 @@ def test_plugin_docs_examples_run(tmp_path):
     assert expected and all(line in printed for line in expected), (expected, printed)
     assert "broken fails check_env" in done.stdout and "bad config:" in done.stdout
     assert all(printed.count(line) == 1 for line in expected), "the script ran more than once"
+
+
+# ---- families: PREFIX:ARG ------------------------------------------------------------------------------
+def make_family_env(arg, **config):
+    return FamilyEnv(arg=arg, **config)
+
+
+class FamilyEnv(rewardkit.Environment):
+    name = "family"
+
+    def __init__(self, arg, **config):
+        super().__init__(executor="inline", **config)
+        self.arg = arg
+
+    def verify(self, completion, *, answer, prompt, info):
+        return float(completion == self.arg)
+
+
+def test_a_family_name_calls_its_factory_with_the_part_after_the_colon(monkeypatch):
+    from rewardkit import registry
+
+    monkeypatch.setitem(registry.ENV_FAMILIES, "fam", f"{__name__}:make_family_env")
+    env = rewardkit.load_env("fam:hello", timeout_s=3.0)
+    assert isinstance(env, FamilyEnv) and env.arg == "hello" and env.scoring.timeout_s == 3.0
+    assert env.score("hello").reward == 1.0
+    with pytest.raises(KeyError, match="needs a name after the colon"):
+        rewardkit.load_env("fam:")
+
+
+def test_a_family_whose_adapter_is_missing_says_which(monkeypatch):
+    from rewardkit import registry
+
+    monkeypatch.setitem(registry.ENV_FAMILIES, "gone", "rewardkit_no_such_module:load")
+    with pytest.raises(ImportError, match="the gone adapter cannot be imported"):
+        rewardkit.load_env("gone:x")
