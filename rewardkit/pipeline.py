@@ -151,19 +151,22 @@ def _advance(current: dict[str, Any], stage: Stage, outputs: Mapping[str, Any]) 
 
 def run_stage(pipe: Pipeline, stage: Stage, current: Mapping[str, Any]) -> dict[str, Any]:
     out = pipe.output_dir / stage.name
-    config = {k: _ref(pipe, v) for k, v in dict(stage.spec.get("config") or {}).items()}
+    config = {k: _ref(pipe, v, k) for k, v in dict(stage.spec.get("config") or {}).items()}
     runner = _RUNNERS[stage.kind]
     return runner(pipe, stage, config, current, out)
 
 
-def _ref(pipe: Pipeline, value: Any) -> Any:
-    """``"@NAME"`` -> stage NAME's output (its model, else its dataset, else its run)."""
+def _ref(pipe: Pipeline, value: Any, key: str = "") -> Any:
+    """``"@NAME"`` -> stage NAME's output: under ``model`` or ``data``, that output of the stage when it has
+    one (a ``call`` stage can make both); else its model, else its dataset, else its run."""
     if not (isinstance(value, str) and value.startswith("@")):
         return value
     done = pipe.state["stages"].get(value[1:])
     if done is None:
         raise ConfigError(f"{value}: no finished stage named {value[1:]!r} before this one")
     outputs = done["outputs"]
+    if key in ("model", "data") and outputs.get(key):
+        return outputs[key]
     return outputs.get("model") or outputs.get("data") or outputs.get("run")
 
 

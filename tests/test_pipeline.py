@@ -207,3 +207,18 @@ def test_the_example_pipelines_run_end_to_end(tmp_path, name):
     assert list(state["stages"]) == [s.name for s in pipe.stages]
     makers = [s.name for s in pipe.stages if s.kind in ("call", "sft", "train")]
     assert [m["stage"] for m in state["measures"]] == makers  # a row after every model
+
+
+def test_a_reference_under_data_is_the_stages_data_even_when_it_also_made_a_model():
+    """``data: "@start"`` of a call stage that returns both a model and a dataset: the dataset (it used to
+    resolve to the model's directory, so a second SFT from the start stage could not be written)."""
+    from types import SimpleNamespace
+
+    from rewardkit.pipeline import _ref
+
+    pipe = SimpleNamespace(state={"stages": {"start": {"outputs": {"model": "m/", "data": "d.jsonl"}}}})
+    assert _ref(pipe, "@start", "data") == "d.jsonl"
+    assert _ref(pipe, "@start", "model") == "m/"
+    assert _ref(pipe, "@start", "teacher") == "m/"
+    with pytest.raises(ConfigError, match="no finished stage named 'nope'"):
+        _ref(pipe, "@nope", "data")
