@@ -81,24 +81,382 @@ def python_syntax_error(source: str) -> str | None:
 # ---- the assert-test harness (runs inside the sandbox) --------------------------------------------
 HARNESS_COMPARE = "__rewardkit_compare__"
 """The name the rewritten tests call every comparison through (bound in the tests' own namespace)."""
+HARNESS_EMIT = "__rewardkit_emit__"
+"""The name the split tests send a literal comparison's computed side through, to the judge."""
+HARNESS_EMIT_ID = "__rewardkit_emit_id__"
+"""The same for ``is None`` / ``is True`` / ``is False`` checks (only which singleton the value is)."""
 
-HARNESS = r'''"""rewardkit test harness: runs a solution, then its tests, and prints a done-marker if they pass.
+HARNESS = r'''"""rewardkit test harness: runs a solution and its tests, and prints a done-marker if they pass.
 
 The solution, the tests and the marker arrive on stdin as one JSON object; nothing secret is in this
-file. The marker is kept only in an audit hook that refuses frames, gc, ctypes and /proc to the program
-(see _rk_guard). The tests run in their own namespace (a copy of the solution's globals over a copy
-of the builtins taken before the solution ran), with every comparison rewritten to a strict one.
+file. The harness forks before it reads them. The parent (the judge) reads stdin, splits the tests
+(_rk_split): every comparison of a test's result with a literal becomes an emission of the result
+alone, its expected literal kept by the judge; the rest stays in the tests, rewritten to a strict
+comparison. The child (the program) gets only the solution and those split tests, runs them under an
+audit hook that refuses frames, gc, ctypes and /proc (_rk_guard), and sends each emitted value to the
+judge over a pipe. The judge compares, and writes the marker only when every split comparison was
+emitted and held and the child said, with a token only its audit hook holds, that the tests finished.
 """
 
 
-def _rk_read_payload(os, json):
+def _rk_read_fd(os, fd):
     chunks = []
     while True:
-        chunk = os.read(0, 1 << 16)
+        chunk = os.read(fd, 1 << 16)
         if not chunk:
-            break
+            return b"".join(chunks)
         chunks.append(chunk)
-    return json.loads(b"".join(chunks).decode("utf-8", "surrogatepass"))
+
+
+def _rk_write_fd(os, fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# ---- splitting the tests (in the judge): literal comparisons leave the program -------------------------
+_RK_UNITTEST = {  # method: (operator, required type of both sides, number of compared operands)
+    "assertEqual": ("==", None, 2), "assertEquals": ("==", None, 2), "assertNotEqual": ("!=", None, 2),
+    "assertIn": ("in", None, 2), "assertNotIn": ("not in", None, 2), "assertLess": ("<", None, 2),
+    "assertLessEqual": ("<=", None, 2), "assertGreater": (">", None, 2),
+    "assertGreaterEqual": (">=", None, 2), "assertListEqual": ("==", "list", 2),
+    "assertTupleEqual": ("==", "tuple", 2), "assertDictEqual": ("==", "dict", 2),
+    "assertSetEqual": ("==", "set", 2), "assertIs": ("is", None, 2), "assertIsNot": ("is not", None, 2),
+    "assertIsNone": ("is", None, 1), "assertIsNotNone": ("is not", None, 1),
+}
+_RK_OPS = {"Eq": "==", "NotEq": "!=", "Lt": "<", "LtE": "<=", "Gt": ">", "GtE": ">=", "In": "in",
+           "NotIn": "not in", "Is": "is", "IsNot": "is not"}
+_RK_HOLE = object()
+"""Where the program's emitted value goes among a check's operands."""
+
+
+class _RkSplit:
+    """Splits a parsed test module: ``tree`` is rewritten in place for the program, ``checks`` keeps,
+    per emission index, what the judge compares the emitted value with.
+
+    A comparison leaves the program only where the tests, run to the end, surely reach it: an
+    ``assert`` (each operand of a top-level ``and``) or a unittest ``assert*`` call statement, on the
+    straight-line path of the module, of a class body, of a function the tests call (or a ``test*``
+    method when they run unittest), of a ``for`` over a non-empty literal or ``range`` and of a
+    ``with self.subTest(...)``. A statement that may return, break, continue or raise ends the
+    straight line of its block. Exactly one operand may be computed; the others must be literals.
+    """
+
+    def __init__(self, ast, tree):
+        self.ast, self.checks = ast, []
+        self.called = {n.func.id if isinstance(n.func, ast.Name) else n.func.attr
+                       for n in ast.walk(tree) if isinstance(n, ast.Call)
+                       and isinstance(n.func, (ast.Name, ast.Attribute))}
+        self.runs_unittest = bool(self.called & {"main", "run", "TextTestRunner"})
+        tree.body = self.block(tree.body, in_class=False)
+
+    def literal(self, node):
+        try:
+            return True, self.ast.literal_eval(node)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return False, None
+
+    def block(self, stmts, in_class):
+        out, live = [], True
+        for stmt in stmts:
+            out.extend(self.stmt(stmt, in_class) if live else [stmt])
+            live = live and not self.diverts(stmt)
+        return out
+
+    def diverts(self, stmt):
+        ast = self.ast
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return False
+        todo = [(stmt, False)]
+        while todo:
+            node, guarded = todo.pop()
+            if isinstance(node, (ast.Return, ast.Break, ast.Continue)):
+                return True
+            if isinstance(node, ast.Raise) and not guarded:
+                return True
+            if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
+                name = node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+                if name in ("skipTest", "skip", "fail", "exit", "_exit"):
+                    return True
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                continue
+            inner = guarded or isinstance(node, (ast.Try, ast.With))
+            todo.extend((child, inner) for child in ast.iter_child_nodes(node))
+        return False
+
+    def skipped(self, node):
+        for deco in node.decorator_list:
+            for sub in self.ast.walk(deco):
+                name = getattr(sub, "id", None) or getattr(sub, "attr", None) or ""
+                if name.startswith("skip") or name == "expectedFailure":
+                    return True
+        return False
+
+    def stmt(self, stmt, in_class):
+        ast = self.ast
+        if isinstance(stmt, ast.Assert):
+            return self.split_assert(stmt)
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+            return [self.unittest_call(stmt)]
+        if isinstance(stmt, ast.FunctionDef) and not self.skipped(stmt):
+            generator = any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in ast.walk(stmt))
+            runs = stmt.name in self.called or (in_class and stmt.name.startswith("test")
+                                                and self.runs_unittest)
+            if runs and not generator:
+                stmt.body = self.block(stmt.body, in_class=False)
+        elif isinstance(stmt, ast.ClassDef) and not self.skipped(stmt):
+            stmt.body = self.block(stmt.body, in_class=True)
+        elif isinstance(stmt, ast.For) and self.nonempty(stmt.iter):
+            stmt.body = self.block(stmt.body, in_class=False)
+        elif isinstance(stmt, ast.With) and all(
+            isinstance(item.context_expr, ast.Call) and isinstance(item.context_expr.func, ast.Attribute)
+            and item.context_expr.func.attr == "subTest" for item in stmt.items
+        ):
+            stmt.body = self.block(stmt.body, in_class=False)
+        return [stmt]
+
+    def nonempty(self, node):
+        ok, value = self.literal(node)
+        if ok:
+            return isinstance(value, (list, tuple, set, dict, str, bytes)) and len(value) > 0
+        ast = self.ast
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range":
+            args = [self.literal(a) for a in node.args]
+            if not node.keywords and 1 <= len(args) <= 3 and all(ok and type(v) is int for ok, v in args):
+                try:
+                    return len(range(*[v for _, v in args])) > 0
+                except (ValueError, OverflowError):
+                    return False
+        return False
+
+    def split_assert(self, stmt):
+        ast = self.ast
+        test = stmt.test
+        parts = test.values if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) else [test]
+        out = []
+        for part in parts:
+            emitted = self.compare(part, stmt) if isinstance(part, ast.Compare) else None
+            if emitted is None:
+                emitted = ast.Assert(part, stmt.msg)
+            out.append(ast.copy_location(emitted, stmt))
+        return out
+
+    def compare(self, node, stmt):
+        ops = [_RK_OPS.get(type(op).__name__) for op in node.ops]
+        operands = [node.left, *node.comparators]
+        return self.emission(ops, operands, None, stmt.lineno, stmt.msg)
+
+    def unittest_call(self, stmt):
+        ast = self.ast
+        call = stmt.value
+        spec = _RK_UNITTEST.get(call.func.attr) if isinstance(call.func, ast.Attribute) else None
+        if spec is None or any(k.arg != "msg" for k in call.keywords):
+            return stmt
+        op, kind, arity = spec
+        if not arity <= len(call.args) <= arity + 1 or any(isinstance(a, ast.Starred) for a in call.args):
+            return stmt
+        operands = list(call.args[:arity]) + ([ast.Constant(None)] if arity == 1 else [])
+        msg = call.args[arity] if len(call.args) > arity else next((k.value for k in call.keywords), None)
+        emitted = self.emission([op], operands, kind, stmt.lineno, msg, via_unittest=True)
+        return stmt if emitted is None else ast.copy_location(emitted, stmt)
+
+    def emission(self, ops, operands, kind, line, msg, via_unittest=False):
+        """The emission statement that replaces a check, or None where it must stay in the program."""
+        ast = self.ast
+        if None in ops:
+            return None
+        values, holes = [], []
+        for i, node in enumerate(operands):
+            ok, value = self.literal(node)
+            values.append(value if ok else _RK_HOLE)
+            if not ok:
+                holes.append(i)
+        if len(holes) != 1:
+            return None
+        identity = any(op in ("is", "is not") for op in ops)
+        if identity and not (all(op in ("is", "is not") for op in ops) and all(
+                v is None or v is True or v is False for v in values if v is not _RK_HOLE)):
+            return None
+        text = None
+        if msg is not None:
+            text = msg.value if isinstance(msg, ast.Constant) else ast.unparse(msg)
+        self.checks.append({"ops": ops, "operands": values, "kind": kind, "identity": identity,
+                            "line": line, "msg": text, "unittest": via_unittest})
+        helper = EMIT_ID if identity else EMIT
+        args = [ast.Constant(len(self.checks) - 1), operands[holes[0]]]
+        return ast.Expr(ast.Call(ast.Name(helper, ast.Load()), args, []))
+
+
+def _rk_strict_tree(ast, tree):
+    """Every comparison left in the tests becomes a call of the strict helper (line numbers kept)."""
+    class Rewrite(ast.NodeTransformer):
+        def visit_Compare(self, node):
+            self.generic_visit(node)
+            ops = ast.Tuple([ast.Constant(_RK_OPS[type(op).__name__]) for op in node.ops], ast.Load())
+            call = ast.Call(ast.Name(HELPER, ast.Load()), [ops, node.left, *node.comparators], [])
+            return ast.copy_location(call, node)
+
+    return ast.fix_missing_locations(Rewrite().visit(tree))
+
+
+# ---- the judge (the parent): expected values and the verdict never enter the program's process -------
+def _rk_decode(value):
+    """An emitted value (tagged JSON, see the program's encode) as a plain Python value; ValueError if malformed."""
+    if type(value) is not list or not value or type(value[0]) is not str:
+        raise ValueError("not a tagged value")
+    tag, args = value[0], value[1:]
+    shapes = {"n": (), "e": (), "o": (), "b": (bool,), "i": (str,), "f": (str,), "c": (str, str),
+              "s": (str,), "y": (str,), "Y": (str,), "r": (str, str, str), "l": (list,), "t": (list,),
+              "d": (list,), "S": (list,), "F": (list,)}
+    if tag not in shapes or tuple(type(a) for a in args) != shapes[tag]:
+        raise ValueError("malformed value")
+    simple = {"n": lambda: None, "e": lambda: ..., "o": object, "b": lambda: args[0],
+              "i": lambda: int(args[0], 16), "f": lambda: float.fromhex(args[0]),
+              "c": lambda: complex(float.fromhex(args[0]), float.fromhex(args[1])),
+              "s": lambda: args[0], "y": lambda: bytes.fromhex(args[0]),
+              "Y": lambda: bytearray.fromhex(args[0]), "r": lambda: range(*[int(a, 16) for a in args])}
+    if tag in simple:
+        return simple[tag]()
+    if tag == "d":
+        pairs = [(_rk_decode(p[0]), _rk_decode(p[1])) for p in args[0] if type(p) is list and len(p) == 2]
+        if len(pairs) != len(args[0]):
+            raise ValueError("malformed dict")
+        return dict(pairs)
+    return {"l": list, "t": tuple, "S": set, "F": frozenset}[tag](_rk_decode(x) for x in args[0])
+
+
+def _rk_holds(check, value):
+    """Whether the check holds with the emitted value in its computed operand's place."""
+    import operator
+
+    how = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+           ">=": operator.ge, "in": lambda a, b: a in b, "not in": lambda a, b: a not in b,
+           "is": operator.is_, "is not": operator.is_not}
+    operands = [value if v is _RK_HOLE else v for v in check["operands"]]
+    kinds = {"list": list, "tuple": tuple, "dict": dict, "set": (set, frozenset), None: object}
+    if not all(isinstance(v, kinds[check["kind"]]) for v in operands):
+        return False
+    for i, op in enumerate(check["ops"]):
+        if not how[op](operands[i], operands[i + 1]):
+            return False
+    return True
+
+
+class _RkJudge:
+    """Reads the program's emissions until end of file: each one must match its check's expected value."""
+
+    def __init__(self, os, pid, checks, token):
+        self.os, self.pid, self.checks, self.token = os, pid, checks, token
+        self.seen, self.done = set(), False
+
+    def fail(self, why):
+        os = self.os
+        try:
+            os.kill(self.pid, 9)
+        except OSError:
+            pass
+        try:
+            _rk_write_fd(os, 2, ("\nrewardkit: " + why + "\n").encode("utf-8", "backslashreplace"))
+        finally:
+            os._exit(1)
+
+    def where(self, index):
+        check = self.checks[index]
+        text = "<tests> line %d" % check["line"]
+        return text + (": " + str(check["msg"]) if check["msg"] is not None else "")
+
+    def line(self, raw):
+        import json
+
+        if self.done:
+            self.fail("the program wrote to the harness after the tests finished")
+        try:
+            message = json.loads(raw.decode("ascii"))
+        except (ValueError, RecursionError, MemoryError):
+            self.fail("the program sent the harness something that is not an emission")
+        if message == ["d", self.token]:
+            self.done = True
+            return
+        ok = type(message) is list and len(message) == 3 and message[0] == "v" and type(message[1]) is int
+        if not ok or not 0 <= message[1] < len(self.checks):
+            self.fail("the program sent the harness something that is not an emission")
+        index, value = message[1], message[2]
+        if type(value) is list and value[:1] == ["x"]:
+            self.fail("a test failed: %s: strict comparison: %s" % (self.where(index), str(value[1:])[:200]))
+        try:
+            got = _rk_decode(value)
+            held = _rk_holds(self.checks[index], got)
+        except (ValueError, TypeError, RecursionError, MemoryError, OverflowError) as exc:
+            self.fail("a test failed: %s (%s: %s)" % (self.where(index), type(exc).__name__, exc))
+        if not held:
+            what = "unittest reported failures" if self.checks[index]["unittest"] else "a test failed"
+            self.fail("AssertionError (checked by the judge): %s (got %.300r)\nrewardkit: %s"
+                      % (self.where(index), got, what))
+        self.seen.add(index)
+
+    def run(self, fd):
+        os, buf = self.os, bytearray()
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            buf += chunk
+            start = 0
+            while True:
+                end = buf.find(b"\n", start)
+                if end < 0:
+                    break
+                self.line(bytes(buf[start:end]))
+                start = end + 1
+            del buf[:start]
+        if buf:
+            self.fail("the program sent the harness a partial emission")
+        _, status = os.waitpid(self.pid, 0)
+        if not self.done:
+            self.fail("the tests did not finish (the program's wait status %d)" % status)
+        if status != 0:
+            self.fail("the program exited with wait status %d after the tests" % status)
+        missing = [self.where(i) for i in range(len(self.checks)) if i not in self.seen]
+        if missing:
+            self.fail("a test never ran: " + missing[0] + (" and %d more" % (len(missing) - 1) if len(missing) > 1 else ""))
+
+
+def _rk_not_dumpable():
+    """The judge's /proc entries become root-owned and it cannot be ptrace-attached (best effort)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except Exception:
+        pass
+
+
+def _rk_judge(os, pid, setup_w, emit_r):
+    import ast
+    import json
+    import marshal
+
+    _rk_not_dumpable()
+    try:
+        payload = json.loads(_rk_read_fd(os, 0).decode("utf-8", "surrogatepass"))
+        tree = ast.parse(payload["tests"], "<tests>")
+        checks = _RkSplit(ast, tree).checks
+        code = compile(_rk_strict_tree(ast, tree), "<tests>", "exec")
+        token = os.urandom(16).hex()
+        setup = marshal.dumps((payload["solution"], code, bool(payload["unittest"]), token))
+        marker = payload["marker"].encode()
+    except BaseException as exc:  # the host sends a valid payload: anything else is a harness failure
+        _RkJudge(os, pid, [], "").fail("could not prepare the tests: %s: %s" % (type(exc).__name__, exc))
+    del payload, tree, code
+    try:
+        _rk_write_fd(os, setup_w, setup)
+    except OSError:
+        pass  # the program died: the judge sees it below
+    os.close(setup_w)
+    judge = _RkJudge(os, pid, checks, token)
+    judge.run(emit_r)
+    _rk_write_fd(os, 1, b"\n" + marker + b"\n")
+    os._exit(0)
 
 
 def _rk_trusted_readers(traceback, unittest_result):
@@ -127,12 +485,13 @@ def _rk_trusted_readers(traceback, unittest_result):
     return readers
 
 
-def _rk_guard(sys, os, get_ident, marker, readers):
+def _rk_guard(sys, os, get_ident, done, readers):
     """The audit hook that keeps the program under test out of frames, memory and file descriptors.
 
     Added (for good: hooks cannot be removed) just before the solution runs, it refuses, with an
-    exception, every way to a frame object or to arbitrary objects and memory, and holds the marker,
-    which it writes only when the harness's own frame announces the verdict ("rewardkit.verdict").
+    exception, every way to a frame object or to arbitrary objects and memory, and holds the judge's
+    token (``done``: the descriptor and the line to write), which it sends only when the harness's own
+    frame announces that the tests finished ("rewardkit.verdict").
     Nothing but the interpreter refers to the hook, so its closure is out of the program's reach.
     """
     getframe, realpath, fspath, fsdecode = sys._getframe, os.path.realpath, os.fspath, os.fsdecode
@@ -182,7 +541,9 @@ def _rk_guard(sys, os, get_ident, marker, readers):
         if event == "rewardkit.verdict":
             if getframe(2) is not owner:  # 0 check, 1 hook, 2 whoever called sys.audit
                 refuse("announcing the verdict")
-            write(1, b"\n" + marker + b"\n")
+            view = memoryview(done[1])
+            while view:
+                view = view[write(done[0], view):]
             exit_now(0)
         if event in banned or event.startswith("ctypes."):
             refuse(event)
@@ -213,13 +574,13 @@ def _rk_guard(sys, os, get_ident, marker, readers):
     return hook
 
 
-def _rk_main():
-    import ast
+def _rk_program(os, setup_r, emit_w):
+    """The program's process: runs the solution, then the split tests, emitting to the judge on ``emit_w``."""
     import builtins
     import json
+    import marshal
     import linecache
     import operator
-    import os
     import sys
     import threading
     import traceback
@@ -243,8 +604,9 @@ def _rk_main():
         finally:
             exit_now(1)
 
-    payload = _rk_read_payload(os, json)
-    tests_tree = ast.parse(payload.pop("tests"), "<tests>")
+    setup = [marshal.loads(_rk_read_fd(os, setup_r))]  # (solution, tests' code, unittest, token)
+    os.close(setup_r)
+    solution, tests_code, uses_unittest, token = setup.pop()
 
     # ---- strict comparison: plain values compared by their builtin contents -----------------------
     opaque = object()
@@ -333,18 +695,50 @@ def _rk_main():
     def strict_isinstance(obj, classes):
         return _issubclass(_type(obj), classes)
 
-    names = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
-             ast.In: "in", ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not"}
+    # ---- emissions: the computed side of a literal comparison, sent to the judge -------------------------
+    _hex, _fhex, _dumps, _write = hex, _float.hex, json.dumps, os.write
 
-    class Rewrite(ast.NodeTransformer):
-        def visit_Compare(self, node):
-            self.generic_visit(node)
-            ops = ast.Tuple([ast.Constant(names[_type(op)]) for op in node.ops], ast.Load())
-            call = ast.Call(ast.Name(HELPER, ast.Load()), [ops, node.left, *node.comparators], [])
-            return ast.copy_location(call, node)
+    def encode(value):
+        t = _type(value)
+        if value is None or value is ...:
+            return ["n" if value is None else "e"]
+        simple = {_bool: lambda: ["b", value], _int: lambda: ["i", _hex(value)],
+                  _float: lambda: ["f", _fhex(value)], _str: lambda: ["s", value],
+                  _complex: lambda: ["c", _fhex(value.real), _fhex(value.imag)],
+                  _bytes: lambda: ["y", value.hex()], _bytearray: lambda: ["Y", value.hex()],
+                  _range: lambda: ["r", _hex(value.start), _hex(value.stop), _hex(value.step)]}
+        if t in simple:
+            return simple[t]()
+        if t is _dict:
+            return ["d", [[encode(k), encode(v)] for k, v in value.items()]]
+        tags = {_list: "l", _tuple: "t", _set: "S", _frozenset: "F"}
+        if t in tags:
+            return [tags[t], [encode(x) for x in value]]
+        raise TypeError(t.__name__)
 
-    tests_code = compile(ast.fix_missing_locations(Rewrite().visit(tests_tree)), "<tests>", "exec")
-    del tests_tree
+    def send(index, data):
+        try:
+            line = _dumps(["v", index, data]).encode("ascii") + b"\n"
+        except (TypeError, ValueError, RecursionError):
+            line = _dumps(["v", index, ["x", "unserialisable value"]]).encode("ascii") + b"\n"
+        view = memoryview(line)
+        while view:
+            view = view[_write(emit_w, view):]
+
+    def emit(index, value):
+        """A literal comparison's computed side, as a plain value (the strict rule), to the judge."""
+        plain_value = canonical(value)
+        if plain_value is opaque:
+            return send(index, ["x", "a %s compared with a plain value" % _type(value).__name__])
+        try:
+            data = encode(plain_value)
+        except (TypeError, RecursionError) as exc:
+            data = ["x", "a %s compared with a plain value" % exc]
+        send(index, data)
+
+    def emit_identity(index, value):
+        """For ``is None`` / ``is True`` / ``is False`` checks: which singleton the value is, if any."""
+        send(index, ["n"] if value is None else ["b", value] if value is True or value is False else ["o"])
 
     # ---- tracing and profiling are refused: a trace function can jump over lines ------------------
     tampered = []
@@ -364,7 +758,7 @@ def _rk_main():
     # ---- a private unittest, imported before the solution runs and out of its reach ---------------
     private = {}
     results = []
-    if payload.pop("unittest"):
+    if uses_unittest:
         def ours(name):
             return name == "unittest" or name.startswith("unittest.")
         saved = {k: m for k, m in sys.modules.items() if ours(k)}
@@ -424,12 +818,12 @@ def _rk_main():
     for name in [k for k in sys.modules if k in ("ctypes", "_ctypes") or k.startswith("ctypes.")]:
         del sys.modules[name]
     readers = _rk_trusted_readers(traceback, private.get("unittest.result"))
-    sys.addaudithook(_rk_guard(sys, os, threading.get_ident, payload.pop("marker").encode(), readers))
-    del readers
+    done = (emit_w, _dumps(["d", token]).encode("ascii") + b"\n")
+    sys.addaudithook(_rk_guard(sys, os, threading.get_ident, done, readers))
+    del readers, done, token
 
     # ---- the solution, in its own module -----------------------------------------------------------
     path = __file__
-    solution = payload.pop("solution")
     linecache.cache["<solution>"] = (_len(solution), None, solution.splitlines(True), "<solution>")
     main = types.ModuleType("__main__")
     main.__file__ = path
@@ -453,7 +847,7 @@ def _rk_main():
     tests = types.ModuleType("__main__")
     tests.__dict__.update(namespace)
     tests.__dict__.update(__builtins__=tests_builtins, __name__="__main__", __file__=path)
-    tests.__dict__[HELPER] = compare
+    tests.__dict__.update({HELPER: compare, EMIT: emit, EMIT_ID: emit_identity})
     sys.modules["__main__"] = tests
     box = [tests_code]  # no local of this frame holds the tests' code while they run
     del tests_code
@@ -474,11 +868,39 @@ def _rk_main():
         stdout.flush()
     except _base_exception:
         fail("could not flush the program's output")
-    audit("rewardkit.verdict")  # the guard writes the marker and exits 0
-    fail("the guard did not write the marker")
+    audit("rewardkit.verdict")  # the guard tells the judge, with its token, and exits 0
+    fail("the guard did not tell the judge")
+
+
+def _rk_main():
+    """Forks first: the judge reads the payload only after, so the program's process never held it."""
+    import os
+
+    setup_r, setup_w = os.pipe()
+    emit_r, emit_w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        os.write(2, ("rewardkit: could not fork the program's process: %s\n" % exc).encode())
+        os._exit(1)
+    if pid:
+        os.close(setup_r)
+        os.close(emit_w)
+        _rk_judge(os, pid, setup_w, emit_r)
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # the payload's pipe: the program's stdin is empty
+        os.close(null)
+        os.close(setup_w)
+        os.close(emit_r)
+    except BaseException:
+        os._exit(1)
+    _rk_program(os, setup_r, emit_w)
 
 
 HELPER = "@HELPER@"
+EMIT = "@EMIT@"
+EMIT_ID = "@EMIT_ID@"
 PROTECTED = (@PROTECTED@)
 _rk_main()
 '''
@@ -490,8 +912,11 @@ PROTECTED_BUILTINS = (
 )  # fmt: skip
 """Builtins the tests always see as the real ones, even where the solution defines a global of that name."""
 
-HARNESS_SOURCE = HARNESS.replace("@HELPER@", HARNESS_COMPARE).replace(
-    "@PROTECTED@", ", ".join(repr(n) for n in PROTECTED_BUILTINS) + ","
+HARNESS_SOURCE = (
+    HARNESS.replace("@HELPER@", HARNESS_COMPARE)
+    .replace("@EMIT_ID@", HARNESS_EMIT_ID)
+    .replace("@EMIT@", HARNESS_EMIT)
+    .replace("@PROTECTED@", ", ".join(repr(n) for n in PROTECTED_BUILTINS) + ",")
 )
 """The test program of an assert-style (``test_code``) Python test: fixed, it holds no secret."""
 

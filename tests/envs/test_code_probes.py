@@ -8,9 +8,18 @@ import pytest
 from rewardkit import load_env
 from rewardkit.conformance import check_env
 from rewardkit.data.code_tasks import code_tasks
-from rewardkit.envs.code_probes import PARSE, REVERSE, SQUARE, UNITTEST, code_probes, known_open_probes
+from rewardkit.envs.code_probes import (
+    EXPECTED_IN_A_VARIABLE,
+    PARSE,
+    REVERSE,
+    SCAN_REACHABLE,
+    SQUARE,
+    UNITTEST,
+    code_probes,
+)
 from rewardkit.envs.probes import run_probes
 from rewardkit.types import Score
+from rewardkit.verifiers.code import HARNESS_EMIT, HARNESS_SOURCE
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +30,7 @@ def env():
 
 
 def probe(name):
-    (found,) = [p for p in code_probes() + known_open_probes() if p.name == name]
+    (found,) = [p for p in code_probes() if p.name == name]
     return found
 
 
@@ -74,6 +83,12 @@ FIXED = {  # each of these scored 1.0 before the harness (issue 19), with the ho
     "test-function-code-consts": "reverse",
     "proc-fd-marker": "square",
     "fd-guess-marker": "square",
+    # closed by splitting the tests: literal comparisons are judged in another process
+    "harness-closure-patch": "reverse",
+    "emitter-patched-fixed-value": "reverse",
+    "expected-values-reachable-scan": "reverse",
+    "forged-emissions": "reverse",
+    "close-emission-pipe": "reverse",
 }
 
 
@@ -149,12 +164,153 @@ def test_every_probe_within_bound(env):
     assert open_ == []
 
 
-def test_known_open_probe_is_flagged(env):
-    """Rebinding the comparison helper's closure cells is not defeated in-process; suspicious() catches it."""
-    (known,) = known_open_probes()
-    score = env.score_batch([dict(known.sample)])[0]
-    assert "reaches into closures" in env.suspicious(known.sample, score)
-    assert env.exploit_signals([known.sample["completion"]])["introspection"] == 1.0
+def test_closure_patch_is_still_flagged(env):
+    """Rebinding the in-process helper's closure cells no longer passes; suspicious() still names it."""
+    sample = probe("harness-closure-patch").sample
+    score = env.score_batch([dict(sample)])[0]
+    assert score.reward == 0.0
+    assert "reaches into closures" in env.suspicious(sample, Score.ok(1.0))
+    assert env.exploit_signals([sample["completion"]])["introspection"] == 1.0
+
+
+def test_reachable_scan_finds_a_variable_but_not_a_literal(env):
+    """The scan probe works (it finds an expected value the tests keep in a variable, which stays an
+    in-process check: the weaker form), and finds nothing when the expected side is a literal."""
+    completion = fenced(SCAN_REACHABLE)
+    assert env.score(completion, info=EXPECTED_IN_A_VARIABLE).reward == 1.0
+    assert env.score(completion, info=REVERSE).reward == 0.0
+
+
+def _harness_namespace():
+    namespace = {"__name__": "harness_under_test"}
+    exec(HARNESS_SOURCE.rsplit("_rk_main()", 1)[0], namespace)
+    return namespace
+
+
+def _constants(code):
+    for const in code.co_consts:
+        if hasattr(const, "co_consts"):
+            yield from _constants(const)
+        else:
+            yield const
+
+
+def test_split_tests_hold_no_expected_literal():
+    """The program's copy of the tests has no expected literal among its code constants, nor the assert
+    messages that repeat them; the judge keeps them."""
+    import ast
+
+    namespace = _harness_namespace()
+    tests = (
+        REVERSE["test_code"]
+        + "def check(candidate):\n    assert candidate('x y') == 'y x', 'expected y x'\ncheck(reverse_words)\n"
+        + "import unittest\nclass T(unittest.TestCase):\n    def test_a(self):\n"
+        + "        self.assertEqual(reverse_words('p q'), 'q p')\nunittest.main(exit=False)\n"
+    )
+    tree = ast.parse(tests, "<tests>")
+    checks = namespace["_RkSplit"](ast, tree).checks
+    code = compile(namespace["_rk_strict_tree"](ast, tree), "<tests>", "exec")
+    consts = {c for c in _constants(code) if isinstance(c, str)}
+    assert {"hello world", "a b c", "x y", "p q", HARNESS_EMIT} <= consts | set(code.co_names)
+    for secret in ("world hello", "c b a", "y x", "q p"):
+        assert not [c for c in consts if secret in c], secret
+    assert len(checks) == 4
+
+
+HONEST_SPLIT = """\
+def square(x):
+    return x * x
+def halve(x):
+    return x / 2
+def nested():
+    return {"a": [1, (2, 3)], "b": {4, 5}, "c": None, "d": -1.5}
+def nothing():
+    return None
+def pair():
+    return [1.0, 2]
+class Box:
+    pass
+def box():
+    return Box()
+"""
+HONEST_SPLIT_TESTS = """\
+for i in range(4):
+    assert square(i) >= 0 and square(i) == i * i
+for x in (1, 2, 3):
+    assert square(x) > 0
+def check(candidate):
+    assert candidate(2) == 4
+    assert candidate(-3) == 9, "square(-3) should be 9"
+check(square)
+assert halve(3) == 1.5 and halve(4) == 2 and halve(4) == 2.0
+assert pair() == [1, 2.0] and pair() != [1, 3]
+assert nested() == {"a": [1, (2, 3)], "b": {5, 4}, "c": None, "d": -1.5}
+assert {"a": 1} != nested() and 4 in nested()["b"]
+assert square(-2) == 4 and -4 < square(1) <= 1
+assert square(3)
+assert not square(0)
+assert nothing() is None and box() is not None and square(1) is not None
+assert square(1) in (1, 2) and square(3) not in [1, 2]
+expected = 16
+assert square(4) == expected and square(2) == square(-2)
+assert "b" in nested() and square(5) == 25
+assert halve(float("nan")) != 0
+"""
+HONEST_SPLIT_UNITTEST = """\
+import unittest
+class T(unittest.TestCase):
+    def test_literal(self):
+        self.assertEqual(square(3), 9)
+        self.assertEqual(9, square(3), msg="square(3) should be 9")
+        self.assertIn(square(1), (1, 2))
+        self.assertIsNone(nothing())
+        self.assertIsNotNone(box())
+        self.assertListEqual(pair(), [1, 2])
+        self.assertDictEqual(nested(), {"a": [1, (2, 3)], "b": {4, 5}, "c": None, "d": -1.5})
+        self.assertLess(square(2), 5)
+        self.assertAlmostEqual(halve(1), 0.5)
+    def test_variable(self):
+        want = square(2)
+        self.assertEqual(square(-2), want)
+        for i in range(3):
+            with self.subTest(i=i):
+                self.assertGreaterEqual(square(i), 0)
+    @unittest.expectedFailure
+    def test_xfail(self):
+        self.assertEqual(square(2), 5)
+    @unittest.skip("not today")
+    def test_skipped(self):
+        self.assertEqual(square(2), 5)
+unittest.main(exit=False)
+"""
+
+
+@pytest.mark.parametrize("tests", [HONEST_SPLIT_TESTS, HONEST_SPLIT_UNITTEST], ids=["asserts", "unittest"])
+def test_honest_split_tests_pass_and_wrong_answers_fail(env, tests):
+    """Loops of asserts, check(candidate) helpers, unittest with literal and non-literal sides, floats,
+    nested containers, dict and set literals, negative numbers, bare asserts, is None, in, a variable."""
+    assert env.score(fenced(HONEST_SPLIT), info={"test_code": tests}).reward == 1.0
+    for wrong in ("return x * x + (x == 3)", "return abs(x) * x"):
+        bad = HONEST_SPLIT.replace("return x * x", wrong, 1)
+        assert env.score(fenced(bad), info={"test_code": tests}).reward == 0.0, wrong
+    odd = HONEST_SPLIT.replace('"d": -1.5}', '"d": -1.5, "e": Box()}')
+    assert env.score(fenced(odd), info={"test_code": tests}).reward == 0.0
+
+
+def test_split_checks_must_all_run(env):
+    """Every literal comparison the judge split out must be emitted at least once: silencing the emitter
+    after the first check fails the run ("a test never ran"). A function the tests never call keeps
+    its comparisons in-process, as before (they never run)."""
+    tests = {"test_code": "assert square(2) == 4\nassert square(3) == 9\n"}
+    silence = (
+        "import sys\ndef square(x):\n"
+        "    sys.modules['__main__'].__dict__['__rewardkit_emit__'] = lambda index, value: None\n"
+        "    return 4\n"
+    )
+    score = env.score(fenced(silence), info=tests)
+    assert score.reward == 0.0 and "a test never ran" in score.info["results"][0]["stderr"]
+    uncalled = {"test_code": "def check(candidate):\n    assert candidate(2) == 4\n"}
+    assert env.score(fenced("def square(x):\n    return 0\n"), info=uncalled).reward == 1.0
 
 
 HONEST_STDLIB = """\
