@@ -82,8 +82,17 @@ def _from_file(path: Path, what: str) -> ModuleType:
 
 
 def _by_value_if_local(module: ModuleType, cwd: str) -> None:
+    """The user's own module (under the current directory) travels to workers by value; rewardkit's own
+    modules never do, even from a checkout in the current directory: workers import them, and by value
+    would drag their module globals (locks, caches) into every pickle."""
     file = getattr(module, "__file__", None)
-    if file and os.path.abspath(file).startswith(os.path.join(cwd, "")) and "site-packages" not in file:
+    ours = module.__name__ == "rewardkit" or module.__name__.startswith("rewardkit.")
+    if (
+        file
+        and not ours
+        and os.path.abspath(file).startswith(os.path.join(cwd, ""))
+        and "site-packages" not in file
+    ):
         _by_value(module)
 
 

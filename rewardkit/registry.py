@@ -129,8 +129,9 @@ def _family_env(name: str, family: str, arg: str, config: dict[str, Any]) -> Env
         raise KeyError(
             f"environment {name!r}: the {family} family needs a name after the colon ({family}:NAME)"
         )
-    try:
-        factory = import_object(ENV_FAMILIES[family], what="environment family")
+    module, _, attr = ENV_FAMILIES[family].partition(":")
+    try:  # an installed module, imported as such (import_object would pickle a repo checkout's by value)
+        factory = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
         raise ImportError(f"environment {name!r}: the {family} adapter cannot be imported: {exc}") from exc
     env = factory(arg, **config)
