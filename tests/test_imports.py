@@ -103,3 +103,20 @@ def test_the_console_script_finds_modules_in_the_current_directory(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.splitlines()[0])["reward"] == 1.0
+
+
+def test_rewardkits_own_modules_are_never_pickled_by_value_from_a_checkout(monkeypatch):
+    """From the repo root (an editable install), ``import_module`` used to register rewardkit's own modules
+    for pickling by value, so a module-level lock in one of them broke every environment's pickle."""
+    import threading
+    from pathlib import Path
+
+    import cloudpickle
+
+    from rewardkit.imports import import_module
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    module = import_module("rewardkit.envs.math", what="test")
+    monkeypatch.setattr(module, "_test_lock", threading.Lock(), raising=False)  # unpicklable module state
+    assert module.__name__ not in cloudpickle.list_registry_pickle_by_value()
+    cloudpickle.loads(cloudpickle.dumps(module.MathEnv()))  # by reference: the lock stays home
