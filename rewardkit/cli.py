@@ -160,6 +160,7 @@ _SUBCOMMAND_MODULES = (
     "rewardkit.demo",
     "rewardkit.sandbox.cli",
     "rewardkit.audit",
+    "rewardkit.serve",
 )
 
 

@@ -43,6 +43,8 @@ BUILTIN_ENVS: dict[str, str] = {
     "tool_use": "rewardkit.envs.tool_use:ToolUseEnv",
     "function_call": "rewardkit.envs.function_call:FunctionCallEnv",
     "reward_model": "rewardkit.envs.reward_model:RewardModelEnv",
+    "judge": "rewardkit.envs.judge:JudgeEnv",
+    "harness": "rewardkit.envs.harness:HarnessEnv",
 }
 
 ENV_FAMILIES: dict[str, str] = {

@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("sandbox", "tools", "data", "ray_pool"),
     ("scoring", "interop"),
     ("models", "generation"),
-    ("envs", "registry", "conformance"),
+    ("envs", "registry", "conformance", "serve"),
     ("rl", "eval", "audit"),
     ("demo", "pipeline"),
     ("cli", "__main__", "__init__"),

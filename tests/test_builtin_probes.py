@@ -16,6 +16,7 @@ from rewardkit.registry import BUILTIN_ENVS, load_env
 MIN_PROBES = 10
 NO_PROBES = {
     "reward_model": "a learned reward has no rule to attack: its holes depend on the trained model",
+    "judge": "an LLM judge's holes depend on the judge model: there is no rule to attack",
 }
 """Built-in environments exempt from the probe count, each with the reason (docs/hacking.md says it too)."""
 WEIGHTED = {"components": {"math": 1.0, "format": 0.5}}
