@@ -22,13 +22,18 @@ from rewardkit.imports import add_import_argument, import_modules
 
 # ---- envs -----------------------------------------------------------------------------------------
 def cmd_envs(args: argparse.Namespace) -> int:
-    from rewardkit.registry import env_specs
+    from rewardkit.registry import ENV_FAMILIES, env_specs
 
     specs = env_specs()
-    width = max([len(n) for n in specs] + [4])
+    families = {
+        f"{prefix}:NAME": f"family, {target.partition(':')[0]}" for prefix, target in ENV_FAMILIES.items()
+    }
+    width = max([len(n) for n in [*specs, *families]] + [4])
     print(f"{'name':<{width}}  source")
     for name in sorted(specs):
         print(f"{name:<{width}}  {specs[name].source}")
+    for name, source in families.items():
+        print(f"{name:<{width}}  {source} (docs/interop.md)")
     return 0
 
 

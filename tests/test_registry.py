@@ -130,6 +130,7 @@ def test_cli_envs_table_shows_the_plugin_and_its_package(plugin_site):
     rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line.strip()}
     assert all(rows[name] == ["rk-demo-plugin"] for name in PLUGIN_ENVS), done.stdout
     assert rows["format"] == ["rewardkit"]
+    assert rows["reasoning_gym:NAME"][:2] == ["family,", "rewardkit.envs.adapters.reasoning_gym"]
 
 
 def test_plugin_is_absent_without_the_install():
