@@ -53,6 +53,12 @@ def seeded(seed: int, out: Path) -> dict[str, Any]:
     return doc
 
 
+def _stage_config(name: str) -> str:
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    stage = next((s for s in doc["stages"] if s["name"] == name), None)
+    return json.dumps(stage["config"]) if stage else "none"
+
+
 def run_seed(seed: int, work: Path) -> dict[str, Any]:
     out = work / f"seed{seed}"
     path = work / f"seed{seed}.yaml"
@@ -96,6 +102,7 @@ def report(results: dict[str, Any], command: str) -> str:
         "its seed set everywhere it has randomness",
         "- accuracy: the demo suite, 200 held-out additions, greedy; pairs: right vs wrong answer of 8 samples "
         "(temperature 0.8) of 400 training prompts from the SFT model, scored by `math`",
+        f"- DPO stage: `{_stage_config('dpo')}`",
         "",
         "| seed | " + " | ".join(f"after {s}" for s in stages) + " | pairs | wall time |",
         "|---" * (len(stages) + 3) + "|",
@@ -115,10 +122,44 @@ def report(results: dict[str, Any], command: str) -> str:
     lines += ["", "Gain of each stage over the one before, in points, per seed:", ""]
     for name, values in gains.items():
         lines.append(f"- {name}: " + ", ".join(f"{100 * v:+.1f}" for v in values))
+    lines += _why_not(runs, stages)
     lines.append(
         f"\nTarget: the whole pipeline under {TARGET_MINUTES} minutes on this CPU: slowest seed {max(walls):.1f} min."
     )
     return "\n".join(lines) + "\n"
+
+
+def _why_not(runs: list[dict[str, Any]], stages: list[str]) -> list[str]:
+    """A line for each seed and stage that did not raise accuracy, with what that stage started from."""
+    out = []
+    for r in runs:
+        acc = r["accuracy"]
+        for before, stage in zip(stages[1:], stages[2:]):
+            gain = acc[stage] - acc[before]
+            if gain > 0:
+                continue
+            had = (
+                f"{r['pairs']} pairs (of {r['prompts']} prompts; the rest all right or all wrong)"
+                if stage == "dpo"
+                else "its samples"
+            )
+            out.append(
+                f"- seed {r['seed']}: {stage} did not raise accuracy ({100 * gain:+.1f} pt); it started from "
+                f"a model at {acc[before]:.1%} and learned from {had}"
+            )
+    return ["", *out] if out else []
+
+
+def _machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip() + ", "
+                break
+    except OSError:
+        pass
+    return f"{model}{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -130,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     results = {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": _machine(),
         "load_before": ", ".join(f"{x:.1f}" for x in os.getloadavg()),
         "runs": [],
     }
