@@ -6,7 +6,6 @@ through ``env.rollout``. No network beyond loopback, no mocks."""
 from __future__ import annotations
 
 import json
-import math
 import socket
 import subprocess
 import sys
@@ -312,28 +311,5 @@ def test_action_parser_and_observation_renderer(hf_tokenizer):
 
 
 # ---- training ------------------------------------------------------------------------------------------
-def test_grpo_smoke_run_on_cpu(tmp_path):
-    pytest.importorskip("torch")
-    from rewardkit.rl.config import TrainConfig
-    from rewardkit.rl.trainer import train
-
-    cfg = TrainConfig(
-        model="tiny",
-        env=LOCAL,
-        env_config={"action_field": "guess", "max_turns": 2, "n_train": 8, "n_test": 2},
-        prompts_per_step=2,
-        group_size=2,
-        max_new_tokens=8,
-        steps=2,
-        output_dir=str(tmp_path),
-        save_every=0,
-        sample_every=0,
-        progress=False,
-        algo={"kl_coef": 0.0},
-    )
-    train(cfg)
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 2
-    for row in rows:
-        assert math.isfinite(row["reward_mean"]) and math.isfinite(row["env_reward_mean"])
-        assert row["status_error"] == 0.0 and row["status_timeout"] == 0.0
+def test_grpo_smoke_run_on_cpu(grpo_smoke):
+    grpo_smoke(LOCAL, {"action_field": "guess", "max_turns": 2, "n_train": 8, "n_test": 2})
