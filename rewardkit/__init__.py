@@ -8,7 +8,14 @@ is the trained model's directory); those three names are imported on first use, 
 stays light (no torch) for scoring.
 """
 
+import os as _os
 from typing import Any
+
+# MKL's conditional numerical reproducibility, unless the user chose a mode: without it, on some CPUs
+# (AMD EPYC here) a matmul's result depends on its arrays' memory alignment, so two runs that compute
+# the same thing (a resumed run, async rollouts at staleness 0) drift apart in the last bits. It must be
+# set before torch loads MKL, so it lives here: `import rewardkit` comes before torch in the CLI.
+_os.environ.setdefault("MKL_CBWR", "AUTO")
 
 from rewardkit.conformance import EnvCheckError, check_env
 from rewardkit.envs.base import Environment, EnvStep

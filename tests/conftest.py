@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+os.environ.setdefault("MKL_CBWR", "AUTO")  # as `import rewardkit` does, before any test module loads torch
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):

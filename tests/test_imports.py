@@ -120,3 +120,20 @@ def test_rewardkits_own_modules_are_never_pickled_by_value_from_a_checkout(monke
     monkeypatch.setattr(module, "_test_lock", threading.Lock(), raising=False)  # unpicklable module state
     assert module.__name__ not in cloudpickle.list_registry_pickle_by_value()
     cloudpickle.loads(cloudpickle.dumps(module.MathEnv()))  # by reference: the lock stays home
+
+
+def test_import_rewardkit_turns_on_mkls_reproducible_mode_unless_the_user_chose_one():
+    """Without MKL_CBWR, async rollouts at staleness 0 drifted from the synchronous run in the last bits on
+    an AMD EPYC (a matmul's result depended on memory alignment): tests/rl/test_async.py caught it."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, rewardkit, torch; print(os.environ['MKL_CBWR'])"
+    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.strip() == "AUTO", done.stderr[-500:]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**env, "MKL_CBWR": "COMPATIBLE"}
+    )
+    assert done.stdout.strip() == "COMPATIBLE", done.stderr[-500:]

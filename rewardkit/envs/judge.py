@@ -91,7 +91,9 @@ class JudgeConfig:
     verdicts: Mapping[str, float] = field(default_factory=lambda: {"PASS": 1.0, "FAIL": 0.0})
     """Verdict -> reward (matched case-insensitively)."""
     max_tokens: int = 256
+    """Most tokens the judge may write per reply."""
     temperature: float = 0.0
+    """The judge's sampling temperature (0: greedy, so a cached verdict is the one it would give again)."""
     request_timeout_s: float = 60.0
     """Seconds to wait for a connection and for each read of the reply; past it the attempt timed out."""
     retries: int = 2
