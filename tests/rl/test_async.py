@@ -267,7 +267,7 @@ STEPS = 16
 
 
 def test_sigkill_at_random_points_then_resume_trains_every_prompt_once(tmp_path):
-    """20 SIGKILLs of the whole session (trainer and rollout process) at random points: while starting,
+    """Up to 20 SIGKILLs of the whole session (trainer and rollout process) at random points: while starting,
     mid-step, while a checkpoint is written; each time ``--resume``. The run's steps, their prompts,
     samples, rewards and losses are the uninterrupted run's, and no process outlives a kill."""
     data = tmp_path / "tasks.jsonl"
@@ -298,7 +298,10 @@ def test_sigkill_at_random_points_then_resume_trains_every_prompt_once(tmp_path)
         else:
             time.sleep(rng.uniform(0, startup))
         time.sleep(rng.uniform(0, step_time))
-        assert proc.poll() is None, f"kill {kill}: the run ended first:\n{proc.stderr.read()[-3000:]}"
+        if proc.poll() is not None:  # a resume near the end can finish within the random wait: no kill left
+            assert proc.returncode == 0, f"kill {kill}: the run failed:\n{proc.stderr.read()[-3000:]}"
+            assert kill >= 10, f"the run finished after only {kill} kills"
+            break
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         assert _gone(proc.pid), "a process of the killed run is still alive (an orphaned rollout process?)"
