@@ -7,7 +7,7 @@ processes and written to disk, never mutated in place.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
@@ -156,6 +156,23 @@ class Trajectory:
     @property
     def num_policy_tokens(self) -> int:
         return sum(self.completion_mask)
+
+    def segments(self, decode: Callable[[Sequence[int]], str]) -> list[dict[str, Any]]:
+        """The completion as runs of policy-sampled and environment-written tokens, each decoded:
+        ``[{"text": ..., "policy": True}, {"text": ..., "policy": False}, ...]``. What a rollout viewer
+        highlights, so a reader sees exactly which tokens got loss."""
+        runs: list[dict[str, Any]] = []
+        start = 0
+        for end in range(1, len(self.completion_ids) + 1):
+            if end == len(self.completion_ids) or self.completion_mask[end] != self.completion_mask[start]:
+                text = decode(self.completion_ids[start:end])
+                runs.append({"text": text, "policy": bool(self.completion_mask[start])})
+                start = end
+        return runs
+
+    @property
+    def has_environment_tokens(self) -> bool:
+        return not all(self.completion_mask)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import Any
 from rewardkit.eval.config import EvalConfig
 from rewardkit.eval.report import render_report, summarize_env, write_chart
 from rewardkit.eval.suite import EnvEval, Suite
-from rewardkit.models import ModelRef, load_model, load_tokenizer, resolve_model
+from rewardkit.models import ModelRef, load_model, load_tokenizer, resolve_model, token_decoder
 from rewardkit.scoring import score_trajectories
 from rewardkit.types import Task, Trajectory
 
@@ -243,6 +243,8 @@ class _EnvRunner:
     ) -> None:
         self.entry, self.env, self.generator, self.path, self.hook = entry, env, generator, path, hook
         self.progress = progress
+        tokenizer = getattr(generator, "tokenizer", None)
+        self._decode = token_decoder(tokenizer) if tokenizer is not None else None
 
     def run(self, tasks: list[Task], todo: list[int]) -> None:
         from tqdm import tqdm
@@ -284,7 +286,7 @@ class _EnvRunner:
             for future in concurrent.futures.as_completed(futures):
                 i = futures[future]
                 rows = [
-                    _record(self.entry.label, i, j, t, s)
+                    _record(self.entry.label, i, j, t, s, self._decode)
                     for j, (t, s) in enumerate(zip(group(i), future.result()))
                 ]
                 sink.write("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
@@ -294,10 +296,19 @@ class _EnvRunner:
                     self.hook(self.entry.label, i)
 
 
-def _record(label: str, task_index: int, sample_index: int, t: Trajectory, score: Any) -> dict[str, Any]:
+def _record(
+    label: str,
+    task_index: int,
+    sample_index: int,
+    t: Trajectory,
+    score: Any,
+    decode: Callable[[Sequence[int]], str] | None = None,
+) -> dict[str, Any]:
+    """One line of rollouts.jsonl; with ``decode``, an episode with environment tokens also records its
+    policy and environment token runs (``segments``, for ``rewardkit view``)."""
     info = {k: v for k, v in score.info.items() if k != "status"}
     completion = t.completion if isinstance(t.completion, str) else [dict(m) for m in t.completion]
-    return {
+    record = {
         "env": label,
         "task_index": task_index,
         "task_id": t.task.id,
@@ -314,6 +325,9 @@ def _record(label: str, task_index: int, sample_index: int, t: Trajectory, score
         "stop_reason": t.stop_reason,
         "turns": t.turns,
     }
+    if decode is not None and t.has_environment_tokens:
+        record["segments"] = t.segments(decode)
+    return record
 
 
 # ---- outputs --------------------------------------------------------------------------------------------

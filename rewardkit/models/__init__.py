@@ -17,6 +17,7 @@ from rewardkit.models.loading import (
     resolve_model,
     resolve_tokenizer,
     save_model,
+    token_decoder,
     weights_for_sync,
 )
 
@@ -34,5 +35,6 @@ __all__ = [
     "resolve_model",
     "resolve_tokenizer",
     "save_model",
+    "token_decoder",
     "weights_for_sync",
 ]

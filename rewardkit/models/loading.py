@@ -19,7 +19,7 @@ import os
 import re
 import socket
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,6 +228,12 @@ def load_tokenizer(path: str, what: str = "tokenizer") -> Any:
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def token_decoder(tokenizer: Any) -> Callable[[Sequence[int]], str]:
+    """Token ids -> text with the special tokens kept (a chat template's turn markers are part of what the
+    environment wrote): how rollout records spell their ``segments``."""
+    return lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
 def adapter_base(adapter: Path) -> str:

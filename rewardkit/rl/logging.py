@@ -1,5 +1,5 @@
 """What a run shows and leaves behind: metrics.jsonl, its progress on stderr, sampled rollouts,
-optional TensorBoard / W&B / trackio, and a PNG of the reward and length curves at the end.
+optional TensorBoard / W&B / trackio, and a PNG of the reward, length, KL, entropy and clip curves at the end.
 
 Progress: a live tqdm bar when stderr is a terminal; otherwise (a log file under SLURM or nohup, a
 pipe) a bar would write a line per refresh, so there is one plain line every ``log_every`` steps.
@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,13 @@ RL_VIEW = LogView(
     REQUIRED_KEYS,
     _rl_postfix,
     _rl_summary,
-    (("reward_mean", "mean reward"), ("response_len_mean", "mean response length (tokens)")),
+    (
+        ("reward_mean", "mean reward"),
+        ("response_len_mean", "mean response length (tokens)"),
+        ("kl", "KL to the reference"),
+        ("entropy", "entropy (nats/token)"),
+        ("clip_frac", "clipped fraction"),
+    ),
 )
 """``rewardkit train``'s RL runs."""
 
@@ -82,9 +88,19 @@ class RunLogger:
     """metrics.jsonl, progress, rollouts and trackers of one run (rank 0); ``enabled=False`` does nothing."""
 
     def __init__(
-        self, out: Path, cfg: Any, *, enabled: bool = True, start_step: int = 0, view: LogView = RL_VIEW
+        self,
+        out: Path,
+        cfg: Any,
+        *,
+        enabled: bool = True,
+        start_step: int = 0,
+        view: LogView = RL_VIEW,
+        decode: Callable[[Sequence[int]], str] | None = None,
     ) -> None:
+        """``decode`` (token ids -> text, special tokens kept) lets a multi-turn rollout record show which
+        tokens the policy sampled and which the environment wrote (``segments``)."""
         self.out, self.cfg, self.enabled, self.view = Path(out), cfg, enabled, view
+        self.decode = decode
         self.history: list[dict[str, float]] = []
         self._bar = None
         self._lines = False  # plain progress lines instead of a bar (stderr is not a terminal)
@@ -165,29 +181,29 @@ class RunLogger:
         trained = {id(s) for s in batch.samples}
         with (folder / f"step_{step:06d}.jsonl").open("w") as f:
             for s in batch.generated:  # dynamic sampling's dropped groups too: what the model wrote
-                t = s.trajectory
-                f.write(
-                    json.dumps(
-                        {
-                            "task_id": t.task.id,
-                            "prompt": t.task.prompt,
-                            "answer": t.task.answer,
-                            "completion": t.completion,
-                            "reward": s.reward,
-                            "env_reward": s.score.reward,
-                            "metrics": s.score.metrics,
-                            "status": s.score.status,
-                            "tokens": len(t.completion_ids),
-                            "truncated": t.truncated,
-                            "turns": t.turns,
-                            "group": s.group,
-                            "policy_version": s.policy_version,
-                            "trained": id(s) in trained,
-                        },
-                        default=str,
-                    )
-                    + "\n"
-                )
+                f.write(json.dumps(self._rollout_record(s, id(s) in trained), default=str) + "\n")
+
+    def _rollout_record(self, s: Any, trained: bool) -> dict[str, Any]:
+        t = s.trajectory
+        record = {
+            "task_id": t.task.id,
+            "prompt": t.task.prompt,
+            "answer": t.task.answer,
+            "completion": t.completion,
+            "reward": s.reward,
+            "env_reward": s.score.reward,
+            "metrics": s.score.metrics,
+            "status": s.score.status,
+            "tokens": len(t.completion_ids),
+            "truncated": t.truncated,
+            "turns": t.turns,
+            "group": s.group,
+            "policy_version": s.policy_version,
+            "trained": trained,
+        }
+        if self.decode is not None and t.has_environment_tokens:
+            record["segments"] = t.segments(self.decode)
+        return record
 
     def note(self, message: str) -> None:
         if self.enabled:
@@ -207,27 +223,51 @@ class RunLogger:
                 log.warning("could not draw %s: %s", self.out / "curves.png", exc)
 
 
+SMOOTHING = 0.6
+"""curves.png's EMA weight (``rewardkit view`` has a slider)."""
+
+
+def ema(values: Sequence[float], weight: float = SMOOTHING) -> list[float]:
+    """Exponential moving average with TensorBoard's debiasing: the running mean starts at 0 and is divided
+    by ``1 - weight**t``, so the first points are not pulled towards 0 and a constant stays constant."""
+    out, mean = [], 0.0
+    for t, value in enumerate(values, start=1):
+        mean = weight * mean + (1 - weight) * value
+        out.append(mean / (1 - weight**t) if weight > 0 else value)
+    return out
+
+
 def plot_curves(
     history: list[dict[str, float]], path: Path, curves: tuple[tuple[str, str], ...] = RL_VIEW.curves
-) -> bool:
-    """One panel per (key, title) of ``curves`` (default: reward and response length) against the step,
-    as a PNG; rows without the key are skipped. False (warned once) without matplotlib."""
+) -> list[str] | None:
+    """One panel per (key, title) of ``curves`` that some row has, against the step: the raw values faint,
+    their EMA (``SMOOTHING``) on top, as a PNG. Returns the keys drawn; None (warned once) without
+    matplotlib."""
     plt = optional_pyplot(path.name)
     if plt is None:
-        return False
-    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.5), squeeze=False)
-    axes = axes[0]
-    for ax, (key, title), color in zip(axes, curves, ("tab:blue", "tab:orange", "tab:green", "tab:red")):
-        rows = [r for r in history if key in r]
-        ax.plot([r["step"] for r in rows], [r[key] for r in rows], color=color)
+        return None
+    panels = [(key, title) for key, title in curves if any(key in r for r in history)]
+    if not panels:
+        return []
+    cols = min(len(panels), 3)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.3 * rows), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (ax, (key, title)) in enumerate(zip(axes.flat, panels)):
+        steps = [r["step"] for r in history if key in r]
+        values = [r[key] for r in history if key in r]
+        color = colors[i % len(colors)]
+        ax.plot(steps, values, color=color, alpha=0.3, linewidth=1)
+        ax.plot(steps, ema(values), color=color, linewidth=1.8)
         ax.set_title(title)
-    for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return True
+    return [key for key, _ in panels]
 
 
 def _duration(seconds: float) -> str:

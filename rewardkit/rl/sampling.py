@@ -342,6 +342,7 @@ def batch_metrics(batch: Batch) -> dict[str, float]:
         "response_len_mean": sum(s.trajectory.num_policy_tokens for s in samples) / n,
         "truncated_frac": sum(s.trajectory.truncated for s in samples) / n,
         "num_samples": float(len(batch.samples)),
+        "num_generated": float(len(samples)),
         "kept_fraction": len(batch.samples) / n,
     }
     if batch.samples:

@@ -36,7 +36,7 @@ from rewardkit.data.tasks import tasks_from
 from rewardkit.envs.base import Environment
 from rewardkit.generation.base import Generator, samples_policy_distribution
 from rewardkit.imports import import_modules
-from rewardkit.models import latest_model, load_model, resolve_model, resolve_tokenizer
+from rewardkit.models import latest_model, load_model, resolve_model, resolve_tokenizer, token_decoder
 from rewardkit.registry import load_env
 from rewardkit.rl import checkpoint as ckpt
 from rewardkit.rl import distributed, sharding
@@ -434,7 +434,7 @@ def _start(cfg: TrainConfig, env: Environment | None, tasks: list[Task] | None, 
         samples_policy_distribution(generator, rollout_sampling(cfg, 0)) if sync else False,
         teacher,
     )
-    logger = RunLogger(out, cfg, enabled=is_main_process(), start_step=start)
+    logger = RunLogger(out, cfg, enabled=is_main_process(), start_step=start, decode=token_decoder(tokenizer))
     return _Run(cfg, out, env, sampler, generator, tokenizer, learner, logger, start, kl_control, rollouts)
 
 

@@ -416,3 +416,28 @@ def test_chat_option_sends_prompts_through_the_chat_template(tiny_model: Path, t
     assert row["prompt"][0]["role"] == "user" and row["prompt"][0]["content"].startswith("Q: ")
     assert row["completion"][-1]["role"] == "assistant"
     assert json.loads((tmp_path / "chat" / FINGERPRINT).read_text())["suite"]["environments"]["math"]["chat"]
+
+
+def test_an_episode_record_carries_its_policy_and_environment_token_runs():
+    """The eval record of an episode with environment tokens has ``segments`` (what the viewer highlights);
+    a record without a tokenizer to decode with, or of an all-policy completion, has none."""
+    from rewardkit.eval.run import _record
+    from rewardkit.types import Score, Task, Trajectory
+
+    t = Trajectory(
+        task=Task(prompt="p", id="a"),
+        prompt_ids=(1,),
+        completion_ids=(5, 6, 7),
+        completion_mask=(1, 0, 1),
+        logprobs=(-1.0, 0.0, -1.0),
+        completion=({"role": "assistant", "content": "x"},),
+        turns=2,
+    )
+    decode = lambda ids: "".join(str(i) for i in ids)  # noqa: E731
+    rec = _record("env", 0, 0, t, Score(reward=1.0), decode)
+    assert rec["segments"] == [
+        {"text": "5", "policy": True},
+        {"text": "6", "policy": False},
+        {"text": "7", "policy": True},
+    ]
+    assert "segments" not in _record("env", 0, 0, t, Score(reward=1.0), None)

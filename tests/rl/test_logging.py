@@ -4,6 +4,7 @@ default for third-party libraries (rewardkit.console)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -242,3 +243,74 @@ def test_verbose_is_an_option_of_every_command(command):
     assert parser.parse_args(command).verbose is False
     assert parser.parse_args([*command, "--verbose"]).verbose is True
     assert parser.parse_args([*command, "-v"]).verbose is True
+
+
+def test_multi_turn_rollouts_record_policy_and_environment_token_runs(tmp_path):
+    """A rollout record of an episode with environment tokens carries ``segments``: the completion decoded
+    in runs of policy-sampled and environment-written tokens (the viewer highlights them); a single-turn
+    record, all policy tokens, has none (its completion says it all)."""
+    task = Task(prompt="go", id="t0")
+    episode = Trajectory(
+        task=task,
+        prompt_ids=(1,),
+        completion_ids=(10, 11, 20, 21, 22, 12),
+        completion_mask=(1, 1, 0, 0, 0, 1),
+        logprobs=(-0.1, -0.2, 0.0, 0.0, 0.0, -0.3),
+        completion=({"role": "assistant", "content": "ab"}, {"role": "user", "content": "xyz"}),
+        turns=2,
+    )
+    batch = _batch()
+    batch.samples.append(ScoredSample(episode, Score(reward=0.5), 0.5, group=1))
+    batch.generated = list(batch.samples)
+    cfg = TrainConfig(model="tiny", output_dir=str(tmp_path), steps=1, progress=False)
+    logger = RunLogger(tmp_path, cfg, decode=lambda ids: "".join(chr(ord("a") + i % 26) for i in ids))
+    logger.log_step(1, _metrics(1), batch)
+    rows = [
+        json.loads(line) for line in (tmp_path / "rollouts" / "step_000001.jsonl").read_text().splitlines()
+    ]
+    assert "segments" not in rows[0]
+    assert rows[1]["segments"] == [
+        {"text": "kl", "policy": True},
+        {"text": "uvw", "policy": False},
+        {"text": "m", "policy": True},
+    ]
+
+
+def test_curves_png_has_reward_length_kl_entropy_and_clip_panels_smoothed(tmp_path):
+    """curves.png (the headless view of a run) draws one panel per logged curve, raw and smoothed."""
+    pytest.importorskip("matplotlib")
+    from rewardkit.rl.logging import RL_VIEW, plot_curves
+
+    history = [
+        {
+            "step": s,
+            "reward_mean": s / 10,
+            "response_len_mean": 50.0 - s,
+            "kl": 0.01 * s,
+            "entropy": 1.0,
+            "clip_frac": 0.1,
+        }
+        for s in range(1, 11)
+    ]
+    drawn = plot_curves(history, tmp_path / "curves.png", RL_VIEW.curves)
+    assert [key for key, _ in RL_VIEW.curves if key in drawn] == [
+        "reward_mean",
+        "response_len_mean",
+        "kl",
+        "entropy",
+        "clip_frac",
+    ]
+    assert (tmp_path / "curves.png").stat().st_size > 5000
+    # a key no row has gets no empty panel
+    assert plot_curves(history, tmp_path / "two.png", (("reward_mean", "r"), ("eval/loss", "l"))) == [
+        "reward_mean"
+    ]
+
+
+def test_ema_smoothing_is_debiased_like_tensorboards():
+    from rewardkit.rl.logging import ema
+
+    assert ema([3.0, 3.0, 3.0], 0.9) == pytest.approx([3.0, 3.0, 3.0])  # no pull towards 0 at the start
+    assert ema([0.0, 1.0], 0.5) == pytest.approx([0.0, 0.5 / 0.75])
+    assert ema([1.0, 5.0], 0.0) == [1.0, 5.0]
+    assert ema([], 0.6) == []

@@ -141,6 +141,8 @@ def test_dynamic_sampling_bound_hit_trains_on_what_there_is():
     assert batch.stats["batch_short"] == 1.0
     assert batch.stats["frac_zero_std_groups"] == 1.0
     assert batch_metrics(batch)["num_samples"] == 0.0
+    # what the step generated, kept or not: the viewer's x axis in samples counts these
+    assert batch_metrics(batch)["num_generated"] == float(len(batch.generated)) > 0
 
 
 def test_overlong_filter_and_penalty_use_model_tokens():

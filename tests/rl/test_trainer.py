@@ -160,6 +160,14 @@ def test_multi_turn_env_trains_with_exact_masks(tiny_model, tmp_path):
     result = train(cfg, env=two, tasks=tasks())
     assert result.steps == 2
     two.close()
+    # the rollouts record which tokens were the policy's: the environment's reply is a non-policy run
+    records = [
+        json.loads(line) for line in (tmp_path / "rollouts" / "step_000002.jsonl").read_text().splitlines()
+    ]
+    episodes = [r for r in records if r["turns"] == 2]
+    assert episodes, [(r["turns"], r["truncated"]) for r in records]
+    assert all(any("again:" in seg["text"] for seg in r["segments"] if not seg["policy"]) for r in episodes)
+    assert all(seg["policy"] for r in episodes for seg in r["segments"][:1])
 
 
 def test_lora_with_gradient_checkpointing_trains_and_syncs_merged_weights(tiny_model, tmp_path):
