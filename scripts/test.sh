@@ -8,6 +8,7 @@ bash scripts/setup.sh
 . .venv/bin/activate
 if [ "$(id -u)" = 0 ] && [ -f .ci/docker.sh ]; then
   bash .ci/docker.sh
+  bash .ci/browser.sh
 fi
 ruff check rewardkit tests benchmarks examples scripts
 ruff format --check rewardkit tests benchmarks
